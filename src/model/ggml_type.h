@@ -44,6 +44,9 @@ struct GgmlTypeTraits {
 std::optional<GgmlTypeTraits> ggml_type_from_id(uint32_t id);
 const GgmlTypeTraits& ggml_type_traits(GgmlType type);
 std::string_view ggml_type_name(GgmlType type);
+// ggml's name for any type id it has defined, supported here or not ("iq2_xs" for 17), or "" for
+// an id ggml never defined. For error messages about ids that ggml_type_from_id() refuses.
+std::string_view ggml_type_id_name(uint32_t id);
 
 // Bytes of one row of `n` elements; nullopt if n is not a multiple of the block size or the
 // product overflows.

@@ -1,0 +1,24 @@
+#include "backend/backend.h"
+
+#include <string>
+
+namespace sgl::backend {
+
+std::string_view kv_dtype_name(KvDtype t) {
+  switch (t) {
+    case KvDtype::kF16: return "f16";
+    case KvDtype::kBF16: return "bf16";
+    case KvDtype::kF32: return "f32";
+  }
+  return "?";
+}
+
+Result<KvDtype> parse_kv_dtype(std::string_view name) {
+  if (name == "f16" || name == "fp16" || name == "float16" || name == "auto") return KvDtype::kF16;
+  if (name == "bf16" || name == "bfloat16") return KvDtype::kBF16;
+  if (name == "f32" || name == "fp32" || name == "float32") return KvDtype::kF32;
+  return invalid_argument("unknown KV cache dtype '" + std::string(name) +
+                          "' (expected f16, bf16 or f32)");
+}
+
+}  // namespace sgl::backend
