@@ -2,12 +2,12 @@
 # Builds the peer for side-by-side benchmarks: llama.cpp's llama-bench and llama-server, from the
 # llama.cpp source vendored in the llama-cpp-python source package on the Python package index
 # (the same llama.cpp that the golden-data scripts use through the Python bindings).
-# Output: $PEER_DIR/bin/{llama-bench,llama-server,llama-cli} (default: build-peer/ in the repo).
+# Output: $PEER_DIR/bin/{llama-bench,llama-batched-bench,llama-server,llama-cli} (default: build-peer/ in the repo).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 PEER_DIR="${PEER_DIR:-$ROOT/build-peer}"
-if [ -x "$PEER_DIR/bin/llama-bench" ] && [ -x "$PEER_DIR/bin/llama-server" ]; then
+if [ -x "$PEER_DIR/bin/llama-batched-bench" ] && [ -x "$PEER_DIR/bin/llama-server" ]; then
   echo "peer already built in $PEER_DIR"; exit 0
 fi
 mkdir -p "$PEER_DIR/src"
@@ -20,7 +20,7 @@ SRC="$PEER_DIR/src/llama_cpp_python-$VERSION/vendor/llama.cpp"
 cmake -S "$SRC" -B "$PEER_DIR/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
   -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON \
   -DLLAMA_BUILD_SERVER=ON -DBUILD_SHARED_LIBS=OFF >/dev/null
-ninja -C "$PEER_DIR/build" -j"$(nproc)" llama-bench llama-server llama-cli
+ninja -C "$PEER_DIR/build" -j"$(nproc)" llama-bench llama-batched-bench llama-server llama-cli
 mkdir -p "$PEER_DIR/bin"
-cp "$PEER_DIR/build/bin/llama-bench" "$PEER_DIR/build/bin/llama-server" "$PEER_DIR/build/bin/llama-cli" "$PEER_DIR/bin/"
+for t in llama-bench llama-batched-bench llama-server llama-cli; do cp "$PEER_DIR/build/bin/$t" "$PEER_DIR/bin/"; done
 echo "peer built: $PEER_DIR/bin"
