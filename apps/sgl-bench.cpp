@@ -8,6 +8,14 @@
 //       from the mean; plain fields for cold passes (fresh thread, empty word cache), warm_*
 //       for passes on a thread that already encoded the text.
 //
+//   sgl-bench model -m MODEL [--threads N] [--prefill 512] [--decode 128] [--input 32]
+//                   [--batches 1,16,64] [--kv-dtype f16]
+//       the bench_one_batch method on the CPU backend: one prefill of a --prefill-token prompt,
+//       then for each batch size B, B sequences of --input tokens prefilled together and
+//       --decode decode steps with all B in one batch; prints prefill tokens/s, decode tokens/s
+//       per batch size (aggregate), the median step time, the measured DRAM read bandwidth and
+//       the batch-1 decode limit it implies (weight bytes per step / bandwidth).
+//
 // Subcommands are rows of kCommands; add one by writing a run function and a row.
 #include <algorithm>
 #include <chrono>
@@ -22,7 +30,12 @@
 #include <thread>
 #include <vector>
 
+#include "backend/cpu/isa.h"
+#include "backend/cpu_backend.h"
 #include "model/gguf.h"
+#include "models/loader.h"
+#include "runtime/sampler.h"
+#include "support/thread_pool.h"
 #include "support/status.h"
 #include "tokenizer/tokenizer.h"
 
@@ -146,6 +159,177 @@ int run_tokenize(int argc, char** argv) {
   return 0;
 }
 
+// ---- model benchmarks (bench_one_batch method) -------------------------------------------------
+
+struct ModelBenchResult {
+  std::string name;
+  int batch = 0, input_len = 0, steps = 0;
+  double seconds = 0, tokens_per_s = 0, median_step_ms = 0;
+};
+
+// Deterministic pseudo-random prompt tokens (bench_serving's "(offset + i) % vocab" style with a
+// hash so different sequences differ).
+std::vector<int32_t> bench_tokens(int n, int seq, int32_t vocab) {
+  std::vector<int32_t> t(n);
+  uint64_t x = 0x9E3779B97F4A7C15ull * (seq + 1);
+  for (int i = 0; i < n; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    t[i] = static_cast<int32_t>(100 + x % static_cast<uint64_t>(vocab - 200));
+  }
+  return t;
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Prefill of `batch` sequences of `input_len` tokens in one forward pass; then `steps` decode
+// steps with all sequences in one batch. Returns {prefill, decode}.
+sgl::Result<std::pair<ModelBenchResult, ModelBenchResult>> bench_one_batch(
+    sgl::backend::Backend& be, int batch, int input_len, int steps, int32_t vocab) {
+  std::vector<std::vector<int32_t>> slots(batch), toks(batch);
+  int32_t next_slot = 0;
+  for (int b = 0; b < batch; ++b) {
+    toks[b] = bench_tokens(input_len, b, vocab);
+    for (int i = 0; i < input_len + steps; ++i) slots[b].push_back(next_slot++);
+  }
+  if (next_slot > be.kv_capacity())
+    return sgl::invalid_argument("KV pool too small for this benchmark: need " +
+                                 std::to_string(next_slot) + " slots");
+  sgl::backend::Logits logits;
+  sgl::backend::ForwardBatch fb;
+  for (int b = 0; b < batch; ++b)
+    fb.add_sequence(toks[b].data(), input_len, 0, slots[b].data(), true);
+  double t0 = now_s();
+  SGL_RETURN_IF_ERROR(be.forward(fb, &logits));
+  double t1 = now_s();
+  ModelBenchResult pre{"prefill", batch, input_len, 1, t1 - t0, batch * input_len / (t1 - t0),
+                       (t1 - t0) * 1e3};
+  std::vector<double> step_s;
+  std::vector<int32_t> cur(batch);
+  for (int b = 0; b < batch; ++b) cur[b] = sgl::runtime::Sampler::argmax({logits.row(b), static_cast<size_t>(logits.n_vocab)});
+  double d0 = now_s();
+  for (int s = 0; s < steps; ++s) {
+    fb.clear();
+    for (int b = 0; b < batch; ++b)
+      fb.add_sequence(&cur[b], 1, input_len + s, slots[b].data(), true);
+    double a = now_s();
+    SGL_RETURN_IF_ERROR(be.forward(fb, &logits));
+    step_s.push_back(now_s() - a);
+    for (int b = 0; b < batch; ++b)
+      cur[b] = sgl::runtime::Sampler::argmax({logits.row(b), static_cast<size_t>(logits.n_vocab)});
+  }
+  double d1 = now_s();
+  std::vector<double> sorted = step_s;
+  std::sort(sorted.begin(), sorted.end());
+  ModelBenchResult dec{"decode", batch, input_len, steps, d1 - d0, batch * steps / (d1 - d0),
+                       sorted.empty() ? 0 : sorted[sorted.size() / 2] * 1e3};
+  return std::make_pair(pre, dec);
+}
+
+// Measured DRAM read bandwidth (GB/s) with `threads` threads summing a buffer far larger than
+// the caches; best of several passes.
+double measure_read_bandwidth(sgl::ThreadPool& pool) {
+  const size_t n = size_t{1} << 27;  // 512 MiB of floats
+  std::vector<float> buf(n, 1.0f);
+  std::vector<double> partial(pool.n_threads(), 0.0);
+  double best = 0;
+  for (int pass = 0; pass < 5; ++pass) {
+    const int tasks = pool.n_threads() * 8;
+    double t0 = now_s();
+    pool.parallel_for(tasks, [&](int task, int thread) {
+      const size_t b = n / tasks * task, e = task + 1 == tasks ? n : n / tasks * (task + 1);
+      float acc[16] = {};
+      for (size_t i = b; i + 16 <= e; i += 16)
+        for (int j = 0; j < 16; ++j) acc[j] += buf[i + j];
+      double s = 0;
+      for (float a : acc) s += a;
+      partial[thread] += s;
+    });
+    double dt = now_s() - t0;
+    best = std::max(best, n * sizeof(float) / dt / 1e9);
+  }
+  return best;
+}
+
+int run_model(int argc, char** argv) {
+  auto args = parse_args(argc, argv, {"-m", "--threads", "--prefill", "--decode", "--batches",
+                                      "--kv-dtype", "--input"});
+  if (!args.is_ok()) return fail(args.status().message());
+  const std::string* model = args->get("-m");
+  if (!model) return fail("model: missing -m MODEL");
+  auto int_opt = [&](const char* key, int def) {
+    const std::string* v = args->get(key);
+    return v ? std::atoi(v->c_str()) : def;
+  };
+  const int threads = int_opt("--threads", 0);
+  const int prefill = int_opt("--prefill", 512);
+  const int decode = int_opt("--decode", 128);
+  const int input = int_opt("--input", 32);
+  std::vector<int> batches;
+  {
+    std::string s = args->get("--batches") ? *args->get("--batches") : "1,16,64";
+    std::stringstream ss(s);
+    std::string item;
+    while (std::getline(ss, item, ',')) batches.push_back(std::atoi(item.c_str()));
+  }
+  if (prefill < 1 || decode < 1 || input < 1 || threads < 0) return fail("model: bad sizes");
+  for (int b : batches)
+    if (b < 1 || b > 4096) return fail("model: bad batch size");
+  auto kv = sgl::backend::parse_kv_dtype(args->get("--kv-dtype") ? *args->get("--kv-dtype") : "f16");
+  if (!kv.is_ok()) return fail(kv.status().message());
+  auto loaded = sgl::models::load_model(*model);
+  if (!loaded.is_ok()) return fail(loaded.status().to_string());
+  const auto& m = **loaded;
+  int max_b = *std::max_element(batches.begin(), batches.end());
+  sgl::backend::CpuBackendOptions bo;
+  bo.n_threads = threads;
+  bo.kv_dtype = *kv;
+  bo.kv_capacity = std::max<int64_t>(prefill, static_cast<int64_t>(max_b) * (input + decode)) + 16;
+  auto be = sgl::backend::CpuBackend::create(m, bo);
+  if (!be.is_ok()) return fail(be.status().to_string());
+  const int32_t vocab = static_cast<int32_t>(m.config.n_vocab);
+
+  nlohmann::json out;
+  out["model"] = *model;
+  out["threads"] = (*be)->n_threads();
+  out["kv_dtype"] = std::string(sgl::backend::kv_dtype_name(*kv));
+  out["isa"] = std::string(sgl::backend::cpu::isa_name(sgl::backend::cpu::current_isa()));
+  // Warm-up (page in the weights, size the scratch buffers).
+  {
+    auto w = bench_one_batch(**be, 1, 64, 4, vocab);
+    if (!w.is_ok()) return fail(w.status().to_string());
+  }
+  auto p = bench_one_batch(**be, 1, prefill, 1, vocab);
+  if (!p.is_ok()) return fail(p.status().to_string());
+  out["prefill"] = {{"tokens", prefill}, {"seconds", p->first.seconds},
+                    {"tokens_per_s", p->first.tokens_per_s}};
+  nlohmann::json dec = nlohmann::json::array();
+  for (int b : batches) {
+    auto r = bench_one_batch(**be, b, input, decode, vocab);
+    if (!r.is_ok()) return fail(r.status().to_string());
+    dec.push_back({{"batch", b}, {"input_len", input}, {"steps", decode},
+                   {"seconds", r->second.seconds}, {"tokens_per_s", r->second.tokens_per_s},
+                   {"median_step_ms", r->second.median_step_ms}});
+  }
+  out["decode"] = dec;
+  // Bytes of weights read per decode step: every matrix once (the tied embedding is read as the
+  // LM head; a single embedding row is negligible).
+  uint64_t bytes = m.weights->total_bytes();
+  if (!m.config.tied_embeddings) {
+    if (auto e = m.weights->find("token_embd.weight")) bytes -= e->n_bytes;
+  }
+  sgl::ThreadPool pool(threads);
+  const double bw = measure_read_bandwidth(pool);
+  out["weight_bytes_per_token"] = bytes;
+  out["dram_read_gb_per_s"] = bw;
+  out["decode_batch1_limit_tokens_per_s"] = bw * 1e9 / static_cast<double>(bytes);
+  std::printf("%s\n", out.dump(2).c_str());
+  return 0;
+}
+
 struct Command {
   const char* name;
   const char* usage;
@@ -154,6 +338,10 @@ struct Command {
 
 const Command kCommands[] = {
     {"tokenize", "tokenize -m MODEL -f FILE [--repeat N] [--special]", run_tokenize},
+    {"model",
+     "model -m MODEL [--threads N] [--prefill 512] [--decode 128] [--input 32] "
+     "[--batches 1,16,64] [--kv-dtype f16]",
+     run_model},
 };
 
 int usage(FILE* out) {
