@@ -48,7 +48,7 @@ struct PreTokenizerSpec {
 };
 
 // The spec for a `tokenizer.ggml.pre` value; "" and "default" select llama.cpp's default
-// pipeline. nullopt for names llama.cpp does not know or whose pattern is not implemented here
+// pipeline. nullopt for names llama.cpp does not know or whose pattern this library lacks
 // (llama.cpp refuses unknown names at load, so callers report an Unsupported error).
 std::optional<PreTokenizerSpec> find_pre_tokenizer(std::string_view gguf_pre);
 

@@ -42,7 +42,7 @@ class Tokenizer {
   // From the `tokenizer.*` metadata of a GGUF file, as llama.cpp loads it. Errors
   // (kInvalidArgument / kUnsupported) name the offending key: missing or mistyped arrays,
   // duplicate or out-of-range data, an unknown tokenizer model or `tokenizer.ggml.pre` (llama.cpp
-  // refuses unknown names too; names it knows whose pattern is not implemented here are refused
+  // refuses unknown names too; names it knows whose pattern this library lacks are refused
   // as well). A missing `tokenizer.ggml.pre` selects llama.cpp's default pipeline, as llama.cpp
   // does (with a warning there).
   static Result<Tokenizer> from_gguf(const model::GgufFile& gguf);
