@@ -6,7 +6,7 @@
 //       build-kernels/libsgl.a -lpthread -o build-kernels/kernels_bench
 // Run:
 //   build-kernels/kernels_bench [--isa avx512|avx2vnni|avx2|scalar] [--reps N]
-//   [--quick|--attention]
+//   [--quick|--attention|--hot]
 //
 // Matmul rows report the best of several repetitions. "cold" cycles through enough copies of
 // the weights (>= 512 MB) that they stream from DRAM, as in decoding a model larger than the
@@ -201,7 +201,7 @@ void bench_attention(int n_ctx, int n_query, int threads) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, attention_only = false;
+  bool quick = false, attention_only = false, hot_only = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--isa" && i + 1 < argc) {
@@ -214,15 +214,24 @@ int main(int argc, char** argv) {
       reps = std::max(1, std::atoi(argv[++i]));
     } else if (a == "--quick") {
       quick = true;
+    } else if (a == "--hot") {
+      hot_only = true;
     } else if (a == "--attention") {
       attention_only = true;
     } else {
-      std::fprintf(stderr, "usage: %s [--isa NAME] [--reps N] [--quick|--attention]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--isa NAME] [--reps N] [--quick|--attention|--hot]\n",
+                   argv[0]);
       return 1;
     }
   }
   std::printf("isa: %s\n",
               std::string(sgl::backend::cpu::isa_name(sgl::backend::cpu::current_isa())).c_str());
+  if (hot_only) {
+    bench_matmul(GgmlType::kQ4_1, 576, 576, false);
+    bench_matmul(GgmlType::kQ4_1, 1536, 576, false);
+    bench_matmul(GgmlType::kQ8_0, 4096, 576, false);
+    return 0;
+  }
   for (int threads : {1, 2}) {
     if (attention_only) break;
     for (int n_tokens : {1, 16, 64}) bench_model(n_tokens, threads, true);

@@ -341,11 +341,31 @@ inline float hsum128(__m128 v) {
   return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
 
+// Within each 128-bit chunk c of a and b: lane 0 = (a0 + a2) + (a1 + a3) of a's chunk c, lane 1
+// the same of b's (the in-chunk part of hsum512 / hsum128).
+[[gnu::always_inline]] inline __m512 hsum_lanes(__m512 a, __m512 b) {
+  const __m512 w = _mm512_add_ps(_mm512_shuffle_ps(a, b, 0x44), _mm512_shuffle_ps(a, b, 0xEE));
+  return _mm512_add_ps(_mm512_shuffle_ps(w, w, 0x88), _mm512_shuffle_ps(w, w, 0xDD));
+}
+// hsum512 of eight vectors: lane 4c of the result is hsum512(v[c]), lane 4c + 1 hsum512(v[4 + c]),
+// bit for bit (the same pairs are added in the same order).
+[[gnu::always_inline]] inline __m512 hsum_pair(__m512 a, __m512 b) {
+  return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+}
+[[gnu::always_inline]] inline __m512 hsum_quad(__m512 x0, __m512 x1) {
+  return _mm512_add_ps(_mm512_shuffle_f32x4(x0, x1, 0x88), _mm512_shuffle_f32x4(x0, x1, 0xDD));
+}
+[[gnu::always_inline]] inline __m512 hsum8_chunks(__m512 v0, __m512 v1, __m512 v2, __m512 v3,
+                                                  __m512 v4, __m512 v5, __m512 v6, __m512 v7) {
+  return hsum_lanes(hsum_quad(hsum_pair(v0, v1), hsum_pair(v2, v3)),
+                    hsum_quad(hsum_pair(v4, v5), hsum_pair(v6, v7)));
+}
+
 // One weight row times NT tokens. The per-token instruction sequence is the same for every NT,
 // so a token's result does not depend on the tile it is in.
 template <class BT, int NT>
-inline void row_q32(const uint8_t* wrow, const Q8x32Layout& lay, const uint8_t* const* acts,
-                    float* out) {
+[[gnu::always_inline]] inline void row_q32(const uint8_t* wrow, const Q8x32Layout& lay,
+                                           const uint8_t* const* acts, float* out) {
   constexpr int B = BT::kBytes;
   constexpr bool kHasMin = BT::kM >= 0;
   __m512 facc[NT];
@@ -385,10 +405,33 @@ inline void row_q32(const uint8_t* wrow, const Q8x32Layout& lay, const uint8_t* 
     load_group<BT, false>(wrow + nfull * 4 * B, static_cast<int>(lay.nb % 4) * B, g);
     tokens(nfull);
   }
-  for (int t = 0; t < NT; ++t) {
-    float s = hsum512(facc[t]);
-    if constexpr (kHasMin) s += hsum128(macc[t]);
-    out[t] = s;
+  if constexpr (NT == 8) {
+    // Eight horizontal sums at once, with the same additions in the same order as hsum512 and
+    // hsum128 (float addition is commutative), so the results equal those of the loop below.
+    alignas(64) float tmp[16];
+    _mm512_store_ps(
+        tmp, hsum8_chunks(facc[0], facc[1], facc[2], facc[3], facc[4], facc[5], facc[6], facc[7]));
+    if constexpr (kHasMin) {
+      alignas(64) float tmpm[16];
+      const __m512 ma = _mm512_insertf32x4(
+          _mm512_insertf32x4(_mm512_insertf32x4(_mm512_castps128_ps512(macc[0]), macc[1], 1),
+                             macc[2], 2),
+          macc[3], 3);
+      const __m512 mb = _mm512_insertf32x4(
+          _mm512_insertf32x4(_mm512_insertf32x4(_mm512_castps128_ps512(macc[4]), macc[5], 1),
+                             macc[6], 2),
+          macc[7], 3);
+      _mm512_store_ps(tmpm, hsum_lanes(ma, mb));
+      for (int t = 0; t < NT; ++t) out[t] = tmp[(t % 4) * 4 + t / 4] + tmpm[(t % 4) * 4 + t / 4];
+    } else {
+      for (int t = 0; t < NT; ++t) out[t] = tmp[(t % 4) * 4 + t / 4];
+    }
+  } else {
+    for (int t = 0; t < NT; ++t) {
+      float s = hsum512(facc[t]);
+      if constexpr (kHasMin) s += hsum128(macc[t]);
+      out[t] = s;
+    }
   }
 }
 
