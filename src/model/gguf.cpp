@@ -22,26 +22,7 @@ constexpr char kMagic[4] = {'G', 'G', 'U', 'F'};
 
 std::string num(uint64_t v) { return std::to_string(v); }
 
-std::string quote_name(std::string_view s) {
-  // Names come from the file: keep error messages printable and bounded.
-  std::string out = "'";
-  size_t n = 0;
-  for (unsigned char c : s) {
-    if (++n > 200) {
-      out += "...";
-      break;
-    }
-    if (c < 0x20 || c == 0x7F) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02X", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  out += "'";
-  return out;
-}
+std::string quote_name(std::string_view s) { return quote_for_message(s); }
 
 std::string format_double(double v, bool as_float) {
   char buf[64];

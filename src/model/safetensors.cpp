@@ -47,24 +47,7 @@ const DtypeInfo& dtype_info(SafetensorsDtype d) {
 
 std::string num(uint64_t v) { return std::to_string(v); }
 
-std::string quote_name(std::string_view s) {
-  std::string out = "'";
-  size_t n = 0;
-  for (unsigned char c : s) {
-    if (++n > 200) {
-      out += "...";
-      break;
-    }
-    if (c < 0x20 || c == 0x7F) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02X", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "'";
-}
+std::string quote_name(std::string_view s) { return quote_for_message(s); }
 
 // Thrown by the JSON parse callback to stop at a structural problem; caught in parse().
 struct HeaderError : std::runtime_error {

@@ -1,5 +1,7 @@
 #include "support/status.h"
 
+#include <cstdio>
+
 namespace sgl {
 
 const char* status_code_name(StatusCode code) {
@@ -19,6 +21,25 @@ const char* status_code_name(StatusCode code) {
 std::string Status::to_string() const {
   if (is_ok()) return "ok";
   return std::string(status_code_name(code_)) + ": " + message_;
+}
+
+std::string quote_for_message(std::string_view s, size_t max_bytes) {
+  std::string out = "'";
+  size_t n = 0;
+  for (unsigned char c : s) {
+    if (++n > max_bytes) {
+      out += "...";
+      break;
+    }
+    if (c < 0x20 || c == 0x7F) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02X", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "'";
 }
 
 }  // namespace sgl

@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 
@@ -57,6 +58,10 @@ inline Status io_error(std::string m) { return Status(StatusCode::kIoError, std:
 inline Status internal_error(std::string m) {
   return Status(StatusCode::kInternal, std::move(m));
 }
+
+// Quotes untrusted text (a name read from a file or a request) for an error message: wrapped in
+// single quotes, control bytes escaped as \xNN, cut after max_bytes with "...".
+std::string quote_for_message(std::string_view s, size_t max_bytes = 200);
 
 // Either a T or a non-ok Status.
 template <typename T>

@@ -81,3 +81,13 @@ TEST(Status, ResultCarriesValueOrError) {
 
 }  // namespace
 }  // namespace sgl
+
+namespace sgl {
+namespace {
+TEST(Status, QuoteForMessageEscapesAndBounds) {
+  EXPECT_EQ(quote_for_message("abc"), "'abc'");
+  EXPECT_EQ(quote_for_message(std::string_view("a\nb\x7f", 4)), "'a\\x0Ab\\x7F'");
+  EXPECT_EQ(quote_for_message(std::string(300, 'x'), 5), "'xxxxx...'");
+}
+}  // namespace
+}  // namespace sgl
