@@ -404,7 +404,7 @@ void Engine::step() {
       abort_req(*victim,
                 "out of KV cache memory: the KV pool (" + std::to_string(pool_->capacity()) +
                     " tokens) cannot hold all running requests; aborted the youngest "
-                    "(retraction is not implemented yet)");
+                    "(raise --max-total-tokens or send fewer concurrent requests)");
     }
   }
   sweep();

@@ -9,9 +9,9 @@
 // matched path; a finished request inserts every token whose K/V was computed (prompt + output
 // except the last sampled token) and unlocks. Under memory pressure unlocked LRU leaves are
 // evicted; when a decode step still finds no slot the youngest running request is aborted with a
-// clear message (retraction/requeue is not implemented yet).
+// clear message (retraction/requeue comes next).
 //
-// Not implemented yet (submit() rejects them clearly): n > 1, regex / json_schema / ebnf,
+// Not supported yet (submit() rejects them clearly): n > 1, regex / json_schema / ebnf,
 // return_logprob.
 #pragma once
 
