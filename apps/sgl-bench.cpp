@@ -319,7 +319,8 @@ int run_model(int argc, char** argv) {
   // LM head; a single embedding row is negligible).
   uint64_t bytes = m.weights->total_bytes();
   if (!m.config.tied_embeddings) {
-    if (auto e = m.weights->find("token_embd.weight")) bytes -= e->n_bytes;
+    auto e = m.weights->find("token_embd.weight");
+    if (e.is_ok() && e->has_value()) bytes -= (*e)->n_bytes;
   }
   sgl::ThreadPool pool(threads);
   const double bw = measure_read_bandwidth(pool);

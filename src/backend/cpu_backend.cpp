@@ -201,12 +201,14 @@ void CpuBackend::attention_layer(const ForwardBatch& batch, int layer) {
   const auto& c = config_;
   constexpr int kQueryBlock = 16;
   std::vector<AttnItem>& items = attn_items_;
-  items.clear();
-  for (int s = 0; s < static_cast<int>(batch.seqs.size()); ++s) {
-    const SequenceView& sv = batch.seqs[s];
-    for (int qb = 0; qb < sv.n_new; qb += kQueryBlock)
-      for (int h = 0; h < static_cast<int>(c.n_head_kv); ++h)
-        items.push_back({s, h, qb, std::min(sv.n_new, qb + kQueryBlock)});
+  if (layer == 0) {  // the work list depends on the batch only: build it once per forward
+    items.clear();
+    for (int s = 0; s < static_cast<int>(batch.seqs.size()); ++s) {
+      const SequenceView& sv = batch.seqs[s];
+      for (int qb = 0; qb < sv.n_new; qb += kQueryBlock)
+        for (int h = 0; h < static_cast<int>(c.n_head_kv); ++h)
+          items.push_back({s, h, qb, std::min(sv.n_new, qb + kQueryBlock)});
+    }
   }
   const size_t q_dim = static_cast<size_t>(c.n_head) * c.head_dim;
   auto params_for = [&](int s) {
@@ -226,13 +228,15 @@ void CpuBackend::attention_layer(const ForwardBatch& batch, int layer) {
     p.out = attn_.data() + static_cast<size_t>(sv.token_begin) * q_dim;
     return p;
   };
-  size_t need = 0;
-  for (int s = 0; s < static_cast<int>(batch.seqs.size()); ++s)
-    need = std::max(need, cpu::attention_scratch_size(params_for(s)));
-  need = (need + 15) / 16 * 16;
-  if (need > attn_scratch_floats_) {
-    attn_scratch_floats_ = need;
-    attn_scratch_.assign(attn_scratch_floats_ * pool_.n_threads(), 0.0f);
+  if (layer == 0) {  // the scratch size depends on the batch, not on the layer
+    size_t need = 0;
+    for (int s = 0; s < static_cast<int>(batch.seqs.size()); ++s)
+      need = std::max(need, cpu::attention_scratch_size(params_for(s)));
+    need = (need + 15) / 16 * 16;
+    if (need > attn_scratch_floats_) {
+      attn_scratch_floats_ = need;
+      attn_scratch_.assign(attn_scratch_floats_ * pool_.n_threads(), 0.0f);
+    }
   }
   pool_.parallel_for(static_cast<int>(items.size()), [&](int i, int thread) {
     const AttnItem& it = items[i];

@@ -30,16 +30,16 @@ std::string shape_str(const std::vector<int64_t>& ne) {
 class GgufWeightSource final : public WeightSource {
  public:
   explicit GgufWeightSource(const model::GgufFile& f) : file_(f) {}
-  std::optional<WeightRef> find(std::string_view name) const override {
+  Result<std::optional<WeightRef>> find(std::string_view name) const override {
     const model::GgufTensorInfo* t = file_.find_tensor(name);
-    if (!t) return std::nullopt;
+    if (!t) return std::optional<WeightRef>();
     WeightRef w;
     w.name = t->name;
     w.type = t->type;
     for (uint64_t d : t->shape) w.ne.push_back(static_cast<int64_t>(d));
     w.data = t->data;
     w.n_bytes = t->n_bytes;
-    return w;
+    return std::optional<WeightRef>(std::move(w));
   }
   uint64_t total_bytes() const override {
     uint64_t n = 0;
@@ -88,21 +88,24 @@ std::optional<std::string> hf_name(std::string_view g) {
 class SafetensorsWeightSource final : public WeightSource {
  public:
   explicit SafetensorsWeightSource(const model::SafetensorsCheckpoint& c) : ckpt_(c) {}
-  std::optional<WeightRef> find(std::string_view name) const override {
+  Result<std::optional<WeightRef>> find(std::string_view name) const override {
     auto hf = hf_name(name);
-    if (!hf) return std::nullopt;
+    if (!hf) return std::optional<WeightRef>();
     const model::SafetensorsTensor* t = ckpt_.find_tensor(*hf);
-    if (!t) return std::nullopt;
+    if (!t) return std::optional<WeightRef>();
     WeightRef w;
     w.name = t->name;
     auto type = ggml_type_of(t->dtype);
-    if (!type) return std::nullopt;
+    if (!type)
+      return unsupported("model: tensor '" + t->name + "' has dtype " +
+                         std::string(model::safetensors_dtype_name(t->dtype)) +
+                         " (supported: F32, F16, BF16)");
     w.type = *type;
     for (auto it = t->shape.rbegin(); it != t->shape.rend(); ++it)
       w.ne.push_back(static_cast<int64_t>(*it));
     w.data = t->data;
     w.n_bytes = t->n_bytes;
-    return w;
+    return std::optional<WeightRef>(std::move(w));
   }
   uint64_t total_bytes() const override {
     uint64_t n = 0;
@@ -133,7 +136,7 @@ std::unique_ptr<WeightSource> safetensors_weight_source(const model::Safetensors
 
 Result<WeightRef> optional_weight(const WeightSource& src, const std::string& name,
                                   std::vector<int64_t> expected_ne) {
-  auto w = src.find(name);
+  SGL_ASSIGN_OR_RETURN(std::optional<WeightRef> w, src.find(name));
   if (!w) return WeightRef{};
   if (w->ne != expected_ne)
     return invalid_argument("model: tensor '" + name + "' has shape " + shape_str(w->ne) +

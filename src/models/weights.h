@@ -38,8 +38,9 @@ struct WeightRef {
 class WeightSource {
  public:
   virtual ~WeightSource() = default;
-  // The tensor with the given GGUF-style name, or nullopt when absent.
-  virtual std::optional<WeightRef> find(std::string_view gguf_name) const = 0;
+  // The tensor with the given GGUF-style name, nullopt when absent, or an error when it exists
+  // in a form we cannot use (e.g. a safetensors dtype other than F32/F16/BF16).
+  virtual Result<std::optional<WeightRef>> find(std::string_view gguf_name) const = 0;
   // Total bytes of all tensors (for reporting).
   virtual uint64_t total_bytes() const = 0;
 };

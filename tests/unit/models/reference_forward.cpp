@@ -11,7 +11,7 @@ namespace sgl::models::testing {
 
 Result<ReferenceModel::Matrix> ReferenceModel::matrix(const WeightSource& src,
                                                       const std::string& name) {
-  const std::optional<WeightRef> w = src.find(name);
+  SGL_ASSIGN_OR_RETURN(const std::optional<WeightRef> w, src.find(name));
   if (!w) return not_found("reference: tensor '" + name + "' is missing");
   if (!model::can_dequantize(w->type)) return unsupported("reference: cannot dequantize " + name);
   Matrix m;
@@ -30,7 +30,10 @@ Result<ReferenceModel::Matrix> ReferenceModel::matrix(const WeightSource& src,
 
 Result<std::vector<double>> ReferenceModel::vec(const WeightSource& src, const std::string& name,
                                                 bool optional) {
-  if (optional && !src.find(name)) return std::vector<double>{};
+  if (optional) {
+    auto present = src.find(name);
+    if (present.is_ok() && !present->has_value()) return std::vector<double>{};
+  }
   SGL_ASSIGN_OR_RETURN(Matrix m, matrix(src, name));
   return std::move(m.w);
 }
@@ -43,7 +46,7 @@ Result<ReferenceModel> ReferenceModel::create(const LoadedModel& model,
   const auto& c = r.config_;
   const WeightSource& src = *model.weights;
   SGL_ASSIGN_OR_RETURN(r.tok_embd_, matrix(src, "token_embd.weight"));
-  if (src.find("output.weight")) {
+  if (auto out = src.find("output.weight"); out.is_ok() && out->has_value()) {
     SGL_ASSIGN_OR_RETURN(r.output_, matrix(src, "output.weight"));
   } else {
     r.output_ = r.tok_embd_;
