@@ -1,8 +1,13 @@
-#include "runtime/engine.h"
+#include "sgl/engine.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <numeric>
 #include <optional>
 #include <span>
+#include <unordered_map>
 #include <utility>
 
 #include "backend/cpu_backend.h"
@@ -12,8 +17,38 @@
 #include "runtime/radix_cache.h"
 #include "runtime/sampler.h"
 #include "runtime/stop_checker.h"
+#include "support/log.h"
 
 namespace sgl::runtime {
+
+using Clock = std::chrono::steady_clock;
+
+static double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// ---------------------------------------------------------------- schedule policies
+
+Result<SchedulePolicy> parse_schedule_policy(std::string_view name) {
+  if (name == "fcfs") return SchedulePolicy::kFcfs;
+  if (name == "lpm") return SchedulePolicy::kLpm;
+  if (name == "dfs-weight") return SchedulePolicy::kDfsWeight;
+  if (name == "lof") return SchedulePolicy::kLof;
+  if (name == "random") return SchedulePolicy::kRandom;
+  return invalid_argument("unknown schedule policy " + quote_for_message(name) +
+                          " (expected one of: lpm, dfs-weight, fcfs, lof, random)");
+}
+
+const char* schedule_policy_name(SchedulePolicy p) {
+  switch (p) {
+    case SchedulePolicy::kFcfs: return "fcfs";
+    case SchedulePolicy::kLpm: return "lpm";
+    case SchedulePolicy::kDfsWeight: return "dfs-weight";
+    case SchedulePolicy::kLof: return "lof";
+    case SchedulePolicy::kRandom: return "random";
+  }
+  return "fcfs";
+}
 
 namespace detail {
 // The scheduler's inbox: new requests, commands and wake-ups (aborts) cross threads here.
@@ -23,6 +58,10 @@ struct Inbox {
   struct Pending {
     GenerateRequest req;
     std::shared_ptr<RequestHandle> handle;
+    std::string base_rid;
+    std::shared_ptr<void> group;  // shared by the n samples of one request (n > 1)
+    bool leader = false;
+    Clock::time_point t_submit;
   };
   std::deque<Pending> reqs;                  // guarded by mu
   std::deque<std::promise<Status>> flushes;  // guarded by mu
@@ -54,6 +93,30 @@ bool RequestHandle::next(RequestEvent* ev) {
   return true;
 }
 
+bool RequestHandle::try_next(RequestEvent* ev) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (finish_consumed_ || events_.empty()) return false;
+  *ev = std::move(events_.front());
+  events_.pop_front();
+  if (ev->kind == RequestEvent::kFinish) finish_consumed_ = true;
+  return true;
+}
+
+bool RequestHandle::finished() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return finish_consumed_;
+}
+
+void RequestHandle::set_listener(std::function<void()> fn) {
+  bool pending = false;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    listener_ = fn;
+    pending = !events_.empty();
+  }
+  if (pending && fn) fn();
+}
+
 void RequestHandle::abort() {
   if (abort_.exchange(true, std::memory_order_acq_rel)) return;
   if (inbox_) inbox_->notify();
@@ -65,12 +128,17 @@ Result<GenerateOutput> RequestHandle::wait() {
   bool finished = false;
   while (next(&ev)) {
     out.text += ev.text_delta;
-    if (ev.kind == RequestEvent::kToken) out.output_ids.push_back(ev.token);
+    if (!ev.input_logprobs.empty()) out.input_logprobs = std::move(ev.input_logprobs);
+    if (ev.kind == RequestEvent::kToken) {
+      out.output_ids.push_back(ev.token);
+      if (ev.logprobs) out.output_logprobs.push_back(std::move(*ev.logprobs));
+    }
     out.prompt_tokens = ev.prompt_tokens;
     out.completion_tokens = ev.completion_tokens;
     out.cached_tokens = ev.cached_tokens;
     if (ev.kind == RequestEvent::kFinish) {
       out.finish_reason = ev.finish;
+      out.timings = ev.timings;
       finished = true;
     }
   }
@@ -79,47 +147,141 @@ Result<GenerateOutput> RequestHandle::wait() {
 }
 
 void RequestHandle::push(RequestEvent ev) {
+  std::function<void()> listener;
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (finish_pushed_) return;
     if (ev.kind == RequestEvent::kFinish) finish_pushed_ = true;
     events_.push_back(std::move(ev));
+    listener = listener_;
   }
   cv_.notify_all();
+  if (listener) listener();
 }
 
 // ---------------------------------------------------------------- Engine::Req
 
+namespace {
+// The n samples of one request: the first (the leader) prefills the prompt and caches it; the
+// others wait for that and then reuse it through the radix cache.
+struct Group {
+  bool prefilled = false;
+  bool leader_gone = false;
+};
+}  // namespace
+
 struct Engine::Req {
   std::shared_ptr<RequestHandle> handle;
+  std::string base_rid;
   GenerateParams params;
   SamplingParams sp;
   std::optional<SamplerState> sampler;
   std::optional<StopChecker> stop;
   std::vector<int32_t> tokens;  // prompt + sampled tokens
   int32_t prompt_len = 0;
+  // Tokens whose K/V must be computed before the next sample: the prompt at first admission,
+  // prompt + output so far when a retracted request resumes.
+  int32_t fill_len = 0;
   std::vector<int32_t> slots;   // KV slots of tokens[0, slots.size())
   int32_t n_past = 0;           // tokens whose K/V are written
-  int32_t cached = 0;           // prompt tokens served by the radix cache
+  int32_t cached = 0;           // prompt tokens served by the radix cache at first admission
+  bool ever_admitted = false;
   RadixCache::Node* last_node = nullptr;  // locked while running
   uint64_t seq = 0;             // admission order
+  uint64_t arrival = 0;         // arrival order
+  uint64_t enqueued_step = 0;   // step at which it (re)entered the waiting queue
   bool admitted = false;
   bool done = false;
+  bool retracted = false;       // waiting again after a retraction
   int32_t chunk = 0;            // tokens in the current forward batch
+  std::shared_ptr<Group> group;
+  bool leader = false;
+  // Logprobs.
+  bool events_sent = false;               // the first event (which carries input logprobs) is out
+  std::vector<PositionLogprobs> input_lp;  // prompt positions [logprob_start_len, prompt_len)
+  // Timing.
+  Clock::time_point t_submit;
+  Clock::time_point t_admit;
+  Clock::time_point t_first_token;
+  bool has_first_token = false;
+  int32_t retractions = 0;
 
-  bool prefilling() const { return n_past < prompt_len; }
+  bool prefilling() const { return n_past < fill_len; }
+  int32_t generated() const { return static_cast<int32_t>(tokens.size()) - prompt_len; }
+  bool wants_input_logprobs() const {
+    return params.return_logprob && params.logprob_start_len >= 0 && !events_sent;
+  }
+  // Tokens a (re)admission may take from the radix cache: never the last one to fill (it is
+  // recomputed to produce logits), nor prompt positions whose logprobs are still owed.
+  int32_t match_limit() const {
+    int32_t lim = static_cast<int32_t>(tokens.size()) - 1;
+    if (wants_input_logprobs()) lim = std::min(lim, params.logprob_start_len);
+    return std::max(lim, 0);
+  }
+  // KV slots this request may still need for decoding (the last sampled token never needs one).
+  int64_t remaining_decode() const {
+    const int64_t final_len = static_cast<int64_t>(prompt_len) + params.max_new_tokens - 1;
+    return std::max<int64_t>(0, final_len - std::max<int64_t>(fill_len, slots.size()));
+  }
+  std::string tag() const { return "[" + handle->rid() + "]"; }
 };
+
+// ---------------------------------------------------------------- logprobs
+
+namespace {
+
+// Logprobs of one position from logits: log-normalizer in double, top-n by (value desc, id asc).
+PositionLogprobs position_logprobs(std::span<const float> lg, int32_t token, int32_t top_n,
+                                   const std::vector<int32_t>& ids,
+                                   std::vector<int32_t>& scratch) {
+  float maxl = -INFINITY;
+  for (float l : lg) maxl = std::max(maxl, l);
+  double sum = 0;
+  for (float l : lg) sum += std::exp(static_cast<double>(l) - maxl);
+  const double lse = maxl + std::log(sum);
+  auto lp = [&](int32_t t) { return static_cast<float>(static_cast<double>(lg[t]) - lse); };
+  PositionLogprobs p;
+  p.token = {lp(token), token};
+  if (top_n > 0) {
+    const int32_t n = static_cast<int32_t>(lg.size());
+    const int32_t k = std::min(top_n, n);
+    scratch.resize(n);
+    std::iota(scratch.begin(), scratch.end(), 0);
+    auto better = [&](int32_t a, int32_t b) { return lg[a] > lg[b] || (lg[a] == lg[b] && a < b); };
+    std::partial_sort(scratch.begin(), scratch.begin() + k, scratch.end(), better);
+    p.top.reserve(k);
+    for (int32_t i = 0; i < k; ++i) p.top.push_back({lp(scratch[i]), scratch[i]});
+  }
+  p.by_id.reserve(ids.size());
+  for (int32_t t : ids) p.by_id.push_back({lp(t), t});
+  return p;
+}
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
 
 // ---------------------------------------------------------------- Engine
 
 Result<std::unique_ptr<Engine>> Engine::create(std::string model_path, EngineOptions options) {
   if (options.chunked_prefill_size <= 0)
     return invalid_argument("chunked_prefill_size must be positive");
+  if (options.max_prefill_tokens <= 0)
+    return invalid_argument("max_prefill_tokens must be positive");
   if (options.max_running_requests <= 0)
     return invalid_argument("max_running_requests must be positive");
   if (options.max_total_tokens < 0) return invalid_argument("max_total_tokens must be >= 0");
+  if (!(options.schedule_conservativeness >= 0.0 && options.schedule_conservativeness <= 1.0))
+    return invalid_argument("schedule_conservativeness must be in [0, 1]");
+  if (options.max_wait_steps <= 0) return invalid_argument("max_wait_steps must be positive");
   std::unique_ptr<Engine> e(new Engine());
   e->opts_ = options;
+  e->model_path_ = model_path;
   SGL_ASSIGN_OR_RETURN(e->model_, models::load_model(model_path));
   backend::CpuBackendOptions bo;
   bo.n_threads = options.threads;
@@ -135,6 +297,7 @@ Result<std::unique_ptr<Engine>> Engine::create(std::string model_path, EngineOpt
     e->cache_ = std::make_unique<RadixCache>(
         [pool](std::span<const int32_t> s) { pool->free(s); });
   }
+  e->rng_ = Rng(options.random_seed ^ 0x5ca1ab1eull);
   e->inbox_ = std::make_shared<detail::Inbox>();
   e->publish_stats();
   Engine* self = e.get();
@@ -154,39 +317,134 @@ void Engine::shutdown() {
   if (thread_.joinable()) thread_.join();
 }
 
-Result<std::shared_ptr<RequestHandle>> Engine::submit(GenerateRequest req) {
-  if (shut_down_.load()) return Status(StatusCode::kResourceExhausted, "engine is shut down");
+Status Engine::check_request(const GenerateRequest& req, std::vector<int32_t>* ids) const {
   const GenerateParams& p = req.params;
   SGL_RETURN_IF_ERROR(p.validate(n_vocab_, context_length_));
-  if (p.n != 1) return unsupported("n > 1 is not supported by the engine yet");
   if (p.regex || p.json_schema || p.ebnf)
     return unsupported("constrained decoding (regex / json_schema / ebnf) is not supported yet");
-  if (p.return_logprob) return unsupported("return_logprob is not supported by the engine yet");
-  if (req.input_ids.empty()) return invalid_argument("the prompt is empty");
-  for (size_t i = 0; i < req.input_ids.size(); ++i) {
-    const int32_t id = req.input_ids[i];
+  if (req.text) {
+    const auto& tok = model_->tok();
+    *ids = tok.encode(*req.text, /*add_special=*/true, /*parse_special=*/true);
+  } else {
+    *ids = req.input_ids;
+  }
+  if (ids->empty()) return invalid_argument("the prompt is empty");
+  for (size_t i = 0; i < ids->size(); ++i) {
+    const int32_t id = (*ids)[i];
     if (id < 0 || id >= n_vocab_)
       return invalid_argument("input_ids[" + std::to_string(i) + "] = " + std::to_string(id) +
                               " is outside the vocabulary [0, " + std::to_string(n_vocab_) + ")");
   }
-  const int64_t total = static_cast<int64_t>(req.input_ids.size()) + p.max_new_tokens;
+  const int64_t n = static_cast<int64_t>(ids->size());
+  if (p.return_logprob && p.logprob_start_len >= n)
+    return invalid_argument("logprob_start_len (" + std::to_string(p.logprob_start_len) +
+                            ") must be less than the prompt length (" + std::to_string(n) +
+                            " tokens)");
+  const int64_t total = n + p.max_new_tokens;
   if (context_length_ > 0 && total > context_length_)
-    return invalid_argument("prompt (" + std::to_string(req.input_ids.size()) +
-                            " tokens) + max_new_tokens (" + std::to_string(p.max_new_tokens) +
-                            ") exceeds the context length " + std::to_string(context_length_));
+    return invalid_argument("prompt (" + std::to_string(n) + " tokens) + max_new_tokens (" +
+                            std::to_string(p.max_new_tokens) + ") exceeds the context length " +
+                            std::to_string(context_length_));
   if (total > kv_capacity_)
-    return invalid_argument("prompt (" + std::to_string(req.input_ids.size()) +
-                            " tokens) + max_new_tokens (" + std::to_string(p.max_new_tokens) +
+    return invalid_argument("prompt (" + std::to_string(n) + " tokens) + max_new_tokens (" +
+                            std::to_string(p.max_new_tokens) +
                             ") exceeds the KV pool (max_total_tokens " +
                             std::to_string(kv_capacity_) + ")");
-  auto handle = std::make_shared<RequestHandle>(req.rid, inbox_);
+  return Status::ok();
+}
+
+Result<std::shared_ptr<RequestHandle>> Engine::submit(GenerateRequest req) {
+  if (req.params.n != 1)
+    return invalid_argument("submit() takes n = 1; use submit_batch() for n = " +
+                            std::to_string(req.params.n));
+  std::vector<GenerateRequest> one;
+  one.push_back(std::move(req));
+  SGL_ASSIGN_OR_RETURN(auto handles, submit_batch(std::move(one)));
+  return handles.front();
+}
+
+Result<std::vector<std::shared_ptr<RequestHandle>>> Engine::submit_batch(
+    std::vector<GenerateRequest> reqs) {
+  if (shut_down_.load()) return Status(StatusCode::kResourceExhausted, "engine is shut down");
+  std::vector<std::vector<int32_t>> ids(reqs.size());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    Status s = check_request(reqs[i], &ids[i]);
+    if (!s.is_ok()) {
+      if (reqs.size() == 1) return s;
+      return Status(s.code(), "request " + std::to_string(i) + ": " + s.message());
+    }
+  }
+  const auto now = Clock::now();
+  std::vector<std::shared_ptr<RequestHandle>> handles;
+  std::vector<detail::Inbox::Pending> pending;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    GenerateRequest& r = reqs[i];
+    const int32_t n = r.params.n;
+    std::shared_ptr<Group> group = n > 1 ? std::make_shared<Group>() : nullptr;
+    for (int32_t k = 0; k < n; ++k) {
+      detail::Inbox::Pending p;
+      p.base_rid = r.rid;
+      std::string rid = n > 1 ? r.rid + "-" + std::to_string(k) : r.rid;
+      p.handle = std::make_shared<RequestHandle>(rid, inbox_);
+      p.req.rid = std::move(rid);
+      p.req.input_ids = k + 1 == n ? std::move(ids[i]) : ids[i];
+      p.req.params = k + 1 == n ? std::move(r.params) : r.params;
+      p.req.params.n = 1;
+      p.group = group;
+      p.leader = k == 0;
+      p.t_submit = now;
+      handles.push_back(p.handle);
+      pending.push_back(std::move(p));
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lk(registry_mu_);
+    for (const auto& p : pending) {
+      registry_.emplace(p.handle->rid(), p.handle);
+      if (p.base_rid != p.handle->rid()) registry_.emplace(p.base_rid, p.handle);
+    }
+  }
   {
     std::lock_guard<std::mutex> lk(inbox_->mu);
     if (inbox_->stop) return Status(StatusCode::kResourceExhausted, "engine is shut down");
-    inbox_->reqs.push_back({std::move(req), handle});
+    for (auto& p : pending) inbox_->reqs.push_back(std::move(p));
   }
   inbox_->cv.notify_one();
-  return handle;
+  return handles;
+}
+
+int Engine::abort(std::string_view rid) {
+  std::vector<std::shared_ptr<RequestHandle>> found;
+  {
+    std::lock_guard<std::mutex> lk(registry_mu_);
+    auto [b, e] = registry_.equal_range(std::string(rid));
+    for (auto it = b; it != e; ++it)
+      if (auto h = it->second.lock()) found.push_back(std::move(h));
+  }
+  for (auto& h : found) h->abort();
+  return static_cast<int>(found.size());
+}
+
+void Engine::abort_all() {
+  std::vector<std::shared_ptr<RequestHandle>> found;
+  {
+    std::lock_guard<std::mutex> lk(registry_mu_);
+    for (auto& [k, w] : registry_)
+      if (auto h = w.lock()) found.push_back(std::move(h));
+  }
+  for (auto& h : found) h->abort();
+}
+
+void Engine::unregister(const Req& r) {
+  std::lock_guard<std::mutex> lk(registry_mu_);
+  for (const std::string& key : {r.handle->rid(), r.base_rid}) {
+    auto [b, e] = registry_.equal_range(key);
+    for (auto it = b; it != e;) {
+      auto h = it->second.lock();
+      if (!h || h == r.handle) it = registry_.erase(it);
+      else ++it;
+    }
+  }
 }
 
 Status Engine::flush_cache() {
@@ -238,13 +496,19 @@ void Engine::scheduler_loop() {
     for (auto& p : fresh) {
       auto r = std::make_unique<Req>();
       r->handle = std::move(p.handle);
+      r->base_rid = std::move(p.base_rid);
       r->params = std::move(p.req.params);
       r->sp = r->params.sampling();
       r->tokens = std::move(p.req.input_ids);
       r->prompt_len = static_cast<int32_t>(r->tokens.size());
+      r->group = std::static_pointer_cast<Group>(p.group);
+      r->leader = p.leader;
+      r->t_submit = p.t_submit;
+      r->arrival = ++arrival_seq_;
+      r->enqueued_step = counters_.steps;
       const uint64_t seed = r->params.sampling_seed
                                 ? *r->params.sampling_seed
-                                : 0x9E3779B97F4A7C15ull * (++seed_counter_) + 0x5eed;
+                                : splitmix64(opts_.random_seed ^ (++seed_counter_ * 0x2545F4914F6CDD1Dull));
       r->sampler.emplace(r->sp, std::span<const int32_t>(r->tokens), seed);
       r->stop.emplace(model_->tok(), r->params);
       waiting_.push_back(std::move(r));
@@ -274,7 +538,11 @@ void Engine::scheduler_loop() {
         f.set_value(Status::ok());
       }
     }
-    if (!running_.empty() || !waiting_.empty()) step();
+    if (!running_.empty() || !waiting_.empty()) {
+      const auto t0 = Clock::now();
+      step();
+      counters_.step_seconds += seconds_between(t0, Clock::now());
+    }
     publish_stats();
   }
 }
@@ -317,17 +585,55 @@ void Engine::release(Req& r) {
 #endif
 }
 
+void Engine::cache_prefix(Req& r) {
+  // SGLang's cache_unfinished_req: put the computed prefix into the tree now, so requests that
+  // share it (n > 1 samples, concurrent identical system prompts) reuse it while this one runs.
+  const size_t n = static_cast<size_t>(r.n_past);
+  std::span<const int32_t> toks(r.tokens.data(), n);
+  cache_->insert(toks, std::span<const int32_t>(r.slots.data(), n));
+  RadixCache::Match m = cache_->match_prefix(toks);
+  SGL_CHECK(m.slots.size() == n, "radix cache lost a prefix that was just inserted");
+  std::copy(m.slots.begin(), m.slots.end(), r.slots.begin());
+  cache_->lock(m.last);
+  if (r.last_node) cache_->unlock(r.last_node);
+  r.last_node = m.last;
+}
+
+void Engine::fill_event(Req& r, RequestEvent& ev) {
+  ev.prompt_tokens = r.prompt_len;
+  ev.completion_tokens = r.stop->num_tokens();
+  ev.cached_tokens = r.cached;
+  if (!r.events_sent) {
+    r.events_sent = true;
+    if (r.params.return_logprob) ev.input_logprobs = std::move(r.input_lp);
+    r.input_lp.clear();
+  }
+}
+
 void Engine::finish(Req& r, std::string_view delta, const FinishReason& reason) {
   release(r);
   r.done = true;
+  if (r.group && r.leader && !r.group->prefilled) r.group->leader_gone = true;
+  ++counters_.finished;
   publish_stats();  // so a caller that saw the finish event sees the freed memory
+  unregister(r);
   RequestEvent ev;
   ev.kind = RequestEvent::kFinish;
   ev.text_delta = std::string(delta);
   ev.finish = reason;
-  ev.prompt_tokens = r.prompt_len;
-  ev.completion_tokens = r.stop->num_tokens();
-  ev.cached_tokens = r.cached;
+  fill_event(r, ev);
+  const auto now = Clock::now();
+  ev.timings.queued_s = r.ever_admitted ? seconds_between(r.t_submit, r.t_admit)
+                                        : seconds_between(r.t_submit, now);
+  ev.timings.first_token_s = r.has_first_token ? seconds_between(r.t_submit, r.t_first_token) : 0;
+  ev.timings.e2e_s = seconds_between(r.t_submit, now);
+  ev.timings.retractions = r.retractions;
+  if (log_level() <= LogLevel::kDebug)
+    log_line(LogLevel::kDebug, r.tag(),
+             std::string("finished: ") + reason.type() + ", prompt " +
+                 std::to_string(r.prompt_len) + ", cached " + std::to_string(r.cached) +
+                 ", completion " + std::to_string(ev.completion_tokens) + ", e2e " +
+                 std::to_string(ev.timings.e2e_s) + " s");
   r.handle->push(std::move(ev));
 }
 
@@ -337,123 +643,336 @@ void Engine::abort_req(Req& r, const std::string& msg) {
   finish(r, st.delta, st.finish_reason);
 }
 
+void Engine::retract(Req& r) {
+  release(r);  // the computed prefix stays in the cache (unlocked) for the resume
+  r.n_past = 0;
+  r.fill_len = 0;
+  r.retracted = true;
+  ++r.retractions;
+  ++counters_.retractions;
+  if (!r.events_sent) r.input_lp.clear();
+  new_token_ratio_ = kInitNewTokenRatio;
+  SGL_LOG(kInfo, r.tag() + " retracted (KV pool full): " + std::to_string(r.generated()) +
+                     " tokens generated so far; it resumes when memory frees up");
+}
+
 void Engine::sweep() {
+  // Retracted requests go back to the front of the queue, oldest admission first.
+  std::vector<std::unique_ptr<Req>> back;
+  for (auto& r : running_)
+    if (!r->done && !r->admitted) back.push_back(std::move(r));
+  std::sort(back.begin(), back.end(), [](const auto& a, const auto& b) { return a->seq > b->seq; });
+  for (auto& r : back) {
+    r->enqueued_step = counters_.steps;
+    waiting_.push_front(std::move(r));
+  }
   running_.erase(std::remove_if(running_.begin(), running_.end(),
-                                [](const std::unique_ptr<Req>& r) { return r->done; }),
+                                [](const std::unique_ptr<Req>& r) { return !r || r->done; }),
                  running_.end());
   waiting_.erase(std::remove_if(waiting_.begin(), waiting_.end(),
                                 [](const std::unique_ptr<Req>& r) { return r->done; }),
                  waiting_.end());
 }
 
-void Engine::admit() {
-  while (!waiting_.empty() &&
-         static_cast<int32_t>(running_.size()) < opts_.max_running_requests) {
-    // Admit only while this step's prefill budget is not already spoken for.
-    int64_t pending = 0;
-    for (auto& r : running_)
-      if (r->prefilling()) pending += r->prompt_len - r->n_past;
-    if (pending >= opts_.chunked_prefill_size) break;
+std::vector<Engine::Req*> Engine::admission_order() {
+  std::vector<Req*> first, rest;
+  for (auto& rp : waiting_) {
+    Req* r = rp.get();
+    if (r->done) continue;
+    const bool aged = counters_.steps - r->enqueued_step >= static_cast<uint64_t>(opts_.max_wait_steps);
+    (r->retracted || aged ? first : rest).push_back(r);
+  }
+  std::stable_sort(first.begin(), first.end(), [](Req* a, Req* b) {
+    if (a->retracted != b->retracted) return a->retracted;
+    return a->arrival < b->arrival;
+  });
+  SchedulePolicy policy = opts_.schedule_policy;
+  // Prefix-aware policies need the cache, and are skipped for long queues (as SGLang does) since
+  // they cost a tree walk per waiting request.
+  if ((policy == SchedulePolicy::kLpm || policy == SchedulePolicy::kDfsWeight) &&
+      (!cache_ || rest.size() > 128))
+    policy = SchedulePolicy::kFcfs;
+  switch (policy) {
+    case SchedulePolicy::kFcfs: break;
+    case SchedulePolicy::kLof:
+      std::stable_sort(rest.begin(), rest.end(), [](Req* a, Req* b) {
+        return a->params.max_new_tokens > b->params.max_new_tokens;
+      });
+      break;
+    case SchedulePolicy::kRandom:
+      for (size_t i = rest.size(); i > 1; --i)
+        std::swap(rest[i - 1], rest[rng_.next_u64() % i]);
+      break;
+    case SchedulePolicy::kLpm: {
+      std::vector<std::pair<size_t, Req*>> keyed;
+      for (Req* r : rest)
+        keyed.push_back({cache_->peek_prefix(std::span<const int32_t>(r->tokens.data(),
+                                                                      r->match_limit()))
+                             .length,
+                         r});
+      std::stable_sort(keyed.begin(), keyed.end(),
+                       [](const auto& a, const auto& b) { return a.first > b.first; });
+      for (size_t i = 0; i < rest.size(); ++i) rest[i] = keyed[i].second;
+      break;
+    }
+    case SchedulePolicy::kDfsWeight: {
+      // Each request hangs at the deepest tree node its prompt fully matches; a node's weight is
+      // the number of requests in its subtree. Walk the tree depth-first, heaviest child first,
+      // emitting a node's requests after its children's (SGLang's order): requests that share a
+      // prefix are admitted together while that prefix is hot, deepest matches first.
+      std::unordered_map<const RadixCache::Node*, std::vector<Req*>> at;
+      std::unordered_map<const RadixCache::Node*, int> weight;
+      for (Req* r : rest) {
+        const RadixCache::Node* node =
+            cache_->peek_prefix(std::span<const int32_t>(r->tokens.data(), r->match_limit())).node;
+        at[node].push_back(r);
+        for (const RadixCache::Node* x = node; x != nullptr; x = x->parent) ++weight[x];
+      }
+      std::vector<Req*> out;
+      std::vector<std::pair<const RadixCache::Node*, bool>> stack = {{cache_->root(), false}};
+      while (!stack.empty()) {
+        auto [x, expanded] = stack.back();
+        stack.pop_back();
+        if (expanded) {
+          if (auto it = at.find(x); it != at.end())
+            out.insert(out.end(), it->second.begin(), it->second.end());
+          continue;
+        }
+        stack.push_back({x, true});
+        std::vector<std::pair<int, const RadixCache::Node*>> kids;
+        for (const auto& [t, c] : x->children)
+          if (auto w = weight.find(c.get()); w != weight.end()) kids.push_back({w->second, c.get()});
+        // Heaviest first; ties by first token for determinism. Pushed reversed onto the stack.
+        std::sort(kids.begin(), kids.end(), [](const auto& a, const auto& b) {
+          if (a.first != b.first) return a.first > b.first;
+          return a.second->key[0] < b.second->key[0];
+        });
+        for (auto it = kids.rbegin(); it != kids.rend(); ++it) stack.push_back({it->second, false});
+      }
+      rest = std::move(out);
+      break;
+    }
+  }
+  first.insert(first.end(), rest.begin(), rest.end());
+  return first;
+}
 
-    Req& r = *waiting_.front();
+void Engine::admit() {
+  if (waiting_.empty()) return;
+  int64_t running = 0;
+  int64_t pending_fill = 0;     // prompt tokens of running requests not computed yet
+  int64_t decode_reserve = 0;   // slots the running requests may still need for decoding
+  const double ratio = new_token_ratio_ * opts_.schedule_conservativeness;
+  for (auto& r : running_) {
+    if (r->done) continue;
+    ++running;
+    if (r->prefilling()) pending_fill += r->fill_len - r->n_past;
+    decode_reserve += static_cast<int64_t>(std::ceil(ratio * r->remaining_decode()));
+  }
+  int64_t admitted_tokens = 0;
+  bool any = false;
+  for (Req* rp : admission_order()) {
+    Req& r = *rp;
+    if (running >= opts_.max_running_requests) break;
+    // Admit only while this step's prefill budget is not already spoken for.
+    if (pending_fill >= opts_.chunked_prefill_size) break;
+    // n > 1: the other samples wait until the first has cached the prompt.
+    if (cache_ && r.group && !r.leader && !r.group->prefilled && !r.group->leader_gone) continue;
+
+    r.fill_len = static_cast<int32_t>(r.tokens.size());
     std::vector<int32_t> slots;
     RadixCache::Node* node = nullptr;
-    if (cache_ && r.prompt_len > 1) {
-      // Never match the last prompt token: it is recomputed to produce the first logits.
-      RadixCache::Match m =
-          cache_->match_prefix(std::span<const int32_t>(r.tokens.data(), r.prompt_len - 1));
+    const int32_t limit = r.match_limit();
+    if (cache_ && limit > 0) {
+      RadixCache::Match m = cache_->match_prefix(std::span<const int32_t>(r.tokens.data(), limit));
       if (!m.slots.empty()) {
         node = m.last;
         slots = std::move(m.slots);
         cache_->lock(node);
       }
     }
-    const int32_t cached = static_cast<int32_t>(slots.size());
-    if (!alloc_slots(r.prompt_len - cached, slots)) {
+    const int64_t cached = static_cast<int64_t>(slots.size());
+    const int64_t need = r.fill_len - cached;
+    const int64_t final_len = static_cast<int64_t>(r.prompt_len) + r.params.max_new_tokens - 1;
+    const int64_t reserve =
+        static_cast<int64_t>(std::ceil(ratio * std::max<int64_t>(0, final_len - r.fill_len)));
+    const int64_t room = pool_->available() + (cache_ ? cache_->evictable_size() : 0);
+    const bool budget_ok = !any || admitted_tokens + need <= opts_.max_prefill_tokens;
+    // Memory: what it needs now, plus the decode room promised to everything running. An empty
+    // engine always takes the head of the queue (submit() checked that it fits alone).
+    const bool memory_ok = need + reserve + decode_reserve <= room || running == 0;
+    if (!budget_ok || !memory_ok || !alloc_slots(need, slots)) {
       if (node) cache_->unlock(node);
-      break;  // FCFS: wait for memory
+      break;  // keep the policy's order: wait for memory / the next step
     }
     r.slots = std::move(slots);
-    r.cached = cached;
-    r.n_past = cached;
+    r.n_past = static_cast<int32_t>(cached);
     r.last_node = node;
     r.admitted = true;
     r.seq = ++admit_seq_;
-    counters_.cache_hit_tokens += cached;
-    counters_.prompt_tokens += r.prompt_len;
-    running_.push_back(std::move(waiting_.front()));
-    waiting_.pop_front();
+    if (!r.ever_admitted) {
+      r.ever_admitted = true;
+      r.cached = static_cast<int32_t>(cached);
+      r.t_admit = Clock::now();
+      counters_.cache_hit_tokens += cached;
+      counters_.prompt_tokens += r.prompt_len;
+    }
+    if (r.wants_input_logprobs()) {
+      r.input_lp.clear();
+      PositionLogprobs first;
+      first.token = {std::numeric_limits<float>::quiet_NaN(), r.tokens[r.params.logprob_start_len]};
+      r.input_lp.push_back(std::move(first));
+    }
+    r.retracted = false;
+    if (log_level() <= LogLevel::kDebug)
+      log_line(LogLevel::kDebug, r.tag(),
+               "admitted: fill " + std::to_string(r.fill_len) + " tokens, cached " +
+                   std::to_string(cached) + ", waited " +
+                   std::to_string(counters_.steps - r.enqueued_step) + " steps");
+    any = true;
+    admitted_tokens += need;
+    pending_fill += need;
+    decode_reserve += reserve;
+    ++running;
+    for (auto& w : waiting_) {
+      if (w.get() == rp) {
+        running_.push_back(std::move(w));
+        break;
+      }
+    }
   }
+  waiting_.erase(std::remove_if(waiting_.begin(), waiting_.end(),
+                                [](const std::unique_ptr<Req>& r) { return r == nullptr; }),
+                 waiting_.end());
+}
+
+Engine::Req* Engine::pick_victim() {
+  // The request that loses least: fewest generated tokens, then the most recently admitted.
+  Req* victim = nullptr;
+  for (auto& o : running_) {
+    if (o->done || !o->admitted) continue;
+    if (!victim || o->generated() < victim->generated() ||
+        (o->generated() == victim->generated() && o->seq > victim->seq))
+      victim = o.get();
+  }
+  return victim;
 }
 
 void Engine::step() {
   admit();
   ++counters_.steps;
+  new_token_ratio_ = std::max(kMinNewTokenRatio, new_token_ratio_ - kNewTokenRatioDecay);
 
-  // Phase 1: a slot for every decoding request's newest token.
+  // Phase 1: a slot for every decoding request's newest token; under pressure evict cache
+  // leaves, then retract running requests.
   for (size_t i = 0; i < running_.size(); ++i) {
     Req& r = *running_[i];
-    if (r.done || r.prefilling()) continue;
-    while (!r.done && r.slots.size() < r.tokens.size()) {
+    if (r.done || !r.admitted || r.prefilling()) continue;
+    while (r.admitted && r.slots.size() < r.tokens.size()) {
       if (alloc_slots(1, r.slots)) break;
-      Req* victim = nullptr;
-      for (auto& o : running_)
-        if (!o->done && (!victim || o->seq > victim->seq)) victim = o.get();
-      SGL_CHECK(victim != nullptr, "no running request to abort");
-      ++counters_.aborted_for_memory;
-      abort_req(*victim,
-                "out of KV cache memory: the KV pool (" + std::to_string(pool_->capacity()) +
-                    " tokens) cannot hold all running requests; aborted the youngest "
-                    "(raise --max-total-tokens or send fewer concurrent requests)");
+      Req* victim = pick_victim();
+      SGL_CHECK(victim != nullptr, "no running request to retract");
+      int live = 0;
+      for (auto& o : running_) live += (!o->done && o->admitted) ? 1 : 0;
+      if (live == 1) {
+        // Alone and still no room: it can never fit (cannot happen for requests submit() took).
+        ++counters_.aborted_for_memory;
+        abort_req(*victim, "out of KV cache memory: the request does not fit in the KV pool (" +
+                               std::to_string(pool_->capacity()) +
+                               " tokens); raise --max-total-tokens");
+        break;
+      }
+      retract(*victim);
     }
   }
   sweep();
 
   // Phase 2: build one batch: decode tokens first, then prefill chunks in admission order.
+  struct Row {
+    Req* r;
+    int32_t pos;   // position whose logits this row holds
+    bool sample;   // the row samples the next token (else: an input logprob row)
+  };
   backend::ForwardBatch batch;
   std::vector<Req*> in_batch;
-  std::vector<Req*> rows;
+  std::vector<Row> rows;
   for (auto& rp : running_) {
     Req& r = *rp;
     if (r.prefilling()) continue;
     r.chunk = 1;
     batch.add_sequence(r.tokens.data() + r.n_past, 1, r.n_past, r.slots.data(), true);
     in_batch.push_back(&r);
-    rows.push_back(&r);
+    rows.push_back({&r, r.n_past, true});
   }
   int32_t budget = opts_.chunked_prefill_size;
   for (auto& rp : running_) {
     Req& r = *rp;
     if (!r.prefilling() || budget <= 0) continue;
-    const int32_t n = std::min(budget, r.prompt_len - r.n_past);
-    const bool last = r.n_past + n == r.prompt_len;
-    const bool want = last && r.params.max_new_tokens > 0;
+    const int32_t n = std::min(budget, r.fill_len - r.n_past);
+    const bool last = r.n_past + n == r.fill_len;
+    const bool sample = last && r.params.max_new_tokens > 0;
     r.chunk = n;
-    batch.add_sequence(r.tokens.data() + r.n_past, n, r.n_past, r.slots.data(), want);
+    const int32_t base = batch.n_tokens();
+    batch.add_sequence(r.tokens.data() + r.n_past, n, r.n_past, r.slots.data(), false);
+    if (r.wants_input_logprobs()) {
+      // Logits at position p give the logprob of prompt token p + 1, for p + 1 in
+      // (logprob_start_len, prompt_len).
+      const int32_t lo = std::max(r.n_past, r.params.logprob_start_len);
+      const int32_t hi = std::min(r.n_past + n, r.prompt_len - 1);
+      for (int32_t p = lo; p < hi; ++p) {
+        if (sample && p == r.fill_len - 1) continue;
+        batch.logit_rows.push_back(base + (p - r.n_past));
+        rows.push_back({&r, p, false});
+      }
+    }
+    if (sample) {
+      batch.logit_rows.push_back(base + n - 1);
+      rows.push_back({&r, r.fill_len - 1, true});
+    }
     in_batch.push_back(&r);
-    if (want) rows.push_back(&r);
     budget -= n;
   }
   if (in_batch.empty()) {
     // Nothing runs and the head of the queue still cannot be admitted: everything in the cache
     // was evictable, so it can never fit. Fail it rather than spin.
-    if (running_.empty() && !waiting_.empty())
+    if (running_.empty() && !waiting_.empty()) {
+      ++counters_.aborted_for_memory;
       abort_req(*waiting_.front(), "the request does not fit in the KV pool (" +
                                        std::to_string(pool_->capacity()) + " tokens)");
+    }
     sweep();
     return;
   }
 
   backend::Logits logits;
+  const auto t0 = Clock::now();
   Status s = backend_->forward(batch, &logits);
+  counters_.forward_seconds += seconds_between(t0, Clock::now());
   if (!s.is_ok()) {
     for (Req* r : in_batch) abort_req(*r, "forward pass failed: " + s.to_string());
     sweep();
     return;
   }
-  for (Req* r : in_batch) r->n_past += r->chunk;
+  for (Req* r : in_batch) {
+    const bool was_prefilling = r->prefilling();
+    r->n_past += r->chunk;
+    if (was_prefilling && !r->prefilling()) {
+      if (cache_) cache_prefix(*r);
+      if (r->group && r->leader) r->group->prefilled = true;
+    }
+  }
 
-  // Prefill-only requests (max_new_tokens == 0) end once their prompt is computed.
+  // Prefill-only requests (max_new_tokens == 0) end once their prompt is computed; input
+  // logprob rows are collected first so the finish event carries them.
+  std::vector<int32_t> scratch_ids;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const Row& row = rows[i];
+    if (row.sample || row.r->done) continue;
+    std::span<const float> lg(logits.row(static_cast<int32_t>(i)), static_cast<size_t>(n_vocab_));
+    row.r->input_lp.push_back(position_logprobs(lg, row.r->tokens[row.pos + 1],
+                                                row.r->params.top_logprobs_num,
+                                                row.r->params.token_ids_logprob, scratch_ids));
+  }
   for (Req* r : in_batch) {
     if (r->params.max_new_tokens == 0 && !r->prefilling() && !r->done) {
       StopChecker::Step st = r->stop->finish_by_length();
@@ -463,22 +982,30 @@ void Engine::step() {
 
   std::vector<std::pair<float, int32_t>> scratch;
   for (size_t i = 0; i < rows.size(); ++i) {
-    Req& r = *rows[i];
+    const Row& row = rows[i];
+    if (!row.sample) continue;
+    Req& r = *row.r;
     if (r.done) continue;
     std::span<float> lg(logits.row(static_cast<int32_t>(i)), static_cast<size_t>(n_vocab_));
     if (r.sp.has_penalties() || !r.sp.logit_bias.empty())
       Sampler::apply_penalties(lg, r.sp, *r.sampler);
     const int32_t tok = Sampler::sample(lg, r.sp, *r.sampler, scratch);
+    RequestEvent ev;
+    if (r.params.return_logprob)
+      ev.logprobs = position_logprobs(lg, tok, r.params.top_logprobs_num,
+                                      r.params.token_ids_logprob, scratch_ids);
     r.sampler->accept(tok);
     r.tokens.push_back(tok);
+    ++counters_.generated_tokens;
+    if (!r.has_first_token) {
+      r.has_first_token = true;
+      r.t_first_token = Clock::now();
+    }
     StopChecker::Step st = r.stop->push(tok);
-    RequestEvent ev;
     ev.kind = RequestEvent::kToken;
     ev.token = tok;
     ev.text_delta = std::string(st.delta);
-    ev.prompt_tokens = r.prompt_len;
-    ev.completion_tokens = r.stop->num_tokens();
-    ev.cached_tokens = r.cached;
+    fill_event(r, ev);
     const bool finished = st.finished;
     FinishReason reason = finished ? st.finish_reason : FinishReason();
     r.handle->push(std::move(ev));

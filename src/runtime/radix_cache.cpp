@@ -61,6 +61,25 @@ RadixCache::Match RadixCache::match_prefix(std::span<const int32_t> tokens) {
   return m;
 }
 
+RadixCache::Peek RadixCache::peek_prefix(std::span<const int32_t> tokens) const {
+  Peek p;
+  const Node* node = root_.get();
+  p.node = node;
+  while (p.length < tokens.size()) {
+    auto it = node->children.find(tokens[p.length]);
+    if (it == node->children.end()) break;
+    const Node* child = it->second.get();
+    size_t n = 0;
+    const size_t lim = std::min(child->key.size(), tokens.size() - p.length);
+    while (n < lim && child->key[n] == tokens[p.length + n]) ++n;
+    p.length += n;
+    if (n < child->key.size()) break;
+    node = child;
+    p.node = node;
+  }
+  return p;
+}
+
 size_t RadixCache::insert(std::span<const int32_t> tokens, std::span<const int32_t> slots) {
   SGL_CHECK(tokens.size() == slots.size(), "insert: tokens and slots differ in length");
   Node* node = root_.get();

@@ -47,6 +47,14 @@ class RadixCache {
   // returned node covers exactly the matched prefix. Marks the path as recently used.
   Match match_prefix(std::span<const int32_t> tokens);
 
+  // Without changing anything (no split, no access time): the length of the longest cached
+  // prefix of `tokens` (it may end inside an edge) and the deepest node whose whole path is a
+  // prefix of `tokens` (the root when none). For scheduling decisions.
+  struct Peek {
+    size_t length = 0;
+    const Node* node = nullptr;
+  };
+  Peek peek_prefix(std::span<const int32_t> tokens) const;
   // Caches tokens[i] -> slots[i]. Returns the length of the prefix that was already cached;
   // the caller's slots for that prefix that differ from the cached ones are duplicates, which
   // the cache frees through free_slots (so the caller must not free them). The rest of `slots`

@@ -1,10 +1,12 @@
 // Engine end to end on the real default model: continuous batching, chunked prefill, radix-cache
 // reuse, stops, aborts, memory pressure. The CPU backend is batch-invariant, so every greedy
 // output must equal a direct single-sequence greedy loop over the backend, token for token.
-#include "runtime/engine.h"
+#include "sgl/engine.h"
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <numeric>
@@ -19,7 +21,7 @@
 namespace sgl::runtime {
 namespace {
 
-constexpr const char* kModelPath = "/work/main/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+constexpr const char* kModelPath = SGL_SOURCE_DIR "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 class EngineTest : public ::testing::Test {
  protected:
@@ -370,7 +372,7 @@ TEST_F(EngineTest, SubmitRejectsInvalidRequests) {
   EXPECT_FALSE(e->submit(greedy(prompt, 127)).is_ok());  // prompt + max_new > pool
   {
     GenerateRequest r = greedy(prompt, 4);
-    r.params.n = 2;
+    r.params.n = 2;  // submit() takes one sample; submit_batch() expands n
     EXPECT_FALSE(e->submit(r).is_ok());
   }
   EngineStats s = e->stats();
@@ -403,6 +405,406 @@ TEST_F(EngineTest, ShutdownAbortsPendingRequests) {
   ASSERT_TRUE(out.is_ok());
   EXPECT_EQ(out->finish_reason.kind, FinishReason::kAbort);
   EXPECT_FALSE(e->submit(greedy(enc("x"), 1)).is_ok());
+}
+
+
+// ---------------------------------------------------------------- retraction
+
+TEST_F(EngineTest, RetractionUnderMemoryPressureKeepsOutputsExact) {
+  // Admission reserves no decode room (conservativeness 0), so running requests outgrow the pool
+  // and must be retracted and resumed; every output must still equal the solo greedy output.
+  EngineOptions o;
+  o.max_total_tokens = 100;
+  o.chunked_prefill_size = 64;
+  o.schedule_conservativeness = 0.0;
+  auto e = make(o);
+  ASSERT_TRUE(e);
+  std::vector<std::vector<int32_t>> ps;
+  const auto all = prompts();
+  for (int i = 0; i < 6; ++i) {
+    auto p = enc("Story " + std::to_string(i) + ": once upon a time a traveller walked across " +
+                 "the mountains and met many strangers along the way");
+    p.resize(std::min<size_t>(p.size(), 20));
+    ps.push_back(p);
+  }
+  std::vector<std::shared_ptr<RequestHandle>> hs;
+  for (int i = 0; i < 6; ++i) {
+    auto h = e->submit(greedy(ps[i], 24, "ret" + std::to_string(i)));
+    ASSERT_TRUE(h.is_ok()) << h.status().to_string();
+    hs.push_back(*h);
+  }
+  int retractions = 0;
+  for (int i = 0; i < 6; ++i) {
+    auto out = hs[i]->wait();
+    ASSERT_TRUE(out.is_ok());
+    ASSERT_EQ(out->finish_reason.kind, FinishReason::kLength) << out->finish_reason.message;
+    EXPECT_EQ(out->output_ids, reference(ps[i], 24)) << "request " << i;
+    EXPECT_EQ(out->completion_tokens, 24);
+    retractions += out->timings.retractions;
+  }
+  EngineStats s = e->stats();
+  EXPECT_GT(s.retractions, 0);
+  EXPECT_EQ(s.retractions, retractions);
+  EXPECT_EQ(s.aborted_for_memory, 0);
+  std::printf("retraction: %lld retractions, %lld tokens evicted\n",
+              static_cast<long long>(s.retractions), static_cast<long long>(s.evicted_tokens));
+  expect_no_leaks(*e);
+}
+
+// ---------------------------------------------------------------- logprobs
+
+TEST_F(EngineTest, LogprobLayoutAndValues) {
+  auto e = make();
+  ASSERT_TRUE(e);
+  const auto prompt = enc("The three primary colors are red, yellow and");
+  const int32_t L = static_cast<int32_t>(prompt.size());
+  GenerateRequest r = greedy(prompt, 5);
+  r.params.return_logprob = true;
+  r.params.logprob_start_len = 0;
+  r.params.top_logprobs_num = 4;
+  r.params.token_ids_logprob = {prompt[1], 42};
+  GenerateOutput out = run(*e, r);
+  ASSERT_EQ(out.finish_reason.kind, FinishReason::kLength);
+  // input_token_logprobs covers [logprob_start_len, prompt_tokens); the first is null.
+  ASSERT_EQ(static_cast<int32_t>(out.input_logprobs.size()), L);
+  EXPECT_TRUE(std::isnan(out.input_logprobs[0].token.logprob));
+  EXPECT_TRUE(out.input_logprobs[0].top.empty());
+  ASSERT_EQ(static_cast<int>(out.output_logprobs.size()), out.completion_tokens);
+
+  // Values: the log-softmax of a direct forward over the prompt + output.
+  std::vector<int32_t> seq = prompt;
+  seq.insert(seq.end(), out.output_ids.begin(), out.output_ids.end() - 1);
+  std::vector<int32_t> slots(seq.size());
+  std::iota(slots.begin(), slots.end(), 0);
+  backend::ForwardBatch b;
+  b.add_sequence(seq.data(), static_cast<int32_t>(seq.size()), 0, slots.data(), false);
+  for (int32_t i = 0; i < static_cast<int32_t>(seq.size()); ++i) b.logit_rows.push_back(i);
+  backend::Logits lg;
+  ASSERT_TRUE(backend_->forward(b, &lg).is_ok());
+  const int32_t V = lg.n_vocab;
+  std::vector<float> ls(V);
+  for (int32_t p = 0; p < static_cast<int32_t>(seq.size()); ++p) {
+    log_softmax(std::span<const float>(lg.row(p), V), ls);
+    const PositionLogprobs& e_lp = p + 1 < L ? out.input_logprobs[p + 1]
+                                             : out.output_logprobs[p + 1 - L];
+    const int32_t want_tok = p + 1 < L ? prompt[p + 1] : out.output_ids[p + 1 - L];
+    EXPECT_EQ(e_lp.token.token, want_tok);
+    EXPECT_NEAR(e_lp.token.logprob, ls[want_tok], 1e-4) << "position " << p;
+    ASSERT_EQ(e_lp.top.size(), 4u);
+    for (size_t k = 0; k + 1 < e_lp.top.size(); ++k)
+      EXPECT_GE(e_lp.top[k].logprob, e_lp.top[k + 1].logprob);
+    EXPECT_NEAR(e_lp.top[0].logprob, ls[Sampler::argmax(std::span<const float>(lg.row(p), V))],
+                1e-4);
+    ASSERT_EQ(e_lp.by_id.size(), 2u);
+    EXPECT_EQ(e_lp.by_id[0].token, prompt[1]);
+    EXPECT_EQ(e_lp.by_id[1].token, 42);
+    EXPECT_NEAR(e_lp.by_id[1].logprob, ls[42], 1e-4);
+  }
+  // Greedy: the chosen token is the best of the top list.
+  for (size_t i = 0; i < out.output_logprobs.size(); ++i)
+    EXPECT_EQ(out.output_logprobs[i].top[0].token, out.output_ids[i]);
+
+  // The cache rule: positions from logprob_start_len on are recomputed.
+  GenerateRequest again = greedy(prompt, 2);
+  again.params.return_logprob = true;
+  again.params.logprob_start_len = 3;
+  GenerateOutput o2 = run(*e, again);
+  EXPECT_EQ(o2.cached_tokens, 3);
+  ASSERT_EQ(static_cast<int32_t>(o2.input_logprobs.size()), L - 3);
+  EXPECT_TRUE(std::isnan(o2.input_logprobs[0].token.logprob));
+  for (int32_t i = 1; i < L - 3; ++i)
+    EXPECT_EQ(o2.input_logprobs[i].token.logprob, out.input_logprobs[i + 3].token.logprob);
+  // Without logprobs only the last prompt token is recomputed.
+  EXPECT_EQ(run(*e, greedy(prompt, 1)).cached_tokens, L - 1);
+  // Output logprobs only (logprob_start_len -1), and a prefill-only request's input logprobs.
+  GenerateRequest outonly = greedy(prompt, 3);
+  outonly.params.return_logprob = true;
+  GenerateOutput o3 = run(*e, outonly);
+  EXPECT_TRUE(o3.input_logprobs.empty());
+  EXPECT_EQ(o3.output_logprobs.size(), 3u);
+  GenerateRequest pre = greedy(prompt, 0);
+  pre.params.return_logprob = true;
+  pre.params.logprob_start_len = L - 2;
+  GenerateOutput o4 = run(*e, pre);
+  EXPECT_EQ(o4.completion_tokens, 0);
+  ASSERT_EQ(o4.input_logprobs.size(), 2u);
+  EXPECT_EQ(o4.input_logprobs[1].token.logprob, out.input_logprobs[L - 1].token.logprob);
+  // logprob_start_len must lie inside the prompt.
+  GenerateRequest bad = greedy(prompt, 2);
+  bad.params.return_logprob = true;
+  bad.params.logprob_start_len = L;
+  EXPECT_FALSE(e->submit(bad).is_ok());
+  expect_no_leaks(*e);
+}
+
+// ---------------------------------------------------------------- n > 1, text, abort by rid
+
+TEST_F(EngineTest, ParallelSamplesShareOnePrefill) {
+  auto e = make();
+  ASSERT_TRUE(e);
+  const auto prompt = enc("Once upon a time, in a small village, there lived a");
+  const int32_t L = static_cast<int32_t>(prompt.size());
+  GenerateRequest r = greedy(prompt, 6, "par");
+  r.params.n = 3;
+  std::vector<GenerateRequest> batch;
+  batch.push_back(r);
+  const auto prompt2 = enc("In a galaxy far, far away, a young pilot");
+  const int32_t L2 = static_cast<int32_t>(prompt2.size());
+  GenerateRequest sampled = greedy(prompt2, 6, "smp");
+  sampled.params.n = 2;
+  sampled.params.temperature = 1.0f;
+  batch.push_back(sampled);
+  auto hs = e->submit_batch(std::move(batch));
+  ASSERT_TRUE(hs.is_ok()) << hs.status().to_string();
+  ASSERT_EQ(hs->size(), 5u);
+  EXPECT_EQ((*hs)[0]->rid(), "par-0");
+  EXPECT_EQ((*hs)[2]->rid(), "par-2");
+  EXPECT_EQ((*hs)[4]->rid(), "smp-1");
+  const auto ref = reference(prompt, 6);
+  int computed_prompts = 0;
+  for (size_t i = 0; i < hs->size(); ++i) {
+    auto out = (*hs)[i]->wait();
+    ASSERT_TRUE(out.is_ok());
+    EXPECT_EQ(out->completion_tokens, 6);
+    if (i < 3) {
+      EXPECT_EQ(out->output_ids, ref) << i;
+    }
+    if (out->cached_tokens == 0) {
+      ++computed_prompts;
+    } else {
+      EXPECT_EQ(out->cached_tokens, (i < 3 ? L : L2) - 1);
+    }
+  }
+  // Only the first sample of each request computed its prompt; the others reused it.
+  EXPECT_EQ(computed_prompts, 2);
+  expect_no_leaks(*e);
+}
+
+TEST_F(EngineTest, TextInputIsTokenizedWithTheModelRules) {
+  auto e = make();
+  ASSERT_TRUE(e);
+  const std::string text = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n";
+  GenerateRequest r = greedy({}, 4);
+  r.text = text;
+  GenerateOutput out = run(*e, r);
+  const auto ids = model_->tok().encode(text, true, true);
+  EXPECT_EQ(out.prompt_tokens, static_cast<int>(ids.size()));
+  EXPECT_EQ(out.output_ids, reference(ids, 4));
+  GenerateRequest empty = greedy({}, 4);
+  empty.text = "";
+  if (!model_->tok().add_bos()) {
+    EXPECT_FALSE(e->submit(empty).is_ok());
+  }
+}
+
+TEST_F(EngineTest, AbortByRid) {
+  auto e = make();
+  ASSERT_TRUE(e);
+  GenerateRequest r = greedy(enc("My favourite book is"), 300, "victim");
+  auto h = e->submit(r);
+  ASSERT_TRUE(h.is_ok());
+  GenerateRequest g = greedy(enc("The quick brown fox"), 300, "grp");
+  g.params.n = 2;
+  std::vector<GenerateRequest> gv;
+  gv.push_back(g);
+  auto gh = e->submit_batch(std::move(gv));
+  ASSERT_TRUE(gh.is_ok());
+  RequestEvent ev;
+  ASSERT_TRUE((*h)->next(&ev));
+  EXPECT_EQ(e->abort("victim"), 1);
+  EXPECT_EQ(e->abort("grp"), 2);
+  EXPECT_EQ(e->abort("nobody"), 0);
+  auto out = (*h)->wait();
+  ASSERT_TRUE(out.is_ok());
+  EXPECT_EQ(out->finish_reason.kind, FinishReason::kAbort);
+  for (auto& x : *gh) EXPECT_EQ(x->wait()->finish_reason.kind, FinishReason::kAbort);
+  EXPECT_EQ(e->abort("victim"), 0);  // finished requests leave the registry
+  expect_no_leaks(*e);
+}
+
+// ---------------------------------------------------------------- schedule policies
+
+namespace {
+// Runs a blocker, then submits {B (no shared prefix), C (shares the cached prefix)} together
+// with one running slot, and returns true if C was admitted before B.
+}  // namespace
+
+class PolicyTest : public EngineTest {
+ protected:
+  bool c_before_b(SchedulePolicy policy, int32_t max_wait_steps, int32_t b_max_new = 4,
+                  int32_t c_max_new = 4) {
+    EngineOptions o;
+    o.max_running_requests = 1;
+    o.schedule_policy = policy;
+    o.max_wait_steps = max_wait_steps;
+    auto e = make(o);
+    EXPECT_TRUE(e);
+    const auto shared = enc("You are a helpful assistant. Answer briefly and politely. Question:");
+    run(*e, greedy(shared, 0));  // cache the shared prefix
+    auto blocker = e->submit(greedy(enc("The quick brown fox"), 12, "blocker"));
+    EXPECT_TRUE(blocker.is_ok());
+    RequestEvent ev;
+    EXPECT_TRUE((*blocker)->next(&ev));  // the blocker is running
+    auto c = shared;
+    for (int32_t t : enc(" what colour is the sky?")) c.push_back(t);
+    std::vector<GenerateRequest> v;
+    v.push_back(greedy(enc("Water boils at a temperature of"), b_max_new, "B"));
+    v.push_back(greedy(c, c_max_new, "C"));
+    auto hs = e->submit_batch(std::move(v));
+    EXPECT_TRUE(hs.is_ok());
+    auto ob = (*hs)[0]->wait();
+    auto oc = (*hs)[1]->wait();
+    EXPECT_TRUE((*blocker)->wait().is_ok());
+    EXPECT_EQ(oc->cached_tokens, static_cast<int>(shared.size()));
+    return oc->timings.queued_s < ob->timings.queued_s;
+  }
+};
+
+TEST_F(PolicyTest, FcfsAdmitsInArrivalOrder) { EXPECT_FALSE(c_before_b(SchedulePolicy::kFcfs, 256)); }
+TEST_F(PolicyTest, LpmAdmitsTheLongestCachedPrefixFirst) {
+  EXPECT_TRUE(c_before_b(SchedulePolicy::kLpm, 256));
+}
+TEST_F(PolicyTest, DfsWeightFollowsTheCachedSubtree) {
+  EXPECT_TRUE(c_before_b(SchedulePolicy::kDfsWeight, 256));
+}
+TEST_F(PolicyTest, LpmAgingGuardAdmitsOldRequestsInArrivalOrder) {
+  // Both have waited longer than max_wait_steps when the blocker ends: arrival order wins.
+  EXPECT_FALSE(c_before_b(SchedulePolicy::kLpm, 2));
+}
+TEST_F(PolicyTest, LofAdmitsTheLongestOutputFirst) {
+  EXPECT_TRUE(c_before_b(SchedulePolicy::kLof, 256, 3, 8));
+  EXPECT_FALSE(c_before_b(SchedulePolicy::kLof, 256, 8, 3));
+}
+
+TEST_F(EngineTest, EveryPolicyProducesTheSameOutputs) {
+  const auto ps = prompts();
+  std::vector<std::vector<int32_t>> refs;
+  for (const auto& p : ps) refs.push_back(reference(p, 6));
+  for (SchedulePolicy policy : {SchedulePolicy::kFcfs, SchedulePolicy::kLpm,
+                                SchedulePolicy::kDfsWeight, SchedulePolicy::kLof,
+                                SchedulePolicy::kRandom}) {
+    EngineOptions o;
+    o.schedule_policy = policy;
+    o.max_running_requests = 3;
+    o.max_prefill_tokens = 16;
+    auto e = make(o);
+    ASSERT_TRUE(e);
+    std::vector<GenerateRequest> v;
+    for (size_t i = 0; i < ps.size(); ++i) v.push_back(greedy(ps[i], 6, "p" + std::to_string(i)));
+    auto hs = e->submit_batch(std::move(v));
+    ASSERT_TRUE(hs.is_ok());
+    for (size_t i = 0; i < ps.size(); ++i)
+      EXPECT_EQ((*hs)[i]->wait()->output_ids, refs[i]) << schedule_policy_name(policy) << " " << i;
+    expect_no_leaks(*e);
+  }
+  EXPECT_EQ(*parse_schedule_policy("dfs-weight"), SchedulePolicy::kDfsWeight);
+  EXPECT_FALSE(parse_schedule_policy("sjf").is_ok());
+}
+
+// ---------------------------------------------------------------- concurrency and determinism
+
+TEST_F(EngineTest, ThreadsSubmittingAndAbortingAtRandom) {
+  EngineOptions o;
+  o.max_total_tokens = 400;
+  o.schedule_conservativeness = 0.3;
+  auto e = make(o);
+  ASSERT_TRUE(e);
+  const auto ps = prompts();
+  std::vector<std::vector<int32_t>> refs;
+  for (const auto& p : ps) refs.push_back(reference(p, 8));
+  std::atomic<int> mismatches{0}, aborted{0}, finished{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&, t] {
+      Rng rng(1000 + t);
+      for (int k = 0; k < 5; ++k) {
+        const size_t i = rng.next_u64() % ps.size();
+        auto h = e->submit(greedy(ps[i], 8, "t" + std::to_string(t) + "-" + std::to_string(k)));
+        if (!h.is_ok()) {
+          ++mismatches;
+          continue;
+        }
+        const int abort_after = static_cast<int>(rng.next_u64() % 12);  // >= 9: never
+        std::vector<int32_t> got;
+        RequestEvent ev;
+        int n_events = 0;
+        bool was_aborted = false;
+        while ((*h)->next(&ev)) {
+          if (ev.kind == RequestEvent::kToken) got.push_back(ev.token);
+          if (ev.kind == RequestEvent::kFinish) was_aborted = ev.finish.kind == FinishReason::kAbort;
+          if (++n_events == abort_after) (*h)->abort();
+        }
+        if (was_aborted) {
+          ++aborted;
+          // What was streamed before the abort is still a prefix of the right answer.
+          if (!std::equal(got.begin(), got.end(), refs[i].begin())) ++mismatches;
+        } else {
+          ++finished;
+          if (got != refs[i]) ++mismatches;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
+  EXPECT_EQ(finished + aborted, 30);
+  std::printf("random aborts: %d finished, %d aborted\n", finished.load(), aborted.load());
+  expect_no_leaks(*e);
+}
+
+TEST_F(EngineTest, SeededOutputIsTheSameWithCacheOnAndOffAndInABatch) {
+  const auto prompt = enc("To make a cup of tea, first");
+  GenerateRequest r = greedy(prompt, 10, "seeded");
+  r.params.temperature = 1.1f;
+  r.params.top_k = 40;
+  r.params.min_p = 0.02f;
+  r.params.frequency_penalty = 0.3f;
+  r.params.sampling_seed = 99;
+  std::vector<int32_t> first;
+  for (bool disable : {false, true}) {
+    EngineOptions o;
+    o.disable_radix_cache = disable;
+    auto e = make(o);
+    ASSERT_TRUE(e);
+    GenerateOutput alone = run(*e, r);
+    GenerateOutput cached = run(*e, r);  // the prompt now comes from the cache (when on)
+    std::vector<GenerateRequest> v;
+    for (const auto& p : prompts()) v.push_back(greedy(p, 10));
+    v.push_back(r);
+    auto hs = e->submit_batch(std::move(v));
+    ASSERT_TRUE(hs.is_ok());
+    GenerateOutput in_batch = *hs->back()->wait();
+    if (first.empty()) first = alone.output_ids;
+    EXPECT_EQ(alone.output_ids, first);
+    EXPECT_EQ(cached.output_ids, first);
+    EXPECT_EQ(in_batch.output_ids, first);
+    EXPECT_EQ(cached.cached_tokens, disable ? 0 : static_cast<int>(prompt.size()) - 1);
+    for (size_t i = 0; i + 1 < hs->size(); ++i) ASSERT_TRUE((*hs)[i]->wait().is_ok());
+  }
+}
+
+TEST_F(EngineTest, ListenerAndTryNext) {
+  auto e = make();
+  ASSERT_TRUE(e);
+  auto h = e->submit(greedy(enc("The capital of France is"), 5));
+  ASSERT_TRUE(h.is_ok());
+  std::atomic<int> calls{0};
+  (*h)->set_listener([&] { ++calls; });
+  int tokens = 0;
+  bool done = false;
+  RequestEvent ev;
+  while (!done) {
+    if ((*h)->try_next(&ev)) {
+      if (ev.kind == RequestEvent::kToken) ++tokens;
+      done = ev.kind == RequestEvent::kFinish;
+    } else {
+      std::this_thread::yield();
+    }
+  }
+  EXPECT_EQ(tokens, 5);
+  EXPECT_TRUE((*h)->finished());
+  EXPECT_FALSE((*h)->try_next(&ev));
+  EXPECT_GE(calls.load(), 1);
 }
 
 }  // namespace

@@ -16,7 +16,7 @@
 namespace sgl::runtime {
 namespace {
 
-constexpr const char* kModelPath = "/work/main/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+constexpr const char* kModelPath = SGL_SOURCE_DIR "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 struct Outcome {
   std::vector<std::string> deltas;
