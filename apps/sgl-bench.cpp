@@ -1,5 +1,6 @@
-// sgl-bench: micro-benchmarks of the library's parts, one subcommand each, printing one JSON object
-// to stdout (errors to stderr, non-zero exit status).
+// sgl-bench: benchmarks of the library's parts and of the runtime's workloads, one subcommand each,
+// printing one JSON object to stdout (the runtime workloads print text unless --json; errors to
+// stderr, non-zero exit status).
 //
 //   sgl-bench tokenize -m MODEL -f FILE [--repeat N] [--special]
 //       encodes FILE's bytes N times with MODEL's tokenizer (a GGUF file or a Hugging Face
@@ -16,13 +17,36 @@
 //       per batch size (aggregate), the median step time, the measured DRAM read bandwidth and
 //       the batch-1 decode limit it implies (weight bytes per step / bandwidth).
 //
+//   sgl-bench shared-prefix [-m MODEL] [--groups 8] [--per-group 16] [--system-len 1024]
+//                           [--question-len 64] [--output-len 32] [RUNTIME OPTIONS]
+//       SGLang's generated-shared-prefix workload through the in-process engine: G groups x P
+//       requests, each group sharing one S-token system prompt, each request adding its own
+//       Q-token question; all submitted at once (group by group), greedy, ignore_eos, O output
+//       tokens each. Prints requests, prompt / output / cached tokens, wall time, request and
+//       token throughput, cache hit rate (sum cached_tokens / sum prompt_tokens), latency and the
+//       scheduler's step time outside the forward pass.
+//
+//   sgl-bench multi-turn [-m MODEL] [--clients 16] [--turns 4] [--system-len 256]
+//                        [--question-len 256] [--output-len 32] [RUNTIME OPTIONS]
+//       C concurrent conversations of T turns: turn t resends the whole history (the first
+//       S-token context, earlier questions and the model's answers) plus a new Q-token question,
+//       after turn t-1 finished. Prints the same figures as shared-prefix.
+//
+//   RUNTIME OPTIONS: [--threads 2] [--max-running-requests 64] [--max-total-tokens N (default:
+//       max running requests x the longest sequence)] [--disable-radix-cache] [--seed 1]
+//       [--json] [--dump-prompts FILE (the prompts' token ids as JSON)] [--prompts-only (dump
+//       and exit without running)]. MODEL defaults to models/SmolLM2-135M-Instruct.Q4_1.gguf.
+//       Prompts are deterministic random English-word text tokenized with MODEL's tokenizer.
+//
 // Subcommands are rows of kCommands; add one by writing a run function and a row.
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -35,13 +59,15 @@
 #include "model/gguf.h"
 #include "models/loader.h"
 #include "runtime/sampler.h"
-#include "support/thread_pool.h"
+#include "sgl/engine.h"
 #include "support/status.h"
+#include "support/thread_pool.h"
 #include "tokenizer/tokenizer.h"
 
 namespace {
 
 using sgl::Result;
+using sgl::Status;
 using sgl::tokenizer::Tokenizer;
 
 int fail(const std::string& msg) {
@@ -205,11 +231,12 @@ sgl::Result<std::pair<ModelBenchResult, ModelBenchResult>> bench_one_batch(
   double t0 = now_s();
   SGL_RETURN_IF_ERROR(be.forward(fb, &logits));
   double t1 = now_s();
-  ModelBenchResult pre{"prefill", batch, input_len, 1, t1 - t0, batch * input_len / (t1 - t0),
+  ModelBenchResult pre{"prefill",      batch, input_len, 1, t1 - t0, batch * input_len / (t1 - t0),
                        (t1 - t0) * 1e3};
   std::vector<double> step_s;
   std::vector<int32_t> cur(batch);
-  for (int b = 0; b < batch; ++b) cur[b] = sgl::runtime::Sampler::argmax({logits.row(b), static_cast<size_t>(logits.n_vocab)});
+  for (int b = 0; b < batch; ++b)
+    cur[b] = sgl::runtime::Sampler::argmax({logits.row(b), static_cast<size_t>(logits.n_vocab)});
   double d0 = now_s();
   for (int s = 0; s < steps; ++s) {
     fb.clear();
@@ -224,7 +251,12 @@ sgl::Result<std::pair<ModelBenchResult, ModelBenchResult>> bench_one_batch(
   double d1 = now_s();
   std::vector<double> sorted = step_s;
   std::sort(sorted.begin(), sorted.end());
-  ModelBenchResult dec{"decode", batch, input_len, steps, d1 - d0, batch * steps / (d1 - d0),
+  ModelBenchResult dec{"decode",
+                       batch,
+                       input_len,
+                       steps,
+                       d1 - d0,
+                       batch * steps / (d1 - d0),
                        sorted.empty() ? 0 : sorted[sorted.size() / 2] * 1e3};
   return std::make_pair(pre, dec);
 }
@@ -255,8 +287,9 @@ double measure_read_bandwidth(sgl::ThreadPool& pool) {
 }
 
 int run_model(int argc, char** argv) {
-  auto args = parse_args(argc, argv, {"-m", "--threads", "--prefill", "--decode", "--batches",
-                                      "--kv-dtype", "--input"});
+  auto args = parse_args(
+      argc, argv,
+      {"-m", "--threads", "--prefill", "--decode", "--batches", "--kv-dtype", "--input"});
   if (!args.is_ok()) return fail(args.status().message());
   const std::string* model = args->get("-m");
   if (!model) return fail("model: missing -m MODEL");
@@ -278,7 +311,8 @@ int run_model(int argc, char** argv) {
   if (prefill < 1 || decode < 1 || input < 1 || threads < 0) return fail("model: bad sizes");
   for (int b : batches)
     if (b < 1 || b > 4096) return fail("model: bad batch size");
-  auto kv = sgl::backend::parse_kv_dtype(args->get("--kv-dtype") ? *args->get("--kv-dtype") : "f16");
+  auto kv =
+      sgl::backend::parse_kv_dtype(args->get("--kv-dtype") ? *args->get("--kv-dtype") : "f16");
   if (!kv.is_ok()) return fail(kv.status().message());
   auto loaded = sgl::models::load_model(*model);
   if (!loaded.is_ok()) return fail(loaded.status().to_string());
@@ -287,7 +321,9 @@ int run_model(int argc, char** argv) {
   sgl::backend::CpuBackendOptions bo;
   bo.n_threads = threads;
   bo.kv_dtype = *kv;
-  bo.kv_capacity = std::max<int64_t>(prefill, static_cast<int64_t>(max_b) * (input + decode)) + 16;
+  // The warm-up below needs 64 + 4 slots.
+  bo.kv_capacity =
+      std::max<int64_t>({prefill, static_cast<int64_t>(max_b) * (input + decode), 68}) + 16;
   auto be = sgl::backend::CpuBackend::create(m, bo);
   if (!be.is_ok()) return fail(be.status().to_string());
   const int32_t vocab = static_cast<int32_t>(m.config.n_vocab);
@@ -304,14 +340,17 @@ int run_model(int argc, char** argv) {
   }
   auto p = bench_one_batch(**be, 1, prefill, 1, vocab);
   if (!p.is_ok()) return fail(p.status().to_string());
-  out["prefill"] = {{"tokens", prefill}, {"seconds", p->first.seconds},
-                    {"tokens_per_s", p->first.tokens_per_s}};
+  out["prefill"] = {
+      {"tokens", prefill}, {"seconds", p->first.seconds}, {"tokens_per_s", p->first.tokens_per_s}};
   nlohmann::json dec = nlohmann::json::array();
   for (int b : batches) {
     auto r = bench_one_batch(**be, b, input, decode, vocab);
     if (!r.is_ok()) return fail(r.status().to_string());
-    dec.push_back({{"batch", b}, {"input_len", input}, {"steps", decode},
-                   {"seconds", r->second.seconds}, {"tokens_per_s", r->second.tokens_per_s},
+    dec.push_back({{"batch", b},
+                   {"input_len", input},
+                   {"steps", decode},
+                   {"seconds", r->second.seconds},
+                   {"tokens_per_s", r->second.tokens_per_s},
                    {"median_step_ms", r->second.median_step_ms}});
   }
   out["decode"] = dec;
@@ -331,6 +370,478 @@ int run_model(int argc, char** argv) {
   return 0;
 }
 
+// ---- runtime workloads (the in-process engine, end to end) -------------------------------------
+//
+// Prompts are deterministic random text of common English words, tokenized with the model's
+// tokenizer and cut to an exact token count; the token ids are what the engine receives, and
+// --dump-prompts writes them so a peer (bench/runtime_bench.py drives llama-server) gets the very
+// same prompts. Requests are greedy with ignore_eos, so each outputs exactly --output-len tokens.
+
+constexpr const char* kWords[] = {
+    "the",        "of",        "and",       "to",        "in",          "a",         "is",
+    "that",       "for",       "it",        "as",        "was",         "with",      "be",
+    "by",         "on",        "not",       "he",        "this",        "are",       "or",
+    "his",        "from",      "at",        "which",     "but",         "have",      "an",
+    "had",        "they",      "you",       "were",      "their",       "one",       "all",
+    "we",         "can",       "her",       "has",       "there",       "been",      "if",
+    "more",       "when",      "will",      "would",     "who",         "so",        "no",
+    "time",       "people",    "year",      "way",       "day",         "man",       "thing",
+    "woman",      "life",      "child",     "world",     "school",      "state",     "family",
+    "student",    "group",     "country",   "problem",   "hand",        "part",      "place",
+    "case",       "week",      "company",   "system",    "program",     "question",  "work",
+    "government", "number",    "night",     "point",     "home",        "water",     "room",
+    "mother",     "area",      "money",     "story",     "fact",        "month",     "lot",
+    "right",      "study",     "book",      "eye",       "job",         "word",      "business",
+    "issue",      "side",      "kind",      "head",      "house",       "service",   "friend",
+    "father",     "power",     "hour",      "game",      "line",        "end",       "member",
+    "law",        "car",       "city",      "community", "name",        "president", "team",
+    "minute",     "idea",      "kid",       "body",      "information", "back",      "parent",
+    "face",       "others",    "level",     "office",    "door",        "health",    "person",
+    "art",        "war",       "history",   "party",     "result",      "change",    "morning",
+    "reason",     "research",  "girl",      "guy",       "moment",      "air",       "teacher",
+    "force",      "education", "good",      "new",       "first",       "last",      "long",
+    "great",      "little",    "own",       "other",     "old",         "big",       "high",
+    "different",  "small",     "large",     "next",      "early",       "young",     "important",
+    "few",        "public",    "bad",       "same",      "able",        "say",       "make",
+    "go",         "know",      "take",      "see",       "come",        "think",     "look",
+    "want",       "give",      "use",       "find",      "tell",        "ask",       "seem",
+    "feel",       "try",       "leave",     "call",      "river",       "mountain",  "garden",
+    "engine",     "signal",    "bridge",    "winter",    "summer",      "letter",    "market",
+    "theory",     "window",    "machine",   "language",  "music",       "picture",   "season",
+    "quickly",    "slowly",    "carefully", "always",    "never",       "often",     "together",
+};
+
+struct Rng {
+  uint64_t x;
+  explicit Rng(uint64_t seed) : x(seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull) {
+    if (x == 0) x = 1;
+  }
+  uint64_t next() {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+  }
+};
+
+// Exactly n token ids of random word text ("Word word word. Word ..."): more words than needed
+// are tokenized, then the ids are cut to n.
+std::vector<int32_t> random_text_tokens(const Tokenizer& tok, int n, Rng& rng) {
+  constexpr size_t kNumWords = sizeof(kWords) / sizeof(kWords[0]);
+  std::vector<int32_t> ids;
+  std::string text;
+  int words = n + 8;
+  while (static_cast<int>(ids.size()) < n) {
+    text.clear();
+    bool cap = true;
+    for (int i = 0; i < words; ++i) {
+      std::string w = kWords[rng.next() % kNumWords];
+      if (cap) w[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(w[0])));
+      if (i > 0) text += ' ';
+      text += w;
+      cap = rng.next() % 10 == 0;
+      if (cap) text += '.';
+    }
+    ids = tok.encode(text, false, false);
+    words *= 2;
+  }
+  ids.resize(static_cast<size_t>(n));
+  return ids;
+}
+
+struct RuntimeBenchOptions {
+  std::string model = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  int threads = 2;
+  int max_running_requests = 64;
+  int64_t max_total_tokens = 0;  // 0: max_running_requests x the longest sequence
+  bool disable_radix_cache = false;
+  uint64_t seed = 1;
+  int output_len = 32;
+  bool json = false;
+  std::string dump_prompts;   // write the workload's token ids here
+  bool prompts_only = false;  // ... and stop there (no engine)
+};
+
+// Parses the options every runtime workload shares, plus the workload's own integer options
+// (`ints`: name -> default, overwritten in place).
+Result<RuntimeBenchOptions> parse_runtime_options(
+    int argc, char** argv, std::vector<std::pair<std::string, int64_t>>& ints) {
+  std::vector<std::string> valued = {
+      "-m",     "--model",      "--threads",     "--max-running-requests", "--max-total-tokens",
+      "--seed", "--output-len", "--dump-prompts"};
+  for (const auto& [k, v] : ints) valued.push_back(k);
+  SGL_ASSIGN_OR_RETURN(Args args, parse_args(argc, argv, valued));
+  RuntimeBenchOptions o;
+  for (const std::string& f : args.flags) {
+    if (f == "--disable-radix-cache") {
+      o.disable_radix_cache = true;
+    } else if (f == "--json") {
+      o.json = true;
+    } else if (f == "--prompts-only") {
+      o.prompts_only = true;
+    } else {
+      return sgl::invalid_argument("unknown flag " + f);
+    }
+  }
+  auto parse_int = [&](const std::string& key, int64_t lo, int64_t hi,
+                       int64_t def) -> Result<int64_t> {
+    const std::string* v = args.get(key);
+    if (v == nullptr) return def;
+    char* end = nullptr;
+    const long long x = std::strtoll(v->c_str(), &end, 10);
+    if (end == v->c_str() || *end != '\0' || x < lo || x > hi)
+      return sgl::invalid_argument(key + " must be an integer in [" + std::to_string(lo) + ", " +
+                                   std::to_string(hi) + "], got '" + *v + "'");
+    return static_cast<int64_t>(x);
+  };
+  if (const std::string* m = args.get("-m")) o.model = *m;
+  if (const std::string* m = args.get("--model")) o.model = *m;
+  if (const std::string* d = args.get("--dump-prompts")) o.dump_prompts = *d;
+  SGL_ASSIGN_OR_RETURN(int64_t threads, parse_int("--threads", 0, 1024, o.threads));
+  SGL_ASSIGN_OR_RETURN(int64_t mrr,
+                       parse_int("--max-running-requests", 1, 1 << 16, o.max_running_requests));
+  SGL_ASSIGN_OR_RETURN(o.max_total_tokens, parse_int("--max-total-tokens", 0, int64_t{1} << 32, 0));
+  SGL_ASSIGN_OR_RETURN(int64_t seed, parse_int("--seed", 0, int64_t{1} << 62, 1));
+  SGL_ASSIGN_OR_RETURN(int64_t out_len, parse_int("--output-len", 1, 1 << 20, o.output_len));
+  o.threads = static_cast<int>(threads);
+  o.max_running_requests = static_cast<int>(mrr);
+  o.seed = static_cast<uint64_t>(seed);
+  o.output_len = static_cast<int>(out_len);
+  for (auto& [k, v] : ints) {
+    SGL_ASSIGN_OR_RETURN(v, parse_int(k, 1, 1 << 20, v));
+  }
+  return o;
+}
+
+Status write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  if (!out) return sgl::invalid_argument("cannot write " + path);
+  out << text;
+  return out ? Status::ok() : sgl::invalid_argument("cannot write " + path);
+}
+
+Result<std::unique_ptr<sgl::runtime::Engine>> make_bench_engine(const RuntimeBenchOptions& o,
+                                                                int64_t max_seq_len) {
+  sgl::runtime::EngineOptions eo;
+  eo.threads = o.threads;
+  eo.max_running_requests = o.max_running_requests;
+  eo.max_total_tokens =
+      o.max_total_tokens > 0 ? o.max_total_tokens : o.max_running_requests * max_seq_len;
+  eo.disable_radix_cache = o.disable_radix_cache;
+  eo.random_seed = o.seed;
+  SGL_ASSIGN_OR_RETURN(auto engine, sgl::runtime::Engine::create(o.model, eo));
+  // Warm-up outside the clock (page in the weights, size the scratch buffers), then an empty cache.
+  sgl::runtime::GenerateRequest w;
+  w.rid = "warmup";
+  w.input_ids = bench_tokens(64, 12345, static_cast<int32_t>(engine->model().config.n_vocab));
+  w.params.max_new_tokens = 8;
+  w.params.temperature = 0.0f;
+  w.params.ignore_eos = true;
+  SGL_ASSIGN_OR_RETURN(auto h, engine->submit(std::move(w)));
+  SGL_RETURN_IF_ERROR(h->wait().status());
+  // The scheduler publishes the warm-up's last step after its finish event; flush_cache fails
+  // while anything is in flight, so retry briefly.
+  Status flushed = Status::ok();
+  for (int i = 0; i < 100; ++i) {
+    flushed = engine->flush_cache();
+    if (flushed.is_ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  SGL_RETURN_IF_ERROR(flushed);
+  return engine;
+}
+
+// What one timed run measured.
+struct RunTotals {
+  int64_t requests = 0, prompt_tokens = 0, output_tokens = 0, cached_tokens = 0;
+  double wall_s = 0;
+  std::vector<double> e2e_s, ttft_s;
+};
+
+void add_output(RunTotals& t, const sgl::runtime::GenerateOutput& out) {
+  ++t.requests;
+  t.prompt_tokens += out.prompt_tokens;
+  t.output_tokens += out.completion_tokens;
+  t.cached_tokens += out.cached_tokens;
+  t.e2e_s.push_back(out.timings.e2e_s);
+  t.ttft_s.push_back(out.timings.first_token_s);
+}
+
+// Engine stats once the scheduler is idle (its last step's counters are published after the last
+// finish event).
+sgl::runtime::EngineStats settled_stats(const sgl::runtime::Engine& e) {
+  sgl::runtime::EngineStats s = e.stats();
+  for (int i = 0; i < 200; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    sgl::runtime::EngineStats t = e.stats();
+    if (t.running == 0 && t.waiting == 0 && t.steps == s.steps && t.step_seconds == s.step_seconds)
+      return t;
+    s = t;
+  }
+  return s;
+}
+
+double mean_of(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0.0 : s / static_cast<double>(v.size());
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
+  return v[i];
+}
+
+// Prints the run as JSON (--json) or as aligned text.
+void report_run(const RuntimeBenchOptions& o, const std::string& workload, nlohmann::json sizes,
+                const RunTotals& t, const sgl::runtime::EngineStats& s0,
+                const sgl::runtime::EngineStats& s1, int64_t max_total_tokens) {
+  const double wall = t.wall_s;
+  const int64_t steps = s1.steps - s0.steps;
+  const double step_s = s1.step_seconds - s0.step_seconds;
+  const double fwd_s = s1.forward_seconds - s0.forward_seconds;
+  nlohmann::json out;
+  out["workload"] = workload;
+  out["model"] = o.model;
+  out["threads"] = o.threads;
+  out["radix_cache"] = !o.disable_radix_cache;
+  out["max_running_requests"] = o.max_running_requests;
+  out["max_total_tokens"] = max_total_tokens;
+  out["seed"] = o.seed;
+  out["sizes"] = std::move(sizes);
+  out["requests"] = t.requests;
+  out["prompt_tokens"] = t.prompt_tokens;
+  out["output_tokens"] = t.output_tokens;
+  out["cached_tokens"] = t.cached_tokens;
+  out["computed_prompt_tokens"] = t.prompt_tokens - t.cached_tokens;
+  out["wall_s"] = wall;
+  out["request_throughput"] = t.requests / wall;
+  out["output_tok_per_s"] = t.output_tokens / wall;
+  out["total_tok_per_s"] = (t.prompt_tokens + t.output_tokens) / wall;
+  out["cache_hit_rate"] =
+      t.prompt_tokens > 0 ? static_cast<double>(t.cached_tokens) / t.prompt_tokens : 0.0;
+  out["mean_e2e_s"] = mean_of(t.e2e_s);
+  out["p99_e2e_s"] = percentile(t.e2e_s, 0.99);
+  out["mean_ttft_s"] = mean_of(t.ttft_s);
+  out["engine"] = {
+      {"steps", steps},
+      {"cache_hit_rate", s1.prompt_tokens > s0.prompt_tokens
+                             ? static_cast<double>(s1.cache_hit_tokens - s0.cache_hit_tokens) /
+                                   static_cast<double>(s1.prompt_tokens - s0.prompt_tokens)
+                             : 0.0},
+      {"evicted_tokens", s1.evicted_tokens - s0.evicted_tokens},
+      {"retractions", s1.retractions - s0.retractions},
+      {"aborted_for_memory", s1.aborted_for_memory - s0.aborted_for_memory},
+      {"step_seconds", step_s},
+      {"forward_seconds", fwd_s},
+  };
+  // The scheduler's own cost: step time outside the backend's forward pass.
+  if (steps > 0 && step_s > 0) {
+    out["engine"]["mean_step_ms"] = step_s / steps * 1e3;
+    out["engine"]["mean_outside_forward_ms"] = (step_s - fwd_s) / steps * 1e3;
+    out["engine"]["outside_forward_fraction"] = (step_s - fwd_s) / step_s;
+  } else {
+    out["engine"]["outside_forward_fraction"] = nullptr;  // the engine does not time its steps
+  }
+  if (o.json) {
+    std::printf("%s\n", out.dump(2).c_str());
+    return;
+  }
+  std::printf("%s, radix cache %s, %d threads, max running %d, KV pool %lld tokens\n",
+              workload.c_str(), o.disable_radix_cache ? "off" : "on", o.threads,
+              o.max_running_requests, static_cast<long long>(max_total_tokens));
+  std::printf("  sizes                 %s\n", out["sizes"].dump().c_str());
+  std::printf("  requests              %lld\n", static_cast<long long>(t.requests));
+  std::printf("  prompt tokens         %lld (cached %lld, computed %lld)\n",
+              static_cast<long long>(t.prompt_tokens), static_cast<long long>(t.cached_tokens),
+              static_cast<long long>(t.prompt_tokens - t.cached_tokens));
+  std::printf("  output tokens         %lld\n", static_cast<long long>(t.output_tokens));
+  std::printf("  wall time             %.2f s\n", wall);
+  std::printf("  request throughput    %.3f req/s\n", t.requests / wall);
+  std::printf("  output throughput     %.1f tok/s\n", t.output_tokens / wall);
+  std::printf("  total throughput      %.1f tok/s (prompt + output)\n",
+              (t.prompt_tokens + t.output_tokens) / wall);
+  std::printf("  cache hit rate        %.1f%%\n", 100.0 * out["cache_hit_rate"].get<double>());
+  std::printf("  latency               mean %.2f s, p99 %.2f s, mean TTFT %.2f s\n",
+              mean_of(t.e2e_s), percentile(t.e2e_s, 0.99), mean_of(t.ttft_s));
+  std::printf("  scheduler steps       %lld\n", static_cast<long long>(steps));
+  if (steps > 0 && step_s > 0) {
+    std::printf("  outside forward       %.3f ms of %.2f ms per step (%.2f%%)\n",
+                (step_s - fwd_s) / steps * 1e3, step_s / steps * 1e3,
+                100.0 * (step_s - fwd_s) / step_s);
+  } else {
+    std::printf("  outside forward       n/a (the engine reports no step timing)\n");
+  }
+}
+
+sgl::runtime::GenerateRequest bench_request(std::string rid, std::vector<int32_t> ids,
+                                            int output_len) {
+  sgl::runtime::GenerateRequest r;
+  r.rid = std::move(rid);
+  r.input_ids = std::move(ids);
+  r.params.max_new_tokens = output_len;
+  r.params.temperature = 0.0f;
+  r.params.ignore_eos = true;
+  return r;
+}
+
+// G groups x P requests; each group's requests share one S-token system prompt and differ in a
+// Q-token question. All submitted at once, group by group (SGLang's generated-shared-prefix).
+int run_shared_prefix(int argc, char** argv) {
+  std::vector<std::pair<std::string, int64_t>> ints = {
+      {"--groups", 8}, {"--per-group", 16}, {"--system-len", 1024}, {"--question-len", 64}};
+  auto o = parse_runtime_options(argc, argv, ints);
+  if (!o.is_ok()) return fail("shared-prefix: " + o.status().message());
+  const int groups = static_cast<int>(ints[0].second), per_group = static_cast<int>(ints[1].second);
+  const int system_len = static_cast<int>(ints[2].second);
+  const int question_len = static_cast<int>(ints[3].second);
+
+  auto tok = load_tokenizer(o->model);
+  if (!tok.is_ok()) return fail(tok.status().to_string());
+  Rng rng(o->seed);
+  std::vector<std::vector<int32_t>> prompts;
+  for (int g = 0; g < groups; ++g) {
+    const std::vector<int32_t> system = random_text_tokens(*tok, system_len, rng);
+    for (int i = 0; i < per_group; ++i) {
+      std::vector<int32_t> p = system;
+      const std::vector<int32_t> q = random_text_tokens(*tok, question_len, rng);
+      p.insert(p.end(), q.begin(), q.end());
+      prompts.push_back(std::move(p));
+    }
+  }
+  nlohmann::json sizes = {{"groups", groups},
+                          {"per_group", per_group},
+                          {"system_len", system_len},
+                          {"question_len", question_len},
+                          {"output_len", o->output_len}};
+  if (!o->dump_prompts.empty()) {
+    nlohmann::json w = {{"workload", "shared-prefix"}, {"sizes", sizes}, {"requests", prompts}};
+    Status s = write_file(o->dump_prompts, w.dump());
+    if (!s.is_ok()) return fail(s.to_string());
+  }
+  if (o->prompts_only) return 0;
+
+  const int64_t max_seq = system_len + question_len + o->output_len;
+  auto engine = make_bench_engine(*o, max_seq);
+  if (!engine.is_ok()) return fail(engine.status().to_string());
+  sgl::runtime::Engine& e = **engine;
+  const sgl::runtime::EngineStats s0 = settled_stats(e);
+  RunTotals t;
+  const double t0 = now_s();
+  std::vector<std::shared_ptr<sgl::runtime::RequestHandle>> handles;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    auto h = e.submit(bench_request("sp-" + std::to_string(i), prompts[i], o->output_len));
+    if (!h.is_ok()) return fail(h.status().to_string());
+    handles.push_back(*h);
+  }
+  for (auto& h : handles) {
+    auto out = h->wait();
+    if (!out.is_ok()) return fail(out.status().to_string());
+    if (out->finish_reason.kind == sgl::runtime::FinishReason::kAbort)
+      return fail("request " + h->rid() + " aborted: " + out->finish_reason.message);
+    add_output(t, *out);
+  }
+  t.wall_s = now_s() - t0;
+  const sgl::runtime::EngineStats s1 = settled_stats(e);
+  report_run(*o, "shared-prefix", sizes, t, s0, s1, e.max_total_tokens());
+  return 0;
+}
+
+// C concurrent conversations of T turns. Turn t sends the conversation so far (its first S-token
+// context, then every earlier question and the model's answer to it) plus a new Q-token question,
+// as a new request once the previous turn has finished: the history is what the cache can reuse.
+int run_multi_turn(int argc, char** argv) {
+  std::vector<std::pair<std::string, int64_t>> ints = {
+      {"--clients", 16}, {"--turns", 4}, {"--system-len", 256}, {"--question-len", 256}};
+  auto o = parse_runtime_options(argc, argv, ints);
+  if (!o.is_ok()) return fail("multi-turn: " + o.status().message());
+  const int clients = static_cast<int>(ints[0].second), turns = static_cast<int>(ints[1].second);
+  const int system_len = static_cast<int>(ints[2].second);
+  const int question_len = static_cast<int>(ints[3].second);
+
+  auto tok = load_tokenizer(o->model);
+  if (!tok.is_ok()) return fail(tok.status().to_string());
+  Rng rng(o->seed);
+  struct Conversation {
+    std::vector<int32_t> system;
+    std::vector<std::vector<int32_t>> questions;
+  };
+  std::vector<Conversation> convs(clients);
+  for (Conversation& c : convs) {
+    c.system = random_text_tokens(*tok, system_len, rng);
+    for (int t = 0; t < turns; ++t)
+      c.questions.push_back(random_text_tokens(*tok, question_len, rng));
+  }
+  nlohmann::json sizes = {{"clients", clients},
+                          {"turns", turns},
+                          {"system_len", system_len},
+                          {"question_len", question_len},
+                          {"output_len", o->output_len}};
+  if (!o->dump_prompts.empty()) {
+    nlohmann::json cj = nlohmann::json::array();
+    for (const Conversation& c : convs)
+      cj.push_back({{"system", c.system}, {"questions", c.questions}});
+    nlohmann::json w = {{"workload", "multi-turn"}, {"sizes", sizes}, {"conversations", cj}};
+    Status s = write_file(o->dump_prompts, w.dump());
+    if (!s.is_ok()) return fail(s.to_string());
+  }
+  if (o->prompts_only) return 0;
+
+  const int64_t max_seq = system_len + static_cast<int64_t>(turns) * (question_len + o->output_len);
+  auto engine = make_bench_engine(*o, max_seq);
+  if (!engine.is_ok()) return fail(engine.status().to_string());
+  sgl::runtime::Engine& e = **engine;
+  const sgl::runtime::EngineStats s0 = settled_stats(e);
+  std::vector<RunTotals> per_client(clients);
+  std::vector<std::string> errors(clients);
+  const double t0 = now_s();
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      std::vector<int32_t> history = convs[c].system;
+      for (int t = 0; t < turns; ++t) {
+        const auto& q = convs[c].questions[t];
+        history.insert(history.end(), q.begin(), q.end());
+        auto h = e.submit(bench_request("mt-" + std::to_string(c) + "-" + std::to_string(t),
+                                        history, o->output_len));
+        if (!h.is_ok()) {
+          errors[c] = h.status().to_string();
+          return;
+        }
+        auto out = (*h)->wait();
+        if (!out.is_ok()) {
+          errors[c] = out.status().to_string();
+          return;
+        }
+        if (out->finish_reason.kind == sgl::runtime::FinishReason::kAbort) {
+          errors[c] = "request aborted: " + out->finish_reason.message;
+          return;
+        }
+        add_output(per_client[c], *out);
+        history.insert(history.end(), out->output_ids.begin(), out->output_ids.end());
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  RunTotals t;
+  t.wall_s = now_s() - t0;
+  for (int c = 0; c < clients; ++c) {
+    if (!errors[c].empty()) return fail("client " + std::to_string(c) + ": " + errors[c]);
+    const RunTotals& p = per_client[c];
+    t.requests += p.requests;
+    t.prompt_tokens += p.prompt_tokens;
+    t.output_tokens += p.output_tokens;
+    t.cached_tokens += p.cached_tokens;
+    t.e2e_s.insert(t.e2e_s.end(), p.e2e_s.begin(), p.e2e_s.end());
+    t.ttft_s.insert(t.ttft_s.end(), p.ttft_s.begin(), p.ttft_s.end());
+  }
+  const sgl::runtime::EngineStats s1 = settled_stats(e);
+  report_run(*o, "multi-turn", sizes, t, s0, s1, e.max_total_tokens());
+  return 0;
+}
+
 struct Command {
   const char* name;
   const char* usage;
@@ -343,11 +854,23 @@ const Command kCommands[] = {
      "model -m MODEL [--threads N] [--prefill 512] [--decode 128] [--input 32] "
      "[--batches 1,16,64] [--kv-dtype f16]",
      run_model},
+    {"shared-prefix",
+     "shared-prefix [-m MODEL] [--groups 8] [--per-group 16] [--system-len 1024] "
+     "[--question-len 64] [--output-len 32] [RUNTIME OPTIONS]",
+     run_shared_prefix},
+    {"multi-turn",
+     "multi-turn [-m MODEL] [--clients 16] [--turns 4] [--system-len 256] [--question-len 256] "
+     "[--output-len 32] [RUNTIME OPTIONS]",
+     run_multi_turn},
 };
 
 int usage(FILE* out) {
   std::fprintf(out, "usage: sgl-bench COMMAND [options]\n\ncommands:\n");
   for (const Command& c : kCommands) std::fprintf(out, "  %s\n", c.usage);
+  std::fprintf(out,
+               "\nruntime options: [--threads 2] [--max-running-requests 64] "
+               "[--max-total-tokens N] [--disable-radix-cache] [--seed 1] [--json] "
+               "[--dump-prompts FILE] [--prompts-only]\n");
   return out == stderr ? 2 : 0;
 }
 

@@ -34,7 +34,7 @@ fi
 
 # --- 1. Debian packages ------------------------------------------------------------------------
 DEB_PACKAGES=(build-essential cmake ninja-build git pkg-config libgtest-dev libgmock-dev
-              nlohmann-json3-dev python3 python3-pip python3-venv ca-certificates)
+              nlohmann-json3-dev libboost-dev python3 python3-pip python3-venv ca-certificates)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

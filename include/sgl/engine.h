@@ -47,6 +47,10 @@ struct LoadedModel;
 namespace sgl::backend {
 class CpuBackend;
 }
+namespace sgl::grammar {
+class CompiledGrammar;
+class GrammarCompiler;
+}
 
 namespace sgl::runtime {
 
@@ -190,6 +194,8 @@ struct EngineOptions {
   // whatever the policy (the guard against cache-friendly traffic starving the rest).
   int32_t max_wait_steps = 256;
   uint64_t random_seed = 0;  // seeds unseeded requests' samplers and the random policy
+  // Constrained decoding appends grammar-forced text in one step (the compressed FSM) unless set.
+  bool disable_jump_forward = false;
 };
 
 struct EngineStats {
@@ -206,6 +212,7 @@ struct EngineStats {
   int64_t steps = 0;
   int64_t finished = 0;            // requests ended (any reason)
   int64_t generated_tokens = 0;
+  int64_t jump_forward_tokens = 0; // output tokens appended by jump-forward, not decoded
   double forward_seconds = 0;      // time inside backend forward passes
   double step_seconds = 0;         // total scheduler step time (forward included)
   double cache_hit_rate() const {
@@ -254,7 +261,8 @@ class Engine {
   static constexpr double kMinNewTokenRatio = 0.1;
   static constexpr double kNewTokenRatioDecay = 0.001;
 
-  Status check_request(const GenerateRequest& req, std::vector<int32_t>* ids) const;
+  Status check_request(const GenerateRequest& req, std::vector<int32_t>* ids,
+                       std::shared_ptr<const grammar::CompiledGrammar>* compiled) const;
   void unregister(const Req& r);
   void scheduler_loop();
   void step();
@@ -266,6 +274,11 @@ class Engine {
   void cache_prefix(Req& r);
   void retract(Req& r);
   void fill_event(Req& r, RequestEvent& ev);
+  bool emit_token(Req& r, int32_t tok, std::optional<PositionLogprobs> lp);
+  void jump_forward(Req& r);
+  bool defer_to_share(const Req& r, int32_t limit);
+  // Shared prompt tokens with a running prefill worth waiting for instead of recomputing.
+  static constexpr size_t kMinSharedPrefix = 32;
   void finish(Req& r, std::string_view delta, const FinishReason& reason);
   void abort_req(Req& r, const std::string& msg);
   void sweep();
@@ -274,6 +287,7 @@ class Engine {
   std::string model_path_;
   std::unique_ptr<models::LoadedModel> model_;
   std::unique_ptr<backend::CpuBackend> backend_;
+  std::unique_ptr<grammar::GrammarCompiler> grammars_;  // thread-safe compile cache
   EngineOptions opts_;
   int32_t n_vocab_ = 0;
   int32_t context_length_ = 0;
@@ -294,6 +308,7 @@ class Engine {
   double new_token_ratio_ = kInitNewTokenRatio;
   Rng rng_;
   EngineStats counters_;
+  backend::Logits logits_;  // the last forward pass's rows, reused between steps
 
   // rid -> handles, for abort(rid); a request with n > 1 is also listed under its base rid.
   std::mutex registry_mu_;

@@ -57,20 +57,20 @@ struct LogprobEntry {
 };
 
 struct GenRequest {
-  std::string text;                 // the prompt
-  runtime::GenerateParams params;   // SGLang's sampling + logprob options
+  std::string text;                // the prompt
+  runtime::GenerateParams params;  // SGLang's sampling + logprob options
 };
 
 struct GenResult {
   std::string text;
   std::vector<int32_t> output_ids;
-  nlohmann::json finish_reason;     // SGLang's meta_info.finish_reason
+  nlohmann::json finish_reason;  // SGLang's meta_info.finish_reason
   int prompt_tokens = 0;
   int completion_tokens = 0;
   int cached_tokens = 0;
   std::vector<LogprobEntry> input_token_logprobs;
   std::vector<LogprobEntry> output_token_logprobs;
-  nlohmann::json meta_info;         // everything, as SGLang's /generate returns it
+  nlohmann::json meta_info;  // everything, as SGLang's /generate returns it
 };
 
 // A chat template as role prefixes/suffixes (what SGLang's frontend calls a chat template).
@@ -103,7 +103,6 @@ class Backend {
   virtual CacheStats cache_stats() = 0;
   virtual Status flush_cache() = 0;
 };
-
 
 // The in-process backend over an Engine (which must outlive it).
 std::unique_ptr<Backend> make_engine_backend(runtime::Engine& engine);
@@ -165,7 +164,7 @@ class Expr {
  public:
   enum Kind { kText, kGen, kSelect, kRoleBegin, kRoleEnd, kSeq };
   Expr() : kind_(kSeq) {}
-  Expr(const char* text) : kind_(kText), text_(text) {}            // NOLINT: implicit on purpose
+  Expr(const char* text) : kind_(kText), text_(text) {}             // NOLINT: implicit on purpose
   Expr(std::string text) : kind_(kText), text_(std::move(text)) {}  // NOLINT
   static Expr make(Kind k, std::string a, GenOptions o = {}) {
     Expr e;
@@ -208,8 +207,8 @@ class ProgramError : public std::runtime_error {
 };
 
 struct RunOptions {
-  GenOptions defaults;       // program-wide gen defaults (e.g. temperature 0)
-  bool stream = false;       // stream generated text into the state as it is produced
+  GenOptions defaults;  // program-wide gen defaults (e.g. temperature 0)
+  bool stream = false;  // stream generated text into the state as it is produced
 };
 
 namespace detail {

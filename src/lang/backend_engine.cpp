@@ -2,9 +2,9 @@
 #include <atomic>
 #include <cmath>
 
+#include "models/loader.h"
 #include "sgl/engine.h"
 #include "sgl/lang.h"
-#include "models/loader.h"
 #include "tokenizer/chat_template.h"
 
 namespace sgl::lang {
@@ -171,8 +171,10 @@ Result<ChatRoles> chat_roles_from_template(const std::string& jinja_source,
     with.push_back(msg(role, kSentinel));
     SGL_ASSIGN_OR_RETURN(std::string after, tmpl.render(with, opts));
     if (after.compare(0, before.size(), before) != 0)
-      return invalid_argument("the chat template does not render conversations incrementally; "
-                              "cannot derive the " + role + " role's prefix");
+      return invalid_argument(
+          "the chat template does not render conversations incrementally; "
+          "cannot derive the " +
+          role + " role's prefix");
     std::string added = after.substr(before.size());
     const size_t at = added.find(kSentinel);
     if (at == std::string::npos)

@@ -63,20 +63,20 @@ class Executor : public std::enable_shared_from_this<Executor> {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Expr> queue_;                         // guarded by mu_
-  bool busy_ = false;                              // guarded by mu_
-  bool stop_ = false;                              // guarded by mu_
-  Status error_ = Status::ok();                    // guarded by mu_
-  std::string text_;                               // guarded by mu_
-  std::map<std::string, std::string> vars_;        // guarded by mu_
-  std::map<std::string, std::vector<std::string>> lists_;  // guarded by mu_
-  std::map<std::string, nlohmann::json> meta_;     // guarded by mu_
-  std::set<std::string> var_done_;                 // guarded by mu_
+  std::deque<Expr> queue_;                                             // guarded by mu_
+  bool busy_ = false;                                                  // guarded by mu_
+  bool stop_ = false;                                                  // guarded by mu_
+  Status error_ = Status::ok();                                        // guarded by mu_
+  std::string text_;                                                   // guarded by mu_
+  std::map<std::string, std::string> vars_;                            // guarded by mu_
+  std::map<std::string, std::vector<std::string>> lists_;              // guarded by mu_
+  std::map<std::string, nlohmann::json> meta_;                         // guarded by mu_
+  std::set<std::string> var_done_;                                     // guarded by mu_
   nlohmann::ordered_json messages_ = nlohmann::ordered_json::array();  // guarded by mu_
   std::vector<std::pair<std::string, size_t>> role_stack_;  // guarded by mu_: role, content start
   // Streaming.
-  bool program_done_ = false;                      // guarded by mu_
-  std::deque<std::string> text_chunks_;            // guarded by mu_
+  bool program_done_ = false;                                  // guarded by mu_
+  std::deque<std::string> text_chunks_;                        // guarded by mu_
   std::map<std::string, std::deque<std::string>> var_chunks_;  // guarded by mu_
 
   std::thread worker_;  // last: starts after every member above exists

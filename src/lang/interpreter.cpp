@@ -60,10 +60,14 @@ Expr assistant(Expr body) { return wrap_role("assistant", std::move(body)); }
 const char* dtype_regex(Dtype d) {
   // SGLang's regexes for gen(dtype=...).
   switch (d) {
-    case Dtype::kInt: return R"([-+]?[0-9]+[ \n]*)";
-    case Dtype::kFloat: return R"([-+]?[0-9]*\.?[0-9]+[ \n]*)";
-    case Dtype::kBool: return "(True|False)";
-    case Dtype::kString: return R"("[\w\d\s]*")";
+    case Dtype::kInt:
+      return R"([-+]?[0-9]+[ \n]*)";
+    case Dtype::kFloat:
+      return R"([-+]?[0-9]*\.?[0-9]+[ \n]*)";
+    case Dtype::kBool:
+      return "(True|False)";
+    case Dtype::kString:
+      return R"("[\w\d\s]*")";
   }
   return "";
 }
@@ -205,8 +209,10 @@ Status Executor::execute(const Expr& e) {
       append_text(roles_->roles.at(e.text()).second, "");
       return Status::ok();
     }
-    case Expr::kGen: return execute_gen(e.text(), e.options());
-    case Expr::kSelect: return execute_select(e.text(), e.options());
+    case Expr::kGen:
+      return execute_gen(e.text(), e.options());
+    case Expr::kSelect:
+      return execute_select(e.text(), e.options());
   }
   return internal_error("unknown expression kind");
 }
@@ -237,8 +243,10 @@ runtime::GenerateParams Executor::params_for(const GenOptions& o) {
   p.logprob_start_len = o.logprob_start_len;
   p.top_logprobs_num = o.top_logprobs_num;
   p.return_text_in_logprobs = o.return_text_in_logprobs;
-  if (o.regex) p.regex = o.regex;
-  else if (o.dtype) p.regex = dtype_regex(*o.dtype);
+  if (o.regex)
+    p.regex = o.regex;
+  else if (o.dtype)
+    p.regex = dtype_regex(*o.dtype);
   if (o.json_schema) p.json_schema = o.json_schema;
   bool in_role;
   {
@@ -267,7 +275,9 @@ Status Executor::execute_gen(const std::string& name, const GenOptions& o) {
     on_delta = [this, &name](std::string_view d) { append_text(d, name); };
   }
   Result<GenResult> r = backend_.generate(req, on_delta);
-  if (!r.is_ok()) return Status(r.status().code(), "gen(" + quote_for_message(name) + "): " + r.status().message());
+  if (!r.is_ok())
+    return Status(r.status().code(),
+                  "gen(" + quote_for_message(name) + "): " + r.status().message());
   if (!streamed) append_text(r->text, name);
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -283,7 +293,7 @@ namespace {
 
 // Scores of one choice's input logprobs (entries after the null first one).
 struct Scored {
-  std::vector<double> lps;      // conditional logprobs of the scored tokens
+  std::vector<double> lps;  // conditional logprobs of the scored tokens
   std::vector<std::string> texts;
 };
 
@@ -315,7 +325,8 @@ double mean(const std::vector<double>& v) {
 
 Status Executor::execute_select(const std::string& name, const GenOptions& o) {
   const std::vector<std::string>& choices = o.choices;
-  if (choices.empty()) return invalid_argument("select(" + quote_for_message(name) + "): no choices");
+  if (choices.empty())
+    return invalid_argument("select(" + quote_for_message(name) + "): no choices");
   const std::string prefix = text_snapshot();
   auto fail = [&](const Status& s) {
     return Status(s.code(), "select(" + quote_for_message(name) + "): " + s.message());
@@ -404,8 +415,8 @@ Status Executor::execute_select(const std::string& name, const GenOptions& o) {
   for (size_t i = 0; i < n; ++i) {
     nlohmann::json lp = nlohmann::json::array();
     for (const auto& e : (*rs)[i].input_token_logprobs)
-      lp.push_back({std::isnan(e.logprob) ? nlohmann::json() : nlohmann::json(e.logprob), e.token,
-                    e.text});
+      lp.push_back(
+          {std::isnan(e.logprob) ? nlohmann::json() : nlohmann::json(e.logprob), e.token, e.text});
     per.push_back(std::move(lp));
   }
   meta["input_token_logprobs"] = std::move(per);
@@ -424,8 +435,7 @@ Status Executor::execute_select(const std::string& name, const GenOptions& o) {
 std::string Executor::get_var(const std::string& name) {
   std::unique_lock<std::mutex> lk(mu_);
   cv_.wait(lk, [&] {
-    return vars_.count(name) || lists_.count(name) || !error_.is_ok() ||
-           (queue_.empty() && !busy_);
+    return vars_.count(name) || lists_.count(name) || !error_.is_ok() || (queue_.empty() && !busy_);
   });
   if (auto it = vars_.find(name); it != vars_.end()) return it->second;
   if (lists_.count(name))

@@ -12,6 +12,7 @@
 
 #include "backend/cpu_backend.h"
 #include "backend/forward_batch.h"
+#include "grammar/grammar.h"
 #include "models/loader.h"
 #include "runtime/kv_pool.h"
 #include "runtime/radix_cache.h"
@@ -62,6 +63,7 @@ struct Inbox {
     std::shared_ptr<void> group;  // shared by the n samples of one request (n > 1)
     bool leader = false;
     Clock::time_point t_submit;
+    std::shared_ptr<const grammar::CompiledGrammar> grammar;  // constrained decoding
   };
   std::deque<Pending> reqs;                  // guarded by mu
   std::deque<std::promise<Status>> flushes;  // guarded by mu
@@ -196,6 +198,9 @@ struct Engine::Req {
   int32_t chunk = 0;            // tokens in the current forward batch
   std::shared_ptr<Group> group;
   bool leader = false;
+  // Constrained decoding: the request's matcher over its compiled grammar, and a mask buffer.
+  std::optional<grammar::Matcher> matcher;
+  std::vector<uint32_t> mask;
   // Logprobs.
   bool events_sent = false;               // the first event (which carries input logprobs) is out
   std::vector<PositionLogprobs> input_lp;  // prompt positions [logprob_start_len, prompt_len)
@@ -298,6 +303,8 @@ Result<std::unique_ptr<Engine>> Engine::create(std::string model_path, EngineOpt
         [pool](std::span<const int32_t> s) { pool->free(s); });
   }
   e->rng_ = Rng(options.random_seed ^ 0x5ca1ab1eull);
+  e->grammars_ = std::make_unique<grammar::GrammarCompiler>(
+      grammar::TokenVocab::from_tokenizer(e->model_->tok()));
   e->inbox_ = std::make_shared<detail::Inbox>();
   e->publish_stats();
   Engine* self = e.get();
@@ -317,11 +324,22 @@ void Engine::shutdown() {
   if (thread_.joinable()) thread_.join();
 }
 
-Status Engine::check_request(const GenerateRequest& req, std::vector<int32_t>* ids) const {
+Status Engine::check_request(const GenerateRequest& req, std::vector<int32_t>* ids,
+                             std::shared_ptr<const grammar::CompiledGrammar>* compiled) const {
   const GenerateParams& p = req.params;
   SGL_RETURN_IF_ERROR(p.validate(n_vocab_, context_length_));
-  if (p.regex || p.json_schema || p.ebnf)
-    return unsupported("constrained decoding (regex / json_schema / ebnf) is not supported yet");
+  if (p.regex || p.json_schema || p.ebnf) {
+    // Compile errors are the user's: they come back from submit() as kInvalidArgument.
+    const auto kind = p.regex ? grammar::GrammarKind::kRegex
+                      : p.json_schema ? grammar::GrammarKind::kJsonSchema
+                                      : grammar::GrammarKind::kGbnf;
+    const std::string& text = p.regex ? *p.regex : p.json_schema ? *p.json_schema : *p.ebnf;
+    const char* field = p.regex ? "regex" : p.json_schema ? "json_schema" : "ebnf";
+    Result<grammar::CompiledGrammarPtr> g = grammars_->compile(kind, text);
+    if (!g.is_ok())
+      return Status(g.status().code(), std::string(field) + ": " + g.status().message());
+    *compiled = std::move(g).value();
+  }
   if (req.text) {
     const auto& tok = model_->tok();
     *ids = tok.encode(*req.text, /*add_special=*/true, /*parse_special=*/true);
@@ -367,8 +385,9 @@ Result<std::vector<std::shared_ptr<RequestHandle>>> Engine::submit_batch(
     std::vector<GenerateRequest> reqs) {
   if (shut_down_.load()) return Status(StatusCode::kResourceExhausted, "engine is shut down");
   std::vector<std::vector<int32_t>> ids(reqs.size());
+  std::vector<grammar::CompiledGrammarPtr> compiled(reqs.size());
   for (size_t i = 0; i < reqs.size(); ++i) {
-    Status s = check_request(reqs[i], &ids[i]);
+    Status s = check_request(reqs[i], &ids[i], &compiled[i]);
     if (!s.is_ok()) {
       if (reqs.size() == 1) return s;
       return Status(s.code(), "request " + std::to_string(i) + ": " + s.message());
@@ -390,9 +409,13 @@ Result<std::vector<std::shared_ptr<RequestHandle>>> Engine::submit_batch(
       p.req.input_ids = k + 1 == n ? std::move(ids[i]) : ids[i];
       p.req.params = k + 1 == n ? std::move(r.params) : r.params;
       p.req.params.n = 1;
+      // Each sample of a seeded n > 1 request draws from its own stream (seed, seed+1, ...), so
+      // the samples differ yet the whole request stays reproducible.
+      if (k > 0 && p.req.params.sampling_seed) *p.req.params.sampling_seed += static_cast<uint64_t>(k);
       p.group = group;
       p.leader = k == 0;
       p.t_submit = now;
+      p.grammar = compiled[i];
       handles.push_back(p.handle);
       pending.push_back(std::move(p));
     }
@@ -511,6 +534,10 @@ void Engine::scheduler_loop() {
                                 : splitmix64(opts_.random_seed ^ (++seed_counter_ * 0x2545F4914F6CDD1Dull));
       r->sampler.emplace(r->sp, std::span<const int32_t>(r->tokens), seed);
       r->stop.emplace(model_->tok(), r->params);
+      if (p.grammar) {
+        r->matcher.emplace(std::move(p.grammar));
+        r->mask.resize(r->matcher->mask_words());
+      }
       waiting_.push_back(std::move(r));
     }
     if (stop) {
@@ -783,6 +810,7 @@ void Engine::admit() {
     std::vector<int32_t> slots;
     RadixCache::Node* node = nullptr;
     const int32_t limit = r.match_limit();
+    if (cache_ && limit > 0 && defer_to_share(r, limit)) continue;
     if (cache_ && limit > 0) {
       RadixCache::Match m = cache_->match_prefix(std::span<const int32_t>(r.tokens.data(), limit));
       if (!m.slots.empty()) {
@@ -846,6 +874,79 @@ void Engine::admit() {
                  waiting_.end());
 }
 
+bool Engine::emit_token(Req& r, int32_t tok, std::optional<PositionLogprobs> lp) {
+  RequestEvent ev;
+  ev.logprobs = std::move(lp);
+  r.sampler->accept(tok);
+  r.tokens.push_back(tok);
+  ++counters_.generated_tokens;
+  if (!r.has_first_token) {
+    r.has_first_token = true;
+    r.t_first_token = Clock::now();
+  }
+  StopChecker::Step st = r.stop->push(tok);
+  ev.kind = RequestEvent::kToken;
+  ev.token = tok;
+  ev.text_delta = std::string(st.delta);
+  fill_event(r, ev);
+  const bool finished = st.finished;
+  FinishReason reason = finished ? st.finish_reason : FinishReason();
+  r.handle->push(std::move(ev));
+  if (finished) finish(r, "", reason);
+  return finished;
+}
+
+void Engine::jump_forward(Req& r) {
+  // The compressed FSM: when the grammar forces the next bytes, append them as tokens now instead
+  // of one decode step each. The forced text is re-tokenized together with the token just
+  // sampled, so the sequence is what the tokenizer itself would produce: the jump happens only
+  // when that encoding still starts with the sampled token (otherwise the tokenizer would merge
+  // across the boundary and the model decodes the forced text itself, under the mask). The last
+  // token of the encoding is held back: it could merge with what the model writes next, so the
+  // model produces it (it is forced by the mask anyway).
+  const std::string forced = r.matcher->forced_text();
+  if (forced.empty()) return;
+  const auto& tok = model_->tok();
+  const int32_t last = r.tokens.back();
+  std::string text(tok.token_to_piece(last, false));
+  text += forced;
+  const std::vector<int32_t> ids = tok.encode(text, /*add_special=*/false, /*parse_special=*/false);
+  if (ids.size() < 3 || ids[0] != last) return;
+  const int64_t room = static_cast<int64_t>(r.prompt_len) + r.params.max_new_tokens -
+                       static_cast<int64_t>(r.tokens.size());
+  const size_t n = std::min<size_t>(ids.size() - 2, static_cast<size_t>(std::max<int64_t>(room, 0)));
+  for (size_t k = 1; k <= n; ++k) {
+    if (!r.matcher->accept(ids[k])) return;  // cannot happen for forced bytes; stop jumping
+    std::optional<PositionLogprobs> lp;
+    if (r.params.return_logprob) {
+      // A forced token has probability 1 under the constraint.
+      PositionLogprobs p;
+      p.token = {0.0f, ids[k]};
+      if (r.params.top_logprobs_num > 0) p.top.push_back(p.token);
+      for (int32_t id : r.params.token_ids_logprob)
+        p.by_id.push_back({id == ids[k] ? 0.0f : -INFINITY, id});
+      lp = std::move(p);
+    }
+    ++counters_.jump_forward_tokens;
+    if (emit_token(r, ids[k], std::move(lp))) return;
+  }
+}
+
+bool Engine::defer_to_share(const Req& r, int32_t limit) {
+  // A running request still computing a prompt that shares a longer prefix with this one than
+  // the cache holds now: wait for it to finish that prefill (it enters the cache then) rather
+  // than compute the same tokens twice. The deferral lasts at most one prefill.
+  const size_t cached = cache_->peek_prefix(std::span<const int32_t>(r.tokens.data(), limit)).length;
+  for (const auto& o : running_) {
+    if (o->done || !o->prefilling()) continue;
+    const size_t n = std::min<size_t>(limit, o->fill_len);
+    size_t k = 0;
+    while (k < n && r.tokens[k] == o->tokens[k]) ++k;
+    if (k >= cached + kMinSharedPrefix) return true;
+  }
+  return false;
+}
+
 Engine::Req* Engine::pick_victim() {
   // The request that loses least: fewest generated tokens, then the most recently admitted.
   Req* victim = nullptr;
@@ -869,7 +970,7 @@ void Engine::step() {
     Req& r = *running_[i];
     if (r.done || !r.admitted || r.prefilling()) continue;
     while (r.admitted && r.slots.size() < r.tokens.size()) {
-      if (alloc_slots(1, r.slots)) break;
+      if (alloc_slots(1, r.slots)) continue;  // several after a jump-forward
       Req* victim = pick_victim();
       SGL_CHECK(victim != nullptr, "no running request to retract");
       int live = 0;
@@ -899,10 +1000,11 @@ void Engine::step() {
   for (auto& rp : running_) {
     Req& r = *rp;
     if (r.prefilling()) continue;
-    r.chunk = 1;
-    batch.add_sequence(r.tokens.data() + r.n_past, 1, r.n_past, r.slots.data(), true);
+    // One new token, or several after a jump-forward.
+    r.chunk = static_cast<int32_t>(r.tokens.size()) - r.n_past;
+    batch.add_sequence(r.tokens.data() + r.n_past, r.chunk, r.n_past, r.slots.data(), true);
     in_batch.push_back(&r);
-    rows.push_back({&r, r.n_past, true});
+    rows.push_back({&r, static_cast<int32_t>(r.tokens.size()) - 1, true});
   }
   int32_t budget = opts_.chunked_prefill_size;
   for (auto& rp : running_) {
@@ -944,7 +1046,7 @@ void Engine::step() {
     return;
   }
 
-  backend::Logits logits;
+  backend::Logits& logits = logits_;  // reused: no per-step allocation of the rows
   const auto t0 = Clock::now();
   Status s = backend_->forward(batch, &logits);
   counters_.forward_seconds += seconds_between(t0, Clock::now());
@@ -989,27 +1091,22 @@ void Engine::step() {
     std::span<float> lg(logits.row(static_cast<int32_t>(i)), static_cast<size_t>(n_vocab_));
     if (r.sp.has_penalties() || !r.sp.logit_bias.empty())
       Sampler::apply_penalties(lg, r.sp, *r.sampler);
-    const int32_t tok = Sampler::sample(lg, r.sp, *r.sampler, scratch);
-    RequestEvent ev;
-    if (r.params.return_logprob)
-      ev.logprobs = position_logprobs(lg, tok, r.params.top_logprobs_num,
-                                      r.params.token_ids_logprob, scratch_ids);
-    r.sampler->accept(tok);
-    r.tokens.push_back(tok);
-    ++counters_.generated_tokens;
-    if (!r.has_first_token) {
-      r.has_first_token = true;
-      r.t_first_token = Clock::now();
+    if (r.matcher) {
+      r.matcher->fill_mask(r.mask);
+      grammar::apply_mask(lg, r.mask);
     }
-    StopChecker::Step st = r.stop->push(tok);
-    ev.kind = RequestEvent::kToken;
-    ev.token = tok;
-    ev.text_delta = std::string(st.delta);
-    fill_event(r, ev);
-    const bool finished = st.finished;
-    FinishReason reason = finished ? st.finish_reason : FinishReason();
-    r.handle->push(std::move(ev));
-    if (finished) finish(r, "", reason);
+    const int32_t tok = Sampler::sample(lg, r.sp, *r.sampler, scratch);
+    if (r.matcher && !r.matcher->accept(tok)) {
+      // Only possible when the grammar allows nothing (every logit masked).
+      abort_req(r, "constrained decoding: the grammar allows no token here");
+      continue;
+    }
+    std::optional<PositionLogprobs> lp;
+    if (r.params.return_logprob)
+      lp = position_logprobs(lg, tok, r.params.top_logprobs_num, r.params.token_ids_logprob,
+                             scratch_ids);
+    if (emit_token(r, tok, std::move(lp))) continue;
+    if (r.matcher && !opts_.disable_jump_forward) jump_forward(r);
   }
   sweep();
 }

@@ -807,5 +807,111 @@ TEST_F(EngineTest, ListenerAndTryNext) {
   EXPECT_GE(calls.load(), 1);
 }
 
+
+// ---------------------------------------------------------------- constrained decoding
+
+TEST_F(EngineTest, RegexAndJsonSchemaConstrainTheOutput) {
+  auto e = make();
+  ASSERT_TRUE(e);
+  const auto prompt = enc("<|im_start|>user\nGive me a phone number.<|im_end|>\n<|im_start|>assistant\n");
+  GenerateRequest r = greedy(prompt, 24);
+  r.params.ignore_eos = false;
+  r.params.temperature = 1.0f;
+  r.params.sampling_seed = 7;
+  r.params.regex = std::string(R"(\(\d{3}\) \d{3}-\d{4})");
+  GenerateOutput out = run(*e, r);
+  EXPECT_EQ(out.finish_reason.kind, FinishReason::kStop) << out.finish_reason.to_json().dump();
+  ASSERT_EQ(out.text.size(), 14u) << out.text;
+  EXPECT_EQ(out.text[0], '(');
+  EXPECT_EQ(out.text[5], ' ');
+  EXPECT_EQ(out.text[9], '-');
+
+  GenerateRequest j = greedy(prompt, 64);
+  j.params.ignore_eos = false;
+  j.params.json_schema = std::string(
+      R"({"type":"object","properties":{"name":{"type":"string","maxLength":12},)"
+      R"("age":{"type":"integer","minimum":0,"maximum":120}},"required":["name","age"],)"
+      R"("additionalProperties":false})");
+  GenerateOutput jo = run(*e, j);
+  EXPECT_EQ(jo.finish_reason.kind, FinishReason::kStop) << jo.text;
+  auto parsed = nlohmann::json::parse(jo.text, nullptr, false);
+  ASSERT_FALSE(parsed.is_discarded()) << jo.text;
+  EXPECT_TRUE(parsed["name"].is_string());
+  EXPECT_TRUE(parsed["age"].is_number_integer());
+
+  // Compile errors are the user's, named by field.
+  GenerateRequest bad = greedy(prompt, 4);
+  bad.params.regex = std::string("(unclosed");
+  auto h = e->submit(bad);
+  ASSERT_FALSE(h.is_ok());
+  EXPECT_EQ(h.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(h.status().message().find("regex"), std::string::npos) << h.status().to_string();
+  expect_no_leaks(*e);
+}
+
+
+TEST_F(EngineTest, JumpForwardKeepsOutputsValidWithFewerSteps) {
+  const auto prompt = enc("<|im_start|>user\nDescribe a city as JSON.<|im_end|>\n<|im_start|>assistant\n");
+  const std::string schema =
+      R"({"type":"object","properties":{"city_name":{"type":"string","maxLength":16},)"
+      R"("country_name":{"type":"string","maxLength":16},"population_in_millions":{"type":"integer",)"
+      R"("minimum":0,"maximum":100},"is_capital_city":{"type":"boolean"}},)"
+      R"("required":["city_name","country_name","population_in_millions","is_capital_city"],)"
+      R"("additionalProperties":false})";
+  int64_t steps[2], jumped[2];
+  for (int off = 0; off < 2; ++off) {
+    EngineOptions o;
+    o.disable_jump_forward = off == 1;
+    auto e = make(o);
+    ASSERT_TRUE(e);
+    GenerateRequest r = greedy(prompt, 120);
+    r.params.ignore_eos = false;
+    r.params.json_schema = schema;
+    GenerateOutput out = run(*e, r);
+    EXPECT_EQ(out.finish_reason.kind, FinishReason::kStop) << out.text;
+    auto j = nlohmann::json::parse(out.text, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << out.text;
+    EXPECT_TRUE(j["city_name"].is_string());
+    EXPECT_TRUE(j["is_capital_city"].is_boolean());
+    // The ids decode to the text, and completion_tokens counts the forced tokens too.
+    EXPECT_EQ(*model_->tok().decode(out.output_ids, true), out.text);
+    EXPECT_EQ(out.completion_tokens, static_cast<int>(out.output_ids.size()));
+    steps[off] = e->stats().steps;
+    jumped[off] = e->stats().jump_forward_tokens;
+  }
+  EXPECT_GT(jumped[0], 5);
+  EXPECT_EQ(jumped[1], 0);
+  EXPECT_LT(steps[0], steps[1]);
+  std::printf("jump-forward: %lld steps (%lld tokens jumped) vs %lld steps without\n",
+              static_cast<long long>(steps[0]), static_cast<long long>(jumped[0]),
+              static_cast<long long>(steps[1]));
+}
+
+
+TEST_F(EngineTest, ConcurrentRequestsWithASharedPrefixComputeItOnce) {
+  EngineOptions o;
+  o.chunked_prefill_size = 32;  // the shared prefix takes several steps to compute
+  auto e = make(o);
+  ASSERT_TRUE(e);
+  std::vector<int32_t> prefix;
+  while (prefix.size() < 80)
+    for (int32_t t : enc(" You are a helpful assistant who answers in short sentences.")) prefix.push_back(t);
+  prefix.resize(80);
+  std::vector<GenerateRequest> v;
+  for (int i = 0; i < 4; ++i) {
+    auto p = prefix;
+    for (int32_t t : enc(" Question " + std::to_string(i) + ": what is " + std::to_string(i) + "+1?"))
+      p.push_back(t);
+    v.push_back(greedy(p, 2, "s" + std::to_string(i)));
+  }
+  auto hs = e->submit_batch(std::move(v));
+  ASSERT_TRUE(hs.is_ok());
+  int total_cached = 0;
+  for (auto& h : *hs) total_cached += h->wait()->cached_tokens;
+  // All but the first reuse the whole shared prefix, though all four arrived together.
+  EXPECT_GE(total_cached, 3 * 80);
+  expect_no_leaks(*e);
+}
+
 }  // namespace
 }  // namespace sgl::runtime

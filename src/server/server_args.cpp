@@ -1,0 +1,246 @@
+#include "server/server_args.h"
+
+#include <cerrno>
+#include <cstdlib>
+#include <functional>
+#include <map>
+
+namespace sgl::server {
+
+namespace {
+
+struct Flag {
+  const char* name;
+  const char* meta;  // nullptr = boolean switch
+  const char* help;
+  std::function<Status(ServerArgs&, const std::string&)> set;
+};
+
+Status parse_i64(const std::string& flag, const std::string& v, int64_t lo, int64_t hi,
+                 int64_t* out) {
+  char* end = nullptr;
+  errno = 0;
+  const long long x = std::strtoll(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || errno != 0)
+    return invalid_argument(flag + ": expected an integer, got " + quote_for_message(v));
+  if (x < lo || x > hi)
+    return invalid_argument(flag + ": " + v + " is out of range [" + std::to_string(lo) + ", " +
+                            std::to_string(hi) + "]");
+  *out = x;
+  return Status::ok();
+}
+
+template <typename T>
+std::function<Status(ServerArgs&, const std::string&)> int_flag(const char* flag, T ServerArgs::*m,
+                                                                int64_t lo, int64_t hi) {
+  return [=](ServerArgs& a, const std::string& v) {
+    int64_t x = 0;
+    SGL_RETURN_IF_ERROR(parse_i64(flag, v, lo, hi, &x));
+    a.*m = static_cast<T>(x);
+    return Status::ok();
+  };
+}
+
+std::function<Status(ServerArgs&, const std::string&)> str_flag(std::string ServerArgs::*m) {
+  return [=](ServerArgs& a, const std::string& v) {
+    a.*m = v;
+    return Status::ok();
+  };
+}
+
+std::function<Status(ServerArgs&, const std::string&)> bool_flag(bool ServerArgs::*m) {
+  return [=](ServerArgs& a, const std::string&) {
+    a.*m = true;
+    return Status::ok();
+  };
+}
+
+const std::vector<Flag>& flags() {
+  static const std::vector<Flag> f = {
+      {"--model-path", "PATH",
+       "Model to serve: a GGUF file or a Hugging Face directory (required).",
+       str_flag(&ServerArgs::model_path)},
+      {"--host", "ADDR", "Address to listen on (default 127.0.0.1).", str_flag(&ServerArgs::host)},
+      {"--port", "N", "TCP port (default 30000).", int_flag("--port", &ServerArgs::port, 0, 65535)},
+      {"--api-key", "KEY",
+       "Require 'Authorization: Bearer KEY' on every route except /health (401 otherwise).",
+       str_flag(&ServerArgs::api_key)},
+      {"--served-model-name", "NAME",
+       "Model id reported by /v1/models and accepted in OpenAI requests (default: the model path).",
+       str_flag(&ServerArgs::served_model_name)},
+      {"--context-length", "N",
+       "Maximum prompt + generated tokens per request (default and upper bound: the model's "
+       "trained context).",
+       int_flag("--context-length", &ServerArgs::context_length, 1, 1 << 24)},
+      {"--max-running-requests", "N", "Requests decoded together at most (default 64).",
+       int_flag("--max-running-requests", &ServerArgs::max_running_requests, 1, 1 << 20)},
+      {"--max-total-tokens", "N",
+       "KV cache pool size in tokens, shared by all requests and the prefix cache (default: the "
+       "model's context length, at most 65536).",
+       int_flag("--max-total-tokens", &ServerArgs::max_total_tokens, 1, int64_t(1) << 32)},
+      {"--chunked-prefill-size", "N",
+       "Prompt tokens computed per scheduler step, over all requests; long prompts are split into "
+       "chunks of this size (default 512).",
+       int_flag("--chunked-prefill-size", &ServerArgs::chunked_prefill_size, 1, 1 << 24)},
+      {"--max-prefill-tokens", "N",
+       "Prompt tokens newly admitted per step at most (default 16384).",
+       int_flag("--max-prefill-tokens", &ServerArgs::max_prefill_tokens, 1, 1 << 24)},
+      {"--schedule-policy", "NAME",
+       "Order of admission from the waiting queue: fcfs (arrival), lpm (longest cached prefix), "
+       "dfs-weight, lof (longest output first), random (default fcfs).",
+       str_flag(&ServerArgs::schedule_policy)},
+      {"--schedule-conservativeness", "X",
+       "Share of max_new_tokens reserved when admitting, in [0, 1] (default 1; lower admits more "
+       "and relies on retraction).",
+       [](ServerArgs& a, const std::string& v) {
+         char* end = nullptr;
+         const double x = std::strtod(v.c_str(), &end);
+         if (v.empty() || *end != '\0' || !(x >= 0.0 && x <= 1.0))
+           return invalid_argument(
+               "--schedule-conservativeness: expected a number in [0, 1], got " +
+               quote_for_message(v));
+         a.schedule_conservativeness = x;
+         return Status::ok();
+       }},
+      {"--disable-radix-cache", nullptr,
+       "Turn off prefix reuse (RadixAttention); every prompt is computed in full.",
+       bool_flag(&ServerArgs::disable_radix_cache)},
+      {"--stream-interval", "N",
+       "Tokens between streamed events (default 1: every token; larger values send fewer, bigger "
+       "chunks).",
+       int_flag("--stream-interval", &ServerArgs::stream_interval, 1, 1 << 20)},
+      {"--chat-template", "FILE",
+       "Jinja chat template file for /v1/chat/completions (default: the model's own template).",
+       str_flag(&ServerArgs::chat_template)},
+      {"--enable-metrics", nullptr, "Serve Prometheus metrics at GET /metrics.",
+       bool_flag(&ServerArgs::enable_metrics)},
+      {"--log-requests", nullptr,
+       "Log every generation request: id, prompt / cached / generated tokens, timings.",
+       bool_flag(&ServerArgs::log_requests)},
+      {"--log-level", "LEVEL", "debug, info, warning or error (default info).",
+       str_flag(&ServerArgs::log_level)},
+      {"--threads", "N", "CPU threads for the forward pass (default: physical cores).",
+       int_flag("--threads", &ServerArgs::threads, 0, 4096)},
+      {"--kv-cache-dtype", "TYPE", "KV cache element type: auto (f16), f16, bf16, f32.",
+       str_flag(&ServerArgs::kv_cache_dtype)},
+      {"--random-seed", "N",
+       "Seed for requests without their own seed and for the random policy (default: drawn at "
+       "startup and logged).",
+       int_flag("--random-seed", &ServerArgs::random_seed, 0, INT64_MAX)},
+      {"--http-threads", "N", "Threads serving HTTP connections (default 2; all I/O is async).",
+       int_flag("--http-threads", &ServerArgs::http_threads, 1, 64)},
+  };
+  return f;
+}
+
+}  // namespace
+
+std::string server_args_help() {
+  std::string s =
+      "sgl-server: an SGLang-compatible HTTP server (native /generate API and OpenAI-compatible "
+      "/v1 API).\n\nusage: sgl-server --model-path MODEL [options]\n\noptions:\n";
+  for (const Flag& f : flags()) {
+    std::string head = std::string("  ") + f.name + (f.meta ? std::string(" ") + f.meta : "");
+    if (head.size() < 32)
+      head.resize(32, ' ');
+    else
+      head += "\n" + std::string(32, ' ');
+    s += head + f.help + "\n";
+  }
+  std::string head = "  -h, --help";
+  head.resize(32, ' ');
+  s += head + "Show this help.\n";
+  return s;
+}
+
+Result<ServerArgs> parse_server_args(const std::vector<std::string>& args, bool* help) {
+  ServerArgs a;
+  *help = false;
+  std::map<std::string, const Flag*> by_name;
+  for (const Flag& f : flags()) by_name[f.name] = &f;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string arg = args[i];
+    if (arg == "-h" || arg == "--help") {
+      *help = true;
+      return a;
+    }
+    std::string value;
+    bool has_value = false;
+    if (auto eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+      has_value = true;
+    }
+    auto it = by_name.find(arg);
+    if (it == by_name.end())
+      return invalid_argument("unknown option " + quote_for_message(arg) + " (see --help)");
+    const Flag& f = *it->second;
+    if (f.meta) {
+      if (!has_value) {
+        if (i + 1 >= args.size()) return invalid_argument(arg + " needs a value (" + f.meta + ")");
+        value = args[++i];
+      }
+    } else if (has_value) {
+      return invalid_argument(arg + " takes no value");
+    }
+    SGL_RETURN_IF_ERROR(f.set(a, value));
+  }
+  if (a.model_path.empty()) return invalid_argument("--model-path is required (see --help)");
+  if (auto p = runtime::parse_schedule_policy(a.schedule_policy); !p.is_ok()) return p.status();
+  if (a.kv_cache_dtype != "auto" && !backend::parse_kv_dtype(a.kv_cache_dtype).is_ok())
+    return invalid_argument("--kv-cache-dtype: expected auto, f16, bf16 or f32, got " +
+                            quote_for_message(a.kv_cache_dtype));
+  if (a.log_level != "debug" && a.log_level != "info" && a.log_level != "warning" &&
+      a.log_level != "error")
+    return invalid_argument("--log-level: expected debug, info, warning or error");
+  return a;
+}
+
+Result<runtime::EngineOptions> engine_options(const ServerArgs& a) {
+  runtime::EngineOptions o;
+  o.threads = a.threads;
+  if (a.kv_cache_dtype != "auto") {
+    SGL_ASSIGN_OR_RETURN(o.kv_dtype, backend::parse_kv_dtype(a.kv_cache_dtype));
+  }
+  o.max_total_tokens = a.max_total_tokens;
+  o.chunked_prefill_size = a.chunked_prefill_size;
+  o.max_prefill_tokens = a.max_prefill_tokens;
+  o.max_running_requests = a.max_running_requests;
+  o.disable_radix_cache = a.disable_radix_cache;
+  SGL_ASSIGN_OR_RETURN(o.schedule_policy, runtime::parse_schedule_policy(a.schedule_policy));
+  o.schedule_conservativeness = a.schedule_conservativeness;
+  o.random_seed = a.random_seed < 0 ? 0 : static_cast<uint64_t>(a.random_seed);
+  return o;
+}
+
+Json server_args_json(const ServerArgs& a) {
+  Json j = Json::object();
+  j["model_path"] = a.model_path;
+  j["tokenizer_path"] = a.model_path;
+  j["host"] = a.host;
+  j["port"] = a.port;
+  j["served_model_name"] = a.model_name();
+  j["api_key"] = a.api_key.empty() ? Json(nullptr) : Json("<set>");
+  j["context_length"] = a.context_length > 0 ? Json(a.context_length) : Json(nullptr);
+  j["max_running_requests"] = a.max_running_requests;
+  j["max_total_tokens"] = a.max_total_tokens > 0 ? Json(a.max_total_tokens) : Json(nullptr);
+  j["chunked_prefill_size"] = a.chunked_prefill_size;
+  j["max_prefill_tokens"] = a.max_prefill_tokens;
+  j["schedule_policy"] = a.schedule_policy;
+  j["schedule_conservativeness"] = a.schedule_conservativeness;
+  j["disable_radix_cache"] = a.disable_radix_cache;
+  j["stream_interval"] = a.stream_interval;
+  j["chat_template"] = a.chat_template.empty() ? Json(nullptr) : Json(a.chat_template);
+  j["enable_metrics"] = a.enable_metrics;
+  j["log_requests"] = a.log_requests;
+  j["log_level"] = a.log_level;
+  j["threads"] = a.threads;
+  j["kv_cache_dtype"] = a.kv_cache_dtype;
+  j["random_seed"] = a.random_seed;
+  j["device"] = "cpu";
+  j["tp_size"] = 1;
+  j["load_format"] = "auto";
+  return j;
+}
+
+}  // namespace sgl::server
