@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ.get("SGL_BIN_DIR", ROOT / "build" / "bin"))
 
 EXAMPLES = ["few_shot_qa", "hellaswag_select", "tree_of_thought", "skeleton_of_thought",
-            "llm_judge", "multi_turn_chat", "react_agent"]
+            "llm_judge", "multi_turn_chat", "react_agent", "json_extraction"]
 
 
 def run_example(name, *args, timeout=600):
@@ -48,6 +48,18 @@ def test_select_answers_are_within_the_choices(server):
     out = run_example("react_agent", "--endpoint", server.base_url, "--batch", "3")
     lines = [l for l in out.splitlines() if "->" in l]
     assert len(lines) == 3 and all(l.split("->")[1].strip() for l in lines), out
+
+
+def test_json_extraction_outputs_are_valid(server):
+    import json
+    out = run_example("json_extraction", "--endpoint", server.base_url, "--batch", "3")
+    found = re.findall(r"^  -> (\{.*\}) \(code ([A-Z]{2})\)$", out, re.M)
+    assert len(found) == 3, out
+    for text, _ in found:
+        obj = json.loads(text)
+        assert set(obj) == {"name", "country", "is_capital", "population_millions"}
+        assert isinstance(obj["is_capital"], bool)
+        assert 0 <= obj["population_millions"] <= 100
 
 
 def test_example_in_process(model_path):
