@@ -104,15 +104,21 @@ void Sampler::apply_penalties(std::span<float> logits, const SamplingParams& p,
 }
 
 int32_t Sampler::argmax(std::span<const float> logits) {
-  int32_t best = 0;
-  float bv = -INFINITY;
-  for (size_t i = 0; i < logits.size(); ++i) {
-    if (logits[i] > bv) {
-      bv = logits[i];
-      best = static_cast<int32_t>(i);
-    }
-  }
-  return best;
+  // Two passes that vectorize: the maximum over 16 independent lanes (a > b ? a : b is exactly a
+  // SIMD max), then the first index holding it (lowest id on ties, as the greedy rule says).
+  const size_t n = logits.size();
+  const float* x = logits.data();
+  float lanes[16];
+  for (float& l : lanes) l = -INFINITY;
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int k = 0; k < 16; ++k) lanes[k] = lanes[k] > x[i + k] ? lanes[k] : x[i + k];
+  float m = -INFINITY;
+  for (float l : lanes) m = m > l ? m : l;
+  for (; i < n; ++i) m = m > x[i] ? m : x[i];
+  for (size_t j = 0; j < n; ++j)
+    if (x[j] == m) return static_cast<int32_t>(j);
+  return 0;  // empty, or every logit NaN
 }
 
 int32_t Sampler::sample(std::span<const float> logits, const SamplingParams& p,
