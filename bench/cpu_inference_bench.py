@@ -8,6 +8,7 @@ aggregate decode tokens/s at batch 16 and 64 (prompt 32 tokens each, 128 steps),
 CPU-inference issue. Prints a Markdown table for docs/benchmarks.md.
 
 usage: bench/cpu_inference_bench.py [--model M] [--threads 2] [--repeat 3]
+                                    [--ours build/bin/sgl-bench] [--peer-bin build-peer/bin]
 """
 import argparse
 import json
@@ -25,10 +26,10 @@ def sh(cmd):
     return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
 
 
-def ours(model, threads, repeat):
+def ours(binary, model, threads, repeat):
     best = None
     for _ in range(repeat):
-        r = json.loads(sh([str(ROOT / "build/bin/sgl-bench"), "model", "-m", model,
+        r = json.loads(sh([str(binary), "model", "-m", model,
                            "--threads", str(threads), "--prefill", "512", "--decode", "128",
                            "--input", "32", "--batches", "1,16,64"]))
         if best is None:
@@ -40,8 +41,8 @@ def ours(model, threads, repeat):
     return best
 
 
-def peer(model, threads, repeat):
-    peer_bin = ROOT / "build-peer/bin"
+def peer(peer_bin, model, threads, repeat):
+    peer_bin = pathlib.Path(peer_bin)
     out = json.loads(sh([str(peer_bin / "llama-bench"), "-m", model, "-t", str(threads),
                          "-p", "512", "-n", "128", "-r", str(repeat), "-o", "json"]))
     pp = next(r for r in out if r["n_prompt"] == 512 and r["n_gen"] == 0)["avg_ts"]
@@ -64,11 +65,15 @@ def main():
     ap.add_argument("--model", default=str(ROOT / "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--ours", default=str(ROOT / "build/bin/sgl-bench"),
+                    help="our sgl-bench binary (e.g. from another build directory)")
+    ap.add_argument("--peer-bin", default=str(ROOT / "build-peer/bin"),
+                    help="directory with llama-bench and llama-batched-bench")
     a = ap.parse_args()
     commit = sh(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]).strip()
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
-    o = ours(a.model, a.threads, a.repeat)
-    p = peer(a.model, a.threads, a.repeat)
+    o = ours(a.ours, a.model, a.threads, a.repeat)
+    p = peer(a.peer_bin, a.model, a.threads, a.repeat)
     print(f"machine: {cpu}, {os.cpu_count()} vCPUs; commit {commit}; threads {a.threads}; "
           f"ISA {o['isa']}; KV {o['kv_dtype']}")
     print(f"DRAM read bandwidth (measured): {o['dram_read_gb_per_s']:.1f} GB/s; weights read per "

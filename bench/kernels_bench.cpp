@@ -6,7 +6,11 @@
 //       build-kernels/libsgl.a -lpthread -o build-kernels/kernels_bench
 // Run:
 //   build-kernels/kernels_bench [--isa avx512|avx2vnni|avx2|scalar] [--reps N]
-//   [--quick|--attention|--hot]
+//   [--quick|--attention|--hot|--layouts] [--rows]
+//
+// Weights are repacked into panels (PackedWeights) as the CPU backend does, where the ISA has
+// panel kernels; --rows keeps the file's row layout instead. --layouts prints the model rows for
+// both layouts side by side (the same run, the same machine state).
 //
 // Matmul rows report the best of several repetitions. "cold" cycles through enough copies of
 // the weights (>= 512 MB) that they stream from DRAM, as in decoding a model larger than the
@@ -35,6 +39,7 @@ namespace {
 using sgl::ThreadPool;
 using sgl::backend::cpu::AttentionParams;
 using sgl::backend::cpu::MatmulWorkspace;
+using sgl::backend::cpu::PackedWeights;
 using sgl::backend::cpu::WeightView;
 using sgl::model::GgmlType;
 using Clock = std::chrono::steady_clock;
@@ -80,11 +85,31 @@ Matrix make_matrix(GgmlType type, int64_t n_out, int64_t n_in, int copies) {
 }
 
 int reps = 5;
+bool use_panels = true;
+
+// The views a benchmark multiplies by: packed copies of m's copies, or m's rows.
+struct Views {
+  std::vector<PackedWeights> packed;
+  std::vector<WeightView> views;
+};
+Views views_of(const Matrix& m, int copies, bool panels) {
+  Views v;
+  for (int c = 0; c < copies; ++c) {
+    if (panels) {
+      v.packed.emplace_back(m.view(c));
+      v.views.push_back(v.packed.back().view());
+    } else {
+      v.views.push_back(m.view(c));
+    }
+  }
+  return v;
+}
 
 void bench_matmul(GgmlType type, int64_t n_out, int64_t n_in, bool cold) {
   const size_t one = *sgl::model::ggml_row_size(type, n_in) * n_out;
   const int copies = cold ? static_cast<int>(std::max<size_t>(1, (512u << 20) / one)) : 1;
   const Matrix m = make_matrix(type, n_out, n_in, copies);
+  const Views mv = views_of(m, copies, use_panels);
   for (int n_tokens : {1, 16, 64, 512}) {
     const auto x = random_floats(static_cast<size_t>(n_in) * n_tokens, 2);
     std::vector<float> y(static_cast<size_t>(n_out) * n_tokens);
@@ -95,12 +120,12 @@ void bench_matmul(GgmlType type, int64_t n_out, int64_t n_in, bool cold) {
       const double flop = 2.0 * n_out * n_in * n_tokens;
       const int calls = std::max(4, static_cast<int>(std::min(2e9 / flop * threads, 4.0 * copies)));
       int copy = 0;
-      sgl::backend::cpu::matmul(m.view(0), x.data(), y.data(), n_tokens, &pool, &ws);
+      sgl::backend::cpu::matmul(mv.views[0], x.data(), y.data(), n_tokens, &pool, &ws);
       double best = 1e30, best_cpu = 1e30;
       for (int r = 0; r < reps; ++r) {
         const double t0 = now_s(), c0 = cpu_s();
         for (int c = 0; c < calls; ++c) {
-          sgl::backend::cpu::matmul(m.view(copy), x.data(), y.data(), n_tokens, &pool, &ws);
+          sgl::backend::cpu::matmul(mv.views[copy], x.data(), y.data(), n_tokens, &pool, &ws);
           if (++copy == copies) copy = 0;
         }
         best = std::min(best, (now_s() - t0) / calls);
@@ -117,7 +142,7 @@ void bench_matmul(GgmlType type, int64_t n_out, int64_t n_in, bool cold) {
 }
 
 // All linear layers of SmolLM2-135M (Q4_1) plus the tied Q8_0 output projection.
-void bench_model(int n_tokens, int threads, bool with_output) {
+void bench_model(int n_tokens, int threads, bool with_output, bool panels) {
   const int n_layers = 30;
   std::vector<Matrix> layers;
   struct Shape {
@@ -128,6 +153,9 @@ void bench_model(int n_tokens, int threads, bool with_output) {
   for (int l = 0; l < n_layers; ++l)
     for (const Shape& s : shapes) layers.push_back(make_matrix(GgmlType::kQ4_1, s.o, s.i, 1));
   const Matrix out = make_matrix(GgmlType::kQ8_0, 49152, 576, 1);
+  std::vector<Views> lv;
+  for (const auto& m : layers) lv.push_back(views_of(m, 1, panels));
+  const Views ov = views_of(out, 1, panels);
   size_t bytes = out.bytes;
   for (const auto& m : layers) bytes += m.bytes;
   const auto x = random_floats(1536 * static_cast<size_t>(n_tokens), 3);
@@ -137,18 +165,19 @@ void bench_model(int n_tokens, int threads, bool with_output) {
   double best = 1e30, best_cpu = 1e30;
   for (int r = 0; r < reps + 2; ++r) {
     const double t0 = now_s(), c0 = cpu_s();
-    for (const auto& m : layers)
-      sgl::backend::cpu::matmul(m.view(0), x.data(), y.data(), n_tokens, &pool, &ws);
+    for (const auto& v : lv)
+      sgl::backend::cpu::matmul(v.views[0], x.data(), y.data(), n_tokens, &pool, &ws);
     if (with_output)
-      sgl::backend::cpu::matmul(out.view(0), x.data(), y.data(), n_tokens, &pool, &ws);
+      sgl::backend::cpu::matmul(ov.views[0], x.data(), y.data(), n_tokens, &pool, &ws);
     best = std::min(best, now_s() - t0);
     best_cpu = std::min(best_cpu, cpu_s() - c0);
   }
   const double b = with_output ? bytes : bytes - out.bytes;
   std::printf(
-      "model linear layers%s tok %3d thr %d: %8.3f ms/step (cpu %8.3f)  %8.1f tok/s  %6.2f GB/s\n",
-      with_output ? " + output" : "         ", n_tokens, threads, best * 1e3, best_cpu * 1e3,
-      n_tokens / best, b / best / 1e9);
+      "model linear layers%s %-6s tok %3d thr %d: %8.3f ms/step (cpu %8.3f)  %8.1f tok/s  %6.2f "
+      "GB/s\n",
+      with_output ? " + output" : "         ", panels ? "panels" : "rows", n_tokens, threads,
+      best * 1e3, best_cpu * 1e3, n_tokens / best, b / best / 1e9);
 }
 
 void bench_attention(int n_ctx, int n_query, int threads) {
@@ -201,7 +230,7 @@ void bench_attention(int n_ctx, int n_query, int threads) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, attention_only = false, hot_only = false;
+  bool quick = false, attention_only = false, hot_only = false, layouts = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--isa" && i + 1 < argc) {
@@ -216,16 +245,27 @@ int main(int argc, char** argv) {
       quick = true;
     } else if (a == "--hot") {
       hot_only = true;
+    } else if (a == "--rows") {
+      use_panels = false;
+    } else if (a == "--layouts") {
+      layouts = true;
     } else if (a == "--attention") {
       attention_only = true;
     } else {
-      std::fprintf(stderr, "usage: %s [--isa NAME] [--reps N] [--quick|--attention|--hot]\n",
+      std::fprintf(stderr,
+                   "usage: %s [--isa NAME] [--reps N] [--quick|--attention|--hot|--layouts] "
+                   "[--rows]\n",
                    argv[0]);
       return 1;
     }
   }
   std::printf("isa: %s\n",
               std::string(sgl::backend::cpu::isa_name(sgl::backend::cpu::current_isa())).c_str());
+  if (layouts) {
+    for (int n_tokens : {1, 16, 64, 512})
+      for (bool panels : {false, true}) bench_model(n_tokens, 2, n_tokens != 512, panels);
+    return 0;
+  }
   if (hot_only) {
     bench_matmul(GgmlType::kQ4_1, 576, 576, false);
     bench_matmul(GgmlType::kQ4_1, 1536, 576, false);
@@ -234,8 +274,8 @@ int main(int argc, char** argv) {
   }
   for (int threads : {1, 2}) {
     if (attention_only) break;
-    for (int n_tokens : {1, 16, 64}) bench_model(n_tokens, threads, true);
-    bench_model(512, threads, false);
+    for (int n_tokens : {1, 16, 64}) bench_model(n_tokens, threads, true, use_panels);
+    bench_model(512, threads, false, use_panels);
   }
   for (int threads : {1, 2}) {
     bench_attention(512, 512, threads);

@@ -7,6 +7,9 @@
 #include <numbers>
 #include <string>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "model/quant.h"
 
 namespace sgl::backend {
@@ -71,6 +74,17 @@ std::vector<float> llama3_freq_factors(const model::ModelConfig& c) {
   return f;
 }
 
+// Drops this process's pages of [data, data + bytes) of a read-only file mapping (whole pages
+// only). Harmless for later reads: they fault the pages back in from the file.
+void release_pages(const void* data, uint64_t bytes) {
+  const long page = sysconf(_SC_PAGESIZE);
+  if (page <= 0) return;
+  const auto begin = reinterpret_cast<uintptr_t>(data);
+  const uintptr_t lo = (begin + page - 1) / page * page;
+  const uintptr_t hi = (begin + bytes) / page * page;
+  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+}
+
 size_t kv_elem_size(GgmlType t) { return t == GgmlType::kF32 ? 4 : 2; }
 
 void* aligned_zeroed(size_t bytes) {
@@ -100,20 +114,31 @@ Result<std::unique_ptr<CpuBackend>> CpuBackend::create(const models::LoadedModel
 Status CpuBackend::init(const models::LoadedModel& model, const CpuBackendOptions& options) {
   const auto& c = config_;
   SGL_ASSIGN_OR_RETURN(models::LlamaWeights w, models::load_llama_weights(c, *model.weights));
+  // Repacked matrices replace the file's bytes: once a tensor is packed, its pages of a mapped
+  // GGUF are dropped from this process (they are clean file pages; a later read, e.g. an
+  // embedding row of a tied LM head, maps them back in from the page cache).
+  const bool mapped = model.format == models::ModelFormat::kGguf && model.gguf != nullptr &&
+                      model.gguf->path() != "<buffer>";
+  auto pack = [&](const models::WeightRef& ref, cpu::PackedWeights* out) -> Status {
+    SGL_ASSIGN_OR_RETURN(const cpu::WeightView v, matrix_view(ref));
+    *out = cpu::PackedWeights(v);
+    if (out->packed() && mapped) release_pages(ref.data, ref.n_bytes);
+    return Status::ok();
+  };
   SGL_ASSIGN_OR_RETURN(tok_embd_, matrix_view(w.tok_embd));
-  SGL_ASSIGN_OR_RETURN(output_, matrix_view(w.output));
+  SGL_RETURN_IF_ERROR(pack(w.output, &output_));
   SGL_ASSIGN_OR_RETURN(output_norm_, vector_f32(w.output_norm));
   layers_.resize(c.n_layer);
   for (uint32_t i = 0; i < c.n_layer; ++i) {
     const auto& lw = w.layers[i];
     Layer& l = layers_[i];
-    SGL_ASSIGN_OR_RETURN(l.wq, matrix_view(lw.wq));
-    SGL_ASSIGN_OR_RETURN(l.wk, matrix_view(lw.wk));
-    SGL_ASSIGN_OR_RETURN(l.wv, matrix_view(lw.wv));
-    SGL_ASSIGN_OR_RETURN(l.wo, matrix_view(lw.wo));
-    SGL_ASSIGN_OR_RETURN(l.w_gate, matrix_view(lw.w_gate));
-    SGL_ASSIGN_OR_RETURN(l.w_up, matrix_view(lw.w_up));
-    SGL_ASSIGN_OR_RETURN(l.w_down, matrix_view(lw.w_down));
+    SGL_RETURN_IF_ERROR(pack(lw.wq, &l.wq));
+    SGL_RETURN_IF_ERROR(pack(lw.wk, &l.wk));
+    SGL_RETURN_IF_ERROR(pack(lw.wv, &l.wv));
+    SGL_RETURN_IF_ERROR(pack(lw.wo, &l.wo));
+    SGL_RETURN_IF_ERROR(pack(lw.w_gate, &l.w_gate));
+    SGL_RETURN_IF_ERROR(pack(lw.w_up, &l.w_up));
+    SGL_RETURN_IF_ERROR(pack(lw.w_down, &l.w_down));
     SGL_ASSIGN_OR_RETURN(l.attn_norm, vector_f32(lw.attn_norm));
     SGL_ASSIGN_OR_RETURN(l.ffn_norm, vector_f32(lw.ffn_norm));
     SGL_ASSIGN_OR_RETURN(l.bq, vector_f32(lw.bq));
@@ -270,8 +295,8 @@ Status CpuBackend::forward(const ForwardBatch& batch, Logits* logits) {
     const Layer& L = layers_[il];
     // Attention block.
     cpu::rms_norm(x, L.attn_norm.data(), h, n, E, c.rms_eps);
-    const cpu::MatmulOutput qkv[3] = {{L.wq, q_.data(), 0}, {L.wk, k_.data(), 0},
-                                      {L.wv, v_.data(), 0}};
+    const cpu::MatmulOutput qkv[3] = {
+        {L.wq.view(), q_.data(), 0}, {L.wk.view(), k_.data(), 0}, {L.wv.view(), v_.data(), 0}};
     cpu::matmul_multi(qkv, h, 0, n, &pool_, &mm_ws_);
     if (!L.bq.empty()) {
       for (int t = 0; t < n; ++t) {
@@ -285,15 +310,16 @@ Status CpuBackend::forward(const ForwardBatch& batch, Logits* logits) {
     cpu::store_kv(kv_type_, k_cache_[il], v_cache_[il], kv_dim, k_.data(), v_.data(),
                   batch.out_slots.data(), n);
     attention_layer(batch, static_cast<int>(il));
-    cpu::matmul(L.wo, attn_.data(), h, n, &pool_, &mm_ws_);
+    cpu::matmul(L.wo.view(), attn_.data(), h, n, &pool_, &mm_ws_);
     cpu::add(x, h, x, n * E);
 
     // MLP block.
     cpu::rms_norm(x, L.ffn_norm.data(), h, n, E, c.rms_eps);
-    const cpu::MatmulOutput gu[2] = {{L.w_gate, gate_.data(), 0}, {L.w_up, up_.data(), 0}};
+    const cpu::MatmulOutput gu[2] = {{L.w_gate.view(), gate_.data(), 0},
+                                     {L.w_up.view(), up_.data(), 0}};
     cpu::matmul_multi(gu, h, 0, n, &pool_, &mm_ws_);
     cpu::silu_mul(gate_.data(), up_.data(), gate_.data(), n * F);
-    cpu::matmul(L.w_down, gate_.data(), h, n, &pool_, &mm_ws_);
+    cpu::matmul(L.w_down.view(), gate_.data(), h, n, &pool_, &mm_ws_);
     cpu::add(x, h, x, n * E);
   }
 
@@ -305,7 +331,7 @@ Status CpuBackend::forward(const ForwardBatch& batch, Logits* logits) {
     std::memcpy(head_x_.data() + i * E, x + static_cast<int64_t>(batch.logit_rows[i]) * E,
                 E * sizeof(float));
   cpu::rms_norm(head_x_.data(), output_norm_.data(), head_x_.data(), n_out, E, c.rms_eps);
-  cpu::matmul(output_, head_x_.data(), logits->data.data(), n_out, &pool_, &mm_ws_);
+  cpu::matmul(output_.view(), head_x_.data(), logits->data.data(), n_out, &pool_, &mm_ws_);
   return Status::ok();
 }
 

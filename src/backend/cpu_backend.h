@@ -51,15 +51,17 @@ class CpuBackend final : public Backend {
   void ensure_scratch(int n_tokens);
   void attention_layer(const ForwardBatch& batch, int layer);
 
+  // Matrices are repacked at load (cpu::PackedWeights) where the ISA has panel kernels.
   struct Layer {
-    cpu::WeightView wq, wk, wv, wo, w_gate, w_up, w_down;
+    cpu::PackedWeights wq, wk, wv, wo, w_gate, w_up, w_down;
     std::vector<float> attn_norm, ffn_norm, bq, bk, bv;  // f32 copies
   };
 
   model::ModelConfig config_;
   ThreadPool pool_;
   cpu::MatmulWorkspace mm_ws_;
-  cpu::WeightView tok_embd_, output_;
+  cpu::WeightView tok_embd_;  // the file's rows (embedding lookups)
+  cpu::PackedWeights output_;
   std::vector<float> output_norm_;
   std::vector<float> freq_factors_;  // [rope_dim/2] or empty
   cpu::RopeParams rope_;

@@ -9,8 +9,11 @@
 //
 // Results within one ISA are deterministic and batch invariant; results differ slightly between
 // ISAs for the 32-block quantized matmuls and float ops (different float summation orders). The
-// K-quant matmuls and the activation quantization are bit-identical across ISAs, and avx2 and
-// avx2vnni always agree bit for bit (the integer dot products are exact either way).
+// K-quant matmuls, the panel matmuls (Q4_1 / Q8_0 weights repacked at load, see matmul.h) and
+// the activation quantization are bit-identical across ISAs, and avx2 and avx2vnni always agree
+// bit for bit (the integer dot products are exact either way). Weights are repacked into panels
+// only when the ISA chosen at load has its own panel kernels (AVX-512), so a backend created on
+// another ISA keeps the row kernels and their arithmetic.
 #pragma once
 
 #include <optional>

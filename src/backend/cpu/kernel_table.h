@@ -17,7 +17,10 @@ enum class ActKind : uint8_t {
   kQ8x32,        // per 32 values: int8 q in [-127, 127], d = amax / 127
   kQ8x32Biased,  // the same with q stored as q + 128 (uint8), for vpdpbusd with signed weights
   kQ8K,          // per 256 values: int8 q, f32 d, int32 sums of each 16
+  kQ8Blk,        // per 32 values, llama.cpp's Q8_1 block: int8 q, d and d * sum(q) rounded to
+                 // f16 (for the panel kernels)
 };
+inline constexpr int kNumActKinds = 5;
 
 // Layout of one token row in kQ8x32 / kQ8x32Biased (nb = n_in / 32 blocks, padded to a multiple
 // of 4 with zero blocks):
@@ -55,6 +58,49 @@ inline Q8KLayout q8k_layout(int64_t n_in) {
   l.bsum_off = l.d_off + static_cast<size_t>(l.nsb) * 4;
   l.row_bytes = (l.bsum_off + static_cast<size_t>(l.nsb) * 32 + 63) / 64 * 64;
   return l;
+}
+
+// Layout of one token row in kQ8Blk (nb = n_in / 32 blocks). Block b of x is quantized exactly as
+// llama.cpp's quantize_row_q8_1 / quantize_row_q8_0 do on x86: d = amax / 127 (f32),
+// q = round-to-nearest-even(x * (127 / amax)), then d is stored rounded to f16, and s = d * sum(q)
+// (f32 d) rounded to f16. Stored widened to f32 so kernels broadcast them directly.
+//   qs [nb * 32] int8, natural order;
+//   d  [nb] f32 (an f16 value); s [nb] f32 (an f16 value); c [nb] int32 = -128 * sum(q).
+struct Q8BlkLayout {
+  int64_t nb = 0;
+  size_t qs_off = 0, d_off = 0, s_off = 0, c_off = 0, row_bytes = 0;
+};
+inline Q8BlkLayout q8blk_layout(int64_t n_in) {
+  Q8BlkLayout l;
+  l.nb = n_in / 32;
+  const size_t nb = static_cast<size_t>(l.nb);
+  l.qs_off = 0;
+  l.d_off = (nb * 32 + 63) / 64 * 64;
+  l.s_off = l.d_off + nb * 4;
+  l.c_off = l.s_off + nb * 4;
+  l.row_bytes = (l.c_off + nb * 4 + 63) / 64 * 64;
+  return l;
+}
+
+// The panel layout of weights repacked at load (WeightLayout::kPanels, matmul.h): rows in panels
+// of kPanelRows; a panel holds, for each 32-block b of its rows, the rows' fp16 scales side by
+// side, so one 16-lane vector op serves all 16 rows:
+//   Q4_1: d [nb][16] f16, then m [nb][16] f16, then qs [nb][4 chunks][16 rows][4 bytes]: chunk c,
+//         row r holds bytes 4c..4c+3 of the row's 16 nibble bytes (low nibbles: values 4c..4c+3,
+//         high nibbles: values 16 + 4c..16 + 4c + 3).
+//   Q8_0: d [nb][16] f16, then qs [nb][8 chunks][16 rows][4 bytes]: chunk c, row r holds values
+//         4c..4c+3 of the row's block, each stored as q + 128 (uint8).
+// A panel's size is rounded up to 64 bytes; rows past n_out in the last panel are zero (they add
+// nothing and are never stored).
+inline constexpr int kPanelRows = 16;
+inline bool panel_type(model::GgmlType t) {
+  return t == model::GgmlType::kQ4_1 || t == model::GgmlType::kQ8_0;
+}
+inline size_t panel_block_bytes(model::GgmlType t) {
+  return t == model::GgmlType::kQ4_1 ? kPanelRows * 20 : kPanelRows * 34;
+}
+inline size_t panel_bytes(model::GgmlType t, int64_t n_in) {
+  return (static_cast<size_t>(n_in / 32) * panel_block_bytes(t) + 63) / 64 * 64;
 }
 
 // One matmul job: y[t][r] = dot(weight row r, activation row t).
@@ -119,10 +165,16 @@ struct KernelTable {
   ActKind act_kind[kNumGgmlTypeIds] = {};
   // Matmul kernel per ggml type id; nullptr = no direct kernel (dequantize fallback).
   MatmulKernel matmul[kNumGgmlTypeIds] = {};
+  // Kernel for weights in the panel layout (activations kQ8Blk; r0 a multiple of kPanelRows,
+  // w_stride the panel size), for panel_type() types; every table has one. True iff it is this
+  // ISA's own (worth repacking for) rather than the portable reference.
+  MatmulKernel matmul_panel[kNumGgmlTypeIds] = {};
+  bool native_panels = false;
 
   // Quantizes one row of n_in floats into the layout above (n_in % 32 == 0, or % 256 for Q8K).
   void (*quantize_q8x32)(const float* x, int64_t n_in, bool biased, uint8_t* out) = nullptr;
   void (*quantize_q8k)(const float* x, int64_t n_in, uint8_t* out) = nullptr;
+  void (*quantize_q8blk)(const float* x, int64_t n_in, uint8_t* out) = nullptr;
 
   void (*rms_norm)(const float* x, const float* w, float* y, int64_t n, float eps) = nullptr;
   void (*silu_mul)(const float* gate, const float* up, float* y, int64_t n) = nullptr;

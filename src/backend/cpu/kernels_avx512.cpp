@@ -477,6 +477,159 @@ void matmul_q32(const MatmulArgs& a, int64_t r0, int64_t r1, int t0, int t1) {
   }
 }
 
+// ---- panel layout (Q4_1, Q8_0) ---------------------------------------------------------------
+//
+// 16 weight rows side by side (kernel_table.h): a 64-byte chunk holds 4 consecutive quants of
+// each of the 16 rows, so vpdpbusd against the token's matching 4 activation bytes (broadcast)
+// gives the 16 rows' partial dots in the 16 int32 lanes. A block costs per token 8 vpdpbusd and
+// 3-4 float ops for 16 rows (one conversion, one scale product, one or two FMAs), and the
+// unpacking of the weights is shared by the tile's tokens. Lane r computes exactly what
+// matmul_panel_ref computes for row r (integer sums are exact in any order), so the result never
+// depends on the tile size, the token's place in it or the row's place in its panel.
+
+void quantize_q8blk(const float* x, int64_t n_in, uint8_t* out) {
+  const Q8BlkLayout lay = q8blk_layout(n_in);
+  auto* qs = reinterpret_cast<int8_t*>(out + lay.qs_off);
+  auto* dd = reinterpret_cast<float*>(out + lay.d_off);
+  auto* ss = reinterpret_cast<float*>(out + lay.s_off);
+  auto* cc = reinterpret_cast<int32_t*>(out + lay.c_off);
+  const __m512 sign = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
+  constexpr int kRne = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  for (int64_t b = 0; b < lay.nb; ++b) {
+    const __m512 x0 = _mm512_loadu_ps(x + 32 * b), x1 = _mm512_loadu_ps(x + 32 * b + 16);
+    const float amax = hmax512(_mm512_max_ps(_mm512_and_ps(x0, sign), _mm512_and_ps(x1, sign)));
+    float d, id;
+    q8_scale(amax, &d, &id);
+    const __m512 vid = _mm512_set1_ps(id);
+    const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, vid));
+    const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, vid));
+    const int sum = hsum512_epi32(_mm512_add_epi32(q0, q1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + 32 * b), _mm512_cvtepi32_epi8(q0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + 32 * b + 16), _mm512_cvtepi32_epi8(q1));
+    dd[b] = _cvtsh_ss(_cvtss_sh(d, kRne));
+    ss[b] = _cvtsh_ss(_cvtss_sh(d * static_cast<float>(sum), kRne));
+    cc[b] = -128 * sum;
+  }
+}
+
+constexpr int kPrefetchBlocks = 6;
+// Tokens per tile: the unpacked weights (8 vectors), the scales and one accumulator per token
+// stay in the 32 registers.
+#ifndef SGL_PANEL_TILE
+#define SGL_PANEL_TILE 16
+#endif
+constexpr int kPanelTile = SGL_PANEL_TILE;
+
+inline __m512i bcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// One panel times NT tokens; out[t] gets the 16 rows' results for token t.
+template <bool kQ41, int NT>
+[[gnu::always_inline]] inline void panel_tile(const uint8_t* panel, const Q8BlkLayout& lay,
+                                              const uint8_t* const* acts, __m512* out) {
+  const int64_t nb = lay.nb;
+  constexpr int kChunks = kQ41 ? 4 : 8;
+  const auto* dw = reinterpret_cast<const uint16_t*>(panel);
+  const uint16_t* mw = dw + nb * kPanelRows;
+  const uint8_t* qs = panel + static_cast<size_t>(nb) * kPanelRows * (kQ41 ? 4 : 2);
+  __m512 facc[NT];
+  for (int t = 0; t < NT; ++t) facc[t] = _mm512_setzero_ps();
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = qs + static_cast<size_t>(b) * kChunks * 64;
+    // The weights stream from DRAM when decoding: fetch kPrefetchBlocks ahead (past the panel's
+    // end this runs into the next panel, which follows it; prefetches never fault).
+#pragma GCC unroll 8
+    for (int c = 0; c < kChunks; ++c)
+      _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetchBlocks * kChunks * 64 + 64 * c),
+                   _MM_HINT_T0);
+    __m512i u[8];
+#pragma GCC unroll 8
+    for (int c = 0; c < kChunks; ++c) {
+      const __m512i v = _mm512_loadu_si512(blk + 64 * c);
+      if constexpr (kQ41) {
+        u[c] = _mm512_and_si512(v, low4);
+        u[c + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+      } else {
+        u[c] = v;
+      }
+    }
+    const __m512 d =
+        _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(dw + b * kPanelRows)));
+    __m512 m = _mm512_setzero_ps();
+    if constexpr (kQ41)
+      m = _mm512_cvtph_ps(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mw + b * kPanelRows)));
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t) {
+      const uint8_t* a = acts[t];
+      const int8_t* x = reinterpret_cast<const int8_t*>(a + lay.qs_off) + 32 * b;
+      const __m512i init =
+          kQ41 ? _mm512_setzero_si512()
+               : _mm512_set1_epi32(reinterpret_cast<const int32_t*>(a + lay.c_off)[b]);
+      __m512i acc;
+      if constexpr (NT <= 2) {
+        // Few tokens: two dependency chains (integer sums are exact in any order).
+        __m512i e = init, o = _mm512_setzero_si512();
+        for (int k = 0; k < 8; k += 2) {
+          e = _mm512_dpbusd_epi32(e, u[k], bcast4(x + 4 * k));
+          o = _mm512_dpbusd_epi32(o, u[k + 1], bcast4(x + 4 * k + 4));
+        }
+        acc = _mm512_add_epi32(e, o);
+      } else {
+        acc = init;
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; ++k) acc = _mm512_dpbusd_epi32(acc, u[k], bcast4(x + 4 * k));
+      }
+      const float dx = reinterpret_cast<const float*>(a + lay.d_off)[b];
+      facc[t] =
+          _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(d, _mm512_set1_ps(dx)), facc[t]);
+      if constexpr (kQ41) {
+        const float sx = reinterpret_cast<const float*>(a + lay.s_off)[b];
+        facc[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(sx), facc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = facc[t];
+}
+
+template <bool kQ41, int NT>
+void panel_tiles(const MatmulArgs& a, const Q8BlkLayout& lay, const uint8_t* panel, int tb, int t1,
+                 __mmask16 mask, int64_t p0) {
+  for (; tb + NT <= t1; tb += NT) {
+    const uint8_t* acts[NT];
+    for (int t = 0; t < NT; ++t) acts[t] = a.act + static_cast<size_t>(tb + t) * a.act_stride;
+    __m512 out[NT];
+    panel_tile<kQ41, NT>(panel, lay, acts, out);
+    for (int t = 0; t < NT; ++t)
+      _mm512_mask_storeu_ps(a.y + static_cast<size_t>(tb + t) * a.ldy + p0, mask, out[t]);
+  }
+  if constexpr (NT > 1) {
+    if (tb < t1) {
+      const int rest = t1 - tb;
+      if (rest >= NT / 2 + (NT % 2)) {
+        panel_tiles<kQ41, NT / 2 + NT % 2>(a, lay, panel, tb, t1, mask, p0);
+      } else {
+        panel_tiles<kQ41, NT / 2>(a, lay, panel, tb, t1, mask, p0);
+      }
+    }
+  }
+}
+
+template <bool kQ41>
+void matmul_panel(const MatmulArgs& a, int64_t r0, int64_t r1, int t0, int t1) {
+  const Q8BlkLayout lay = q8blk_layout(a.n_in);
+  for (int64_t p0 = r0; p0 < r1; p0 += kPanelRows) {
+    const uint8_t* panel = a.w + static_cast<size_t>(p0 / kPanelRows) * a.w_stride;
+    const int nr = r1 - p0 < kPanelRows ? static_cast<int>(r1 - p0) : kPanelRows;
+    const __mmask16 mask = static_cast<__mmask16>((1u << nr) - 1);
+    panel_tiles<kQ41, kPanelTile>(a, lay, panel, t0, t1, mask, p0);
+  }
+}
+
 // ---- K formats ----------------------------------------------------------------------------------
 //
 // A super-block is unpacked in registers to 256 quants in natural order (four vectors of 64) plus
@@ -716,6 +869,10 @@ KernelTable make_table() {
   set(GgmlType::kQ6_K, ActKind::kQ8K, &matmul_kq<Q6_KT>);
   kt.quantize_q8x32 = &quantize_q8x32;
   kt.quantize_q8k = &quantize_q8k;
+  kt.quantize_q8blk = &quantize_q8blk;
+  kt.matmul_panel[static_cast<int>(GgmlType::kQ4_1)] = &matmul_panel<true>;
+  kt.matmul_panel[static_cast<int>(GgmlType::kQ8_0)] = &matmul_panel<false>;
+  kt.native_panels = true;
   return kt;
 }
 

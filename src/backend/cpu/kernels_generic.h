@@ -93,6 +93,87 @@ inline void generic_quantize_q8k(const float* x, int64_t n_in, uint8_t* out) {
   }
 }
 
+// llama.cpp's Q8_1 / Q8_0 activation blocks (kQ8Blk). The q are those of q8_scale; d and s are
+// rounded to f16 like llama.cpp's block_q8_1 fields.
+inline float round_to_f16(float v) { return fp16_to_fp32(fp32_to_fp16(v)); }
+
+inline void generic_quantize_q8blk(const float* x, int64_t n_in, uint8_t* out) {
+  const Q8BlkLayout lay = q8blk_layout(n_in);
+  auto* qs = reinterpret_cast<int8_t*>(out + lay.qs_off);
+  auto* dd = reinterpret_cast<float*>(out + lay.d_off);
+  auto* ss = reinterpret_cast<float*>(out + lay.s_off);
+  auto* cc = reinterpret_cast<int32_t*>(out + lay.c_off);
+  for (int64_t b = 0; b < lay.nb; ++b) {
+    const float* xb = x + b * 32;
+    float amax = 0.0f;
+    for (int j = 0; j < 32; ++j) {
+      const float a = __builtin_fabsf(xb[j]);
+      amax = a > amax ? a : amax;
+    }
+    float d, id;
+    q8_scale(amax, &d, &id);
+    int sum = 0;
+    for (int j = 0; j < 32; ++j) {
+      const int q = static_cast<int>(__builtin_nearbyintf(xb[j] * id));
+      qs[b * 32 + j] = static_cast<int8_t>(q);
+      sum += q;
+    }
+    dd[b] = round_to_f16(d);
+    ss[b] = round_to_f16(d * static_cast<float>(sum));
+    cc[b] = -128 * sum;
+  }
+}
+
+// ---- panel matmul: the portable reference ---------------------------------------------------
+//
+// Per weight row and token: for each block b, isum = exact integer dot of the block's quants with
+// the activation's q (for Q8_0 via the stored q + 128 and the -128 * sum(q) correction), then
+//   acc = fma(float(isum), d_w * d_x, acc);   and for Q4_1   acc = fma(m_w, s_x, acc).
+// The SIMD panel kernels do the same per lane, so every path gives the same bits.
+template <bool kQ41>
+void matmul_panel_ref(const MatmulArgs& a, int64_t r0, int64_t r1, int t0, int t1) {
+  const Q8BlkLayout lay = q8blk_layout(a.n_in);
+  const int64_t nb = lay.nb;
+  constexpr int kChunks = kQ41 ? 4 : 8;
+  for (int64_t p0 = r0; p0 < r1; p0 += kPanelRows) {
+    const uint8_t* panel = a.w + static_cast<size_t>(p0 / kPanelRows) * a.w_stride;
+    const auto* dw = reinterpret_cast<const uint16_t*>(panel);
+    const uint16_t* mw = dw + nb * kPanelRows;
+    const uint8_t* qs = panel + static_cast<size_t>(nb) * kPanelRows * (kQ41 ? 4 : 2);
+    const int nr = r1 - p0 < kPanelRows ? static_cast<int>(r1 - p0) : kPanelRows;
+    for (int t = t0; t < t1; ++t) {
+      const uint8_t* act = a.act + static_cast<size_t>(t) * a.act_stride;
+      const auto* xq = reinterpret_cast<const int8_t*>(act + lay.qs_off);
+      const auto* dx = reinterpret_cast<const float*>(act + lay.d_off);
+      const auto* sx = reinterpret_cast<const float*>(act + lay.s_off);
+      const auto* cx = reinterpret_cast<const int32_t*>(act + lay.c_off);
+      for (int r = 0; r < nr; ++r) {
+        float acc = 0.0f;
+        for (int64_t b = 0; b < nb; ++b) {
+          const uint8_t* blk = qs + static_cast<size_t>(b) * kChunks * 64 + 4 * r;
+          const int8_t* x = xq + b * 32;
+          int32_t isum = kQ41 ? 0 : cx[b];
+          for (int c = 0; c < kChunks; ++c) {
+            for (int j = 0; j < 4; ++j) {
+              const uint8_t byte = blk[64 * c + j];
+              if constexpr (kQ41) {
+                isum += (byte & 0xF) * x[4 * c + j] + (byte >> 4) * x[16 + 4 * c + j];
+              } else {
+                isum += byte * x[4 * c + j];
+              }
+            }
+          }
+          const float d = fp16_to_fp32(dw[b * kPanelRows + r]);
+          acc = __builtin_fmaf(static_cast<float>(isum), d * dx[b], acc);
+          if constexpr (kQ41)
+            acc = __builtin_fmaf(fp16_to_fp32(mw[b * kPanelRows + r]), sx[b], acc);
+        }
+        a.y[static_cast<size_t>(t) * a.ldy + p0 + r] = acc;
+      }
+    }
+  }
+}
+
 // ---- K-quant matmul: unpack a super-block, then exact integer dots per token ------------------
 
 // A super-block of any K format as: w[i] = A * s[i / 16] * u[i] - B * t[i / 16], u in [0, 63].
@@ -612,6 +693,9 @@ inline void fill_generic(KernelTable* kt) {
   set(GgmlType::kQ5_K, ActKind::kQ8K, &matmul_k<176, false, unpack_q5_k>);
   set(GgmlType::kQ6_K, ActKind::kQ8K, &matmul_k<210, true, unpack_q6_k>);
   kt->quantize_q8k = &generic_quantize_q8k;
+  kt->quantize_q8blk = &generic_quantize_q8blk;
+  kt->matmul_panel[static_cast<int>(GgmlType::kQ4_1)] = &matmul_panel_ref<true>;
+  kt->matmul_panel[static_cast<int>(GgmlType::kQ8_0)] = &matmul_panel_ref<false>;
   kt->rms_norm = &k_rms_norm;
   kt->silu_mul = &k_silu_mul;
   kt->softmax = &k_softmax;

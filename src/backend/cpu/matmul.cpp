@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <utility>
 #include <vector>
 
@@ -26,7 +27,28 @@ constexpr int kMaxOutputs = 8;
 size_t packed_row_bytes(const WeightView& w) {
   const auto bytes = model::ggml_row_size(w.type, static_cast<uint64_t>(w.n_in));
   SGL_CHECK(bytes.has_value(), "matmul: n_in is not a whole number of blocks of the weight type");
+  if (w.layout == WeightLayout::kPanels) return detail::panel_bytes(w.type, w.n_in);
   return static_cast<size_t>(*bytes);
+}
+
+// Row r of a Q4_1 / Q8_0 matrix (file layout) into its panel.
+void pack_row(model::GgmlType type, const uint8_t* row, int64_t nb, int r, uint8_t* panel) {
+  const bool q41 = type == model::GgmlType::kQ4_1;
+  const size_t blk_bytes = q41 ? 20 : 34;
+  const int chunks = q41 ? 4 : 8;
+  auto* d = reinterpret_cast<uint16_t*>(panel);
+  uint16_t* m = d + nb * detail::kPanelRows;
+  uint8_t* qs = panel + static_cast<size_t>(nb) * detail::kPanelRows * (q41 ? 4 : 2);
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + b * blk_bytes;
+    std::memcpy(&d[b * detail::kPanelRows + r], blk, 2);
+    if (q41) std::memcpy(&m[b * detail::kPanelRows + r], blk + 2, 2);
+    const uint8_t* q = blk + (q41 ? 4 : 2);
+    uint8_t* out = qs + static_cast<size_t>(b) * chunks * 64 + 4 * r;
+    for (int c = 0; c < chunks; ++c)
+      for (int j = 0; j < 4; ++j)
+        out[64 * c + j] = q41 ? q[4 * c + j] : static_cast<uint8_t>(q[4 * c + j] ^ 0x80);
+  }
 }
 
 // Weights without an integer kernel (e.g. Q8_K, F64): dequantize each row, then the f32 kernel.
@@ -49,6 +71,7 @@ struct Job {
   MatmulArgs args;
   model::GgmlType type;
   MatmulKernel kernel;  // nullptr: dequantize fallback
+  bool panels;          // weights in WeightLayout::kPanels
   int64_t n_out;
   int64_t rows_per_task;
   int row_tasks;
@@ -57,12 +80,71 @@ struct Job {
 
 int slot_of(ActKind kind) { return static_cast<int>(kind); }
 
+size_t act_row_bytes(ActKind kind, int64_t n_in) {
+  switch (kind) {
+    case ActKind::kQ8K:
+      return detail::q8k_layout(n_in).row_bytes;
+    case ActKind::kQ8Blk:
+      return detail::q8blk_layout(n_in).row_bytes;
+    default:
+      return detail::q8x32_layout(n_in).row_bytes;
+  }
+}
+
 MatmulWorkspace& thread_workspace() {
   thread_local MatmulWorkspace ws;
   return ws;
 }
 
 }  // namespace
+
+bool PackedWeights::has_panels(model::GgmlType type) { return detail::panel_type(type); }
+
+PackedWeights::PackedWeights(const WeightView& w) : view_(w) {
+  if (w.layout == WeightLayout::kRows && detail::kernels().native_panels) *this = force(w);
+}
+
+PackedWeights PackedWeights::force(const WeightView& w) {
+  PackedWeights p;
+  p.view_ = w;
+  if (w.layout != WeightLayout::kRows || !detail::panel_type(w.type) || w.n_in % 32 != 0 ||
+      w.n_out <= 0)
+    return p;
+  const size_t row_bytes = packed_row_bytes(w);
+  const size_t src_stride = w.row_stride != 0 ? w.row_stride : row_bytes;
+  const size_t panel = detail::panel_bytes(w.type, w.n_in);
+  const int64_t n_panels = (w.n_out + detail::kPanelRows - 1) / detail::kPanelRows;
+  p.bytes_ = panel * static_cast<size_t>(n_panels);
+  p.data_ = static_cast<uint8_t*>(std::aligned_alloc(64, p.bytes_));
+  SGL_CHECK(p.data_ != nullptr, "PackedWeights: out of memory");
+  std::memset(p.data_, 0, p.bytes_);
+  const auto* src = static_cast<const uint8_t*>(w.data);
+  for (int64_t r = 0; r < w.n_out; ++r)
+    pack_row(w.type, src + static_cast<size_t>(r) * src_stride, w.n_in / 32,
+             static_cast<int>(r % detail::kPanelRows),
+             p.data_ + static_cast<size_t>(r / detail::kPanelRows) * panel);
+  p.view_.data = p.data_;
+  p.view_.row_stride = panel;
+  p.view_.layout = WeightLayout::kPanels;
+  return p;
+}
+
+PackedWeights::~PackedWeights() { std::free(data_); }
+
+PackedWeights::PackedWeights(PackedWeights&& other) noexcept
+    : view_(other.view_),
+      data_(std::exchange(other.data_, nullptr)),
+      bytes_(std::exchange(other.bytes_, 0)) {}
+
+PackedWeights& PackedWeights::operator=(PackedWeights&& other) noexcept {
+  if (this != &other) {
+    std::free(data_);
+    view_ = other.view_;
+    data_ = std::exchange(other.data_, nullptr);
+    bytes_ = std::exchange(other.bytes_, 0);
+  }
+  return *this;
+}
 
 MatmulWorkspace::~MatmulWorkspace() {
   for (auto* p : buf_) std::free(p);
@@ -126,7 +208,7 @@ void matmul_multi(std::span<const MatmulOutput> outs, const float* x, size_t ldx
   const int n_threads = pool != nullptr ? pool->n_threads() : 1;
 
   // 1. Which activation formats are needed.
-  bool need[4] = {};
+  bool need[detail::kNumActKinds] = {};
   Job jobs[kMaxOutputs];
   for (size_t o = 0; o < outs.size(); ++o) {
     const WeightView& w = outs[o].w;
@@ -135,9 +217,13 @@ void matmul_multi(std::span<const MatmulOutput> outs, const float* x, size_t ldx
     const size_t row_bytes = packed_row_bytes(w);
     Job& j = jobs[o];
     j.type = w.type;
-    j.kernel = kt.matmul[static_cast<int>(w.type)];
-    const ActKind kind =
-        j.kernel != nullptr ? kt.act_kind[static_cast<int>(w.type)] : ActKind::kF32;
+    j.panels = w.layout == WeightLayout::kPanels;
+    if (j.panels) SGL_CHECK(detail::panel_type(w.type), "matmul: panels of an unsupported type");
+    j.kernel =
+        j.panels ? kt.matmul_panel[static_cast<int>(w.type)] : kt.matmul[static_cast<int>(w.type)];
+    const ActKind kind = j.panels              ? ActKind::kQ8Blk
+                         : j.kernel != nullptr ? kt.act_kind[static_cast<int>(w.type)]
+                                               : ActKind::kF32;
     if (kind == ActKind::kQ8K) SGL_CHECK(n_in % 256 == 0, "matmul: K-quant n_in % 256 != 0");
     need[slot_of(kind)] = true;
     j.args.w = static_cast<const uint8_t*>(w.data);
@@ -154,14 +240,13 @@ void matmul_multi(std::span<const MatmulOutput> outs, const float* x, size_t ldx
   }
 
   // 2. Quantize the activations once per format.
-  uint8_t* act[4] = {};
-  size_t act_stride[4] = {};
+  uint8_t* act[detail::kNumActKinds] = {};
+  size_t act_stride[detail::kNumActKinds] = {};
   const bool parallel_quant = pool != nullptr && n_threads > 1 && n_tokens >= 16;
-  for (int s = 1; s < 4; ++s) {
+  for (int s = 1; s < detail::kNumActKinds; ++s) {
     if (!need[s]) continue;
     const auto kind = static_cast<ActKind>(s);
-    act_stride[s] = kind == ActKind::kQ8K ? detail::q8k_layout(n_in).row_bytes
-                                          : detail::q8x32_layout(n_in).row_bytes;
+    act_stride[s] = act_row_bytes(kind, n_in);
     act[s] = ws->buffer(s, act_stride[s] * static_cast<size_t>(n_tokens));
     auto quantize_rows = [&, s, kind](int t_begin, int t_end) {
       for (int t = t_begin; t < t_end; ++t) {
@@ -169,6 +254,8 @@ void matmul_multi(std::span<const MatmulOutput> outs, const float* x, size_t ldx
         uint8_t* out = act[s] + static_cast<size_t>(t) * act_stride[s];
         if (kind == ActKind::kQ8K) {
           kt.quantize_q8k(xt, n_in, out);
+        } else if (kind == ActKind::kQ8Blk) {
+          kt.quantize_q8blk(xt, n_in, out);
         } else {
           kt.quantize_q8x32(xt, n_in, kind == ActKind::kQ8x32Biased, out);
         }
@@ -192,7 +279,8 @@ void matmul_multi(std::span<const MatmulOutput> outs, const float* x, size_t ldx
   size_t max_row_bytes = 0;
   for (size_t o = 0; o < outs.size(); ++o) {
     total_rows += jobs[o].n_out;
-    max_row_bytes = std::max(max_row_bytes, packed_row_bytes(outs[o].w));
+    max_row_bytes = std::max(
+        max_row_bytes, packed_row_bytes(outs[o].w) / (jobs[o].panels ? detail::kPanelRows : 1));
   }
   int64_t rows_per_task = total_rows;
   if (n_threads > 1) {
@@ -212,6 +300,9 @@ void matmul_multi(std::span<const MatmulOutput> outs, const float* x, size_t ldx
     j.args.act = act[slot_of(kind)];
     j.args.act_stride = act_stride[slot_of(kind)];
     j.rows_per_task = std::max<int64_t>(1, std::min(rows_per_task, j.n_out));
+    if (j.panels)  // whole panels
+      j.rows_per_task =
+          (j.rows_per_task + detail::kPanelRows - 1) / detail::kPanelRows * detail::kPanelRows;
     j.row_tasks =
         j.n_out == 0 ? 0 : static_cast<int>((j.n_out + j.rows_per_task - 1) / j.rows_per_task);
     j.task_begin = n_tasks;
