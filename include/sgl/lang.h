@@ -152,6 +152,9 @@ struct GenOptions {
   std::optional<Dtype> dtype;
   std::vector<std::string> choices;  // non-empty: this gen is a select
   ChoicesMethod choices_method = ChoicesMethod::kTokenLengthNormalized;
+  // n > 1: n samples in one batch (sharing one prefill); the state continues with the first, and
+  // all n are in list(name).
+  int32_t n = 1;
 };
 
 struct SelectOptions {

@@ -51,6 +51,7 @@ class Executor : public std::enable_shared_from_this<Executor> {
   void loop();
   Status execute(const Expr& e);
   Status execute_gen(const std::string& name, const GenOptions& o);
+  Status execute_gen_n(const std::string& name, const GenOptions& o);
   Status execute_select(const std::string& name, const GenOptions& o);
   Status ensure_roles();
   runtime::GenerateParams params_for(const GenOptions& o);

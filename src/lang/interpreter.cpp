@@ -265,6 +265,8 @@ std::string Executor::text_snapshot() const {
 }
 
 Status Executor::execute_gen(const std::string& name, const GenOptions& o) {
+  if (o.n < 1) return invalid_argument("gen(" + quote_for_message(name) + "): n must be >= 1");
+  if (o.n > 1) return execute_gen_n(name, o);
   GenRequest req;
   req.text = text_snapshot();
   req.params = params_for(o);
@@ -283,6 +285,28 @@ Status Executor::execute_gen(const std::string& name, const GenOptions& o) {
     std::lock_guard<std::mutex> lk(mu_);
     vars_[name] = r->text;
     meta_[name] = r->meta_info;
+    var_done_.insert(name);
+  }
+  cv_.notify_all();
+  return Status::ok();
+}
+
+Status Executor::execute_gen_n(const std::string& name, const GenOptions& o) {
+  GenRequest req;
+  req.text = text_snapshot();
+  req.params = params_for(o);
+  std::vector<GenRequest> reqs(static_cast<size_t>(o.n), req);
+  Result<std::vector<GenResult>> rs = backend_.generate_batch(reqs);
+  if (!rs.is_ok())
+    return Status(rs.status().code(),
+                  "gen(" + quote_for_message(name) + "): " + rs.status().message());
+  append_text((*rs)[0].text, name);
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    std::vector<std::string> all;
+    for (const auto& r : *rs) all.push_back(r.text);
+    lists_[name] = std::move(all);
+    meta_[name] = (*rs)[0].meta_info;
     var_done_.insert(name);
   }
   cv_.notify_all();
@@ -439,8 +463,9 @@ std::string Executor::get_var(const std::string& name) {
   });
   if (auto it = vars_.find(name); it != vars_.end()) return it->second;
   if (lists_.count(name))
-    throw ProgramError(invalid_argument("variable " + quote_for_message(name) +
-                                        " holds one value per fork branch; read it with list()"));
+    throw ProgramError(invalid_argument(
+        "variable " + quote_for_message(name) +
+        " holds several values (fork branches or n samples); read it with list()"));
   if (!error_.is_ok()) throw ProgramError(error_);
   throw ProgramError(invalid_argument("variable " + quote_for_message(name) +
                                       " was never produced by the program"));

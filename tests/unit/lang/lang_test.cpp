@@ -44,7 +44,8 @@ class FakeBackend final : public Backend {
               req.text.compare(req.text.size() - c.size(), c.size(), c) == 0) {
             const std::string prefix = req.text.substr(0, req.text.size() - c.size());
             r.input_token_logprobs.push_back({NAN, 0, ""});
-            r.input_token_logprobs.push_back({-9.0, 1, prefix.empty() ? "" : prefix.substr(prefix.size() - 1)});
+            r.input_token_logprobs.push_back(
+                {-9.0, 1, prefix.empty() ? "" : prefix.substr(prefix.size() - 1)});
             for (size_t i = 0; i < c.size(); ++i)
               r.input_token_logprobs.push_back({sc, 2, c.substr(i, 1)});
           }
@@ -122,7 +123,7 @@ TEST(Lang, ForkCommitsThePrefixOnceAndJoinGathersLists) {
   int prefix_commits = 0;
   for (const auto& r : b.log)
     if (r.params.max_new_tokens == 0 && r.text == "Plan:") ++prefix_commits;
-  EXPECT_EQ(prefix_commits, 4);  // one per fork(n > 1) call: 1 + 1 outer + 2 nested
+  EXPECT_EQ(prefix_commits, 4);   // one per fork(n > 1) call: 1 + 1 outer + 2 nested
   EXPECT_EQ(st.text(), "Plan:");  // branches do not write into the parent's text
 }
 
@@ -144,14 +145,15 @@ TEST(Lang, SelectScoresEveryChoiceInOneBatch) {
   ASSERT_GE(b.log.size(), 4u);
   EXPECT_EQ(b.log[0].params.max_new_tokens, 0);
   EXPECT_FALSE(b.log[0].params.return_logprob);
-  EXPECT_EQ(b.log[1].params.logprob_start_len, static_cast<int>(std::string("Colour: ").size()) - 2);
+  EXPECT_EQ(b.log[1].params.logprob_start_len,
+            static_cast<int>(std::string("Colour: ").size()) - 2);
   EXPECT_TRUE(b.log[1].params.return_text_in_logprobs);
   // gen with choices is a select; greedy_token_selection also picks the best first token.
   b.log.clear();
   auto st2 = run(b, [](State& s) {
     s += "Colour: ";
-    s += gen("c", {.choices = {"blue", "red"},
-                   .choices_method = ChoicesMethod::kGreedyTokenSelection});
+    s += gen("c",
+             {.choices = {"blue", "red"}, .choices_method = ChoicesMethod::kGreedyTokenSelection});
   });
   EXPECT_EQ(st2["c"], "blue");
 }
@@ -199,15 +201,34 @@ TEST(Lang, ErrorsSurfaceWithoutDeadlock) {
   EXPECT_NE(st2.status().message().find("never produced"), std::string::npos);
 }
 
+TEST(Lang, GenWithNGathersEverySample) {
+  FakeBackend b;
+  GenOptions o;
+  o.n = 3;
+  auto st = run(b, [o](State& s) {
+    s += "Q:";
+    s += gen("x", o);
+    s += "!";
+  });
+  ASSERT_TRUE(st.status().is_ok()) << st.status().to_string();
+  auto xs = st.list("x");
+  ASSERT_EQ(xs.size(), 3u);
+  EXPECT_EQ(st.text(), "Q:" + xs[0] + "!");
+  EXPECT_EQ(b.calls.load(), 3);
+}
+
 TEST(Lang, StreamingDeliversTheWholeText) {
   FakeBackend b;
   RunOptions o;
   o.stream = true;
-  auto st = run(b, [](State& s) {
-    s += "A";
-    s += gen("g");
-    s += "B";
-  }, o);
+  auto st = run(
+      b,
+      [](State& s) {
+        s += "A";
+        s += gen("g");
+        s += "B";
+      },
+      o);
   std::string all;
   while (auto c = st.next_chunk()) all += *c;
   ASSERT_TRUE(st.status().is_ok());
@@ -237,7 +258,8 @@ TEST(Lang, RunBatchPrecachesALongConstantPrefix) {
 
 // ---------------------------------------------------------------- the real engine
 
-const std::string kModelPath = std::string(SGL_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+const std::string kModelPath =
+    std::string(SGL_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 TEST(LangEngine, ProgramsRunOnTheInProcessEngine) {
   if (!std::filesystem::exists(kModelPath)) GTEST_SKIP() << "model not found: " << kModelPath;
