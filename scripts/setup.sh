@@ -70,6 +70,17 @@ PYEOF
     log "installing Python test packages (requirements-test.txt)"
     pip_install -r "$ROOT/requirements-test.txt" || die "pip install failed (is the package index reachable?)"
   fi
+  # The upstream sglang frontend language (tests/e2e/test_sglang_frontend.py). --no-deps: its
+  # declared dependencies are the whole GPU server (torch, ...); the modules `import sglang` needs
+  # are pinned in requirements-test.txt. 0.5.10.post1 is the last release whose `import sglang`
+  # pulls in no torch (0.5.11+ import sglang.srt.utils, hence torch, at package import).
+  SGLANG_FRONTEND="0.5.10.post1"
+  if [ "$("$PY" -c 'import importlib.metadata as m; print(m.version("sglang"))' 2>/dev/null)" = "$SGLANG_FRONTEND" ]; then
+    log "sglang frontend: $SGLANG_FRONTEND present"
+  else
+    log "installing the sglang frontend (sglang==$SGLANG_FRONTEND, --no-deps)"
+    pip_install --no-deps "sglang==$SGLANG_FRONTEND" || die "pip install sglang failed (is the package index reachable?)"
+  fi
 fi
 
 # --- 3. Build ----------------------------------------------------------------------------------
