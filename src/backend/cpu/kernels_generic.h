@@ -25,6 +25,16 @@ inline void q8_scale(float amax, float* d, float* id) {
   *id = amax != 0.0f ? 127.0f / amax : 0.0f;
 }
 
+// The largest |x[j]| of a quantization block (the scale of every int8 block format here).
+inline float block_absmax(const float* x, int n) {
+  float amax = 0.0f;
+  for (int j = 0; j < n; ++j) {
+    const float a = __builtin_fabsf(x[j]);
+    amax = a > amax ? a : amax;
+  }
+  return amax;
+}
+
 inline void generic_quantize_q8x32(const float* x, int64_t n_in, bool biased, int group,
                                    uint8_t* out) {
   const Q8x32Layout lay = q8x32_layout(n_in);
@@ -43,11 +53,7 @@ inline void generic_quantize_q8x32(const float* x, int64_t n_in, bool biased, in
       continue;
     }
     const float* xb = x + b * 32;
-    float amax = 0.0f;
-    for (int j = 0; j < 32; ++j) {
-      const float a = __builtin_fabsf(xb[j]);
-      amax = a > amax ? a : amax;
-    }
+    const float amax = block_absmax(xb, 32);
     float d, id;
     q8_scale(amax, &d, &id);
     int sum = 0;
@@ -73,11 +79,7 @@ inline void generic_quantize_q8k(const float* x, int64_t n_in, uint8_t* out) {
   auto* bsum = reinterpret_cast<int16_t*>(out + lay.bsum_off);
   for (int64_t sb = 0; sb < lay.nsb; ++sb) {
     const float* xb = x + sb * 256;
-    float amax = 0.0f;
-    for (int j = 0; j < 256; ++j) {
-      const float a = __builtin_fabsf(xb[j]);
-      amax = a > amax ? a : amax;
-    }
+    const float amax = block_absmax(xb, 256);
     float d, id;
     q8_scale(amax, &d, &id);
     dd[sb] = d;
@@ -105,11 +107,7 @@ inline void generic_quantize_q8blk(const float* x, int64_t n_in, uint8_t* out) {
   auto* cc = reinterpret_cast<int32_t*>(out + lay.c_off);
   for (int64_t b = 0; b < lay.nb; ++b) {
     const float* xb = x + b * 32;
-    float amax = 0.0f;
-    for (int j = 0; j < 32; ++j) {
-      const float a = __builtin_fabsf(xb[j]);
-      amax = a > amax ? a : amax;
-    }
+    const float amax = block_absmax(xb, 32);
     float d, id;
     q8_scale(amax, &d, &id);
     int sum = 0;
