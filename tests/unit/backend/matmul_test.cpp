@@ -30,9 +30,9 @@ using testing::make_random_payload_weights;
 using testing::make_weights;
 using testing::random_floats;
 using testing::supported_isas;
+using testing::view;
 using testing::Weights;
 
-WeightView view(const Weights& w) { return {w.type, w.n_out, w.n_in, w.data(), w.stride}; }
 
 bool is_float_type(GgmlType t) {
   return t == GgmlType::kF32 || t == GgmlType::kF16 || t == GgmlType::kBF16;

@@ -33,9 +33,9 @@ using testing::make_random_payload_weights;
 using testing::make_weights;
 using testing::random_floats;
 using testing::supported_isas;
+using testing::view;
 using testing::Weights;
 
-WeightView view(const Weights& w) { return {w.type, w.n_out, w.n_in, w.data(), w.stride}; }
 
 float block_min(const Weights& w, int64_t r, int64_t b) {
   if (w.type != GgmlType::kQ4_1) return 0.0f;

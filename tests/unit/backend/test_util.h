@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend/cpu/isa.h"
+#include "backend/cpu/matmul.h"
 #include "model/ggml_type.h"
 #include "model/quant.h"
 #include "support/fp16.h"
@@ -37,6 +38,8 @@ struct Weights {
 
   const void* data() const { return bytes.data(); }
 };
+
+inline WeightView view(const Weights& w) { return {w.type, w.n_out, w.n_in, w.data(), w.stride}; }
 
 inline void fill_dequant(Weights* w) {
   w->dequant.resize(static_cast<size_t>(w->n_out * w->n_in));
