@@ -6,7 +6,7 @@
 //       build-kernels/libsgl.a -lpthread -o build-kernels/kernels_bench
 // Run:
 //   build-kernels/kernels_bench [--isa avx512|avx2vnni|avx2|scalar] [--reps N]
-//   [--quick|--attention|--hot|--layouts] [--rows]
+//   [--quick|--attention|--hot|--layouts|--peak] [--rows]
 //
 // Weights are repacked into panels (PackedWeights) as the CPU backend does, where the ISA has
 // panel kernels; --rows keeps the file's row layout instead. --layouts prints the model rows for
@@ -26,6 +26,10 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#if defined(__AVX512VNNI__)
+#include <immintrin.h>
+#endif
 
 #include "backend/cpu/attention.h"
 #include "backend/cpu/isa.h"
@@ -227,6 +231,58 @@ void bench_attention(int n_ctx, int n_query, int threads) {
       n_ctx, n_query, threads, best * 1e6, best_cpu * 1e6, flop / best / 1e9, best * 30 * 1e3);
 }
 
+// The machine's int8 dot-product peak: 12 independent vpdpbusd (zmm) accumulator chains in a tight
+// loop per thread, so neither latency nor memory limits it. One vpdpbusd = 64 multiply-adds =
+// 128 integer ops. This is the ceiling for any int8 (VNNI) matmul kernel on this machine.
+void bench_peak() {
+#if defined(__AVX512VNNI__)
+  for (int threads : {1, 2}) {
+    ThreadPool pool(threads);
+    const int64_t iters = 20'000'000;
+    double best = 1e30;
+    for (int r = 0; r < reps; ++r) {
+      std::vector<int> sink(static_cast<size_t>(threads) * 16);
+      const double t0 = now_s();
+      pool.parallel_for(threads, [&](int t, int) {
+        {
+          const __m512i a = _mm512_set1_epi8(static_cast<char>(1 + t));
+          const __m512i b = _mm512_set1_epi8(3);
+          // Distinct starting values keep the compiler from merging identical chains.
+          __m512i a0 = _mm512_set1_epi32(0), a1 = _mm512_set1_epi32(1), a2 = _mm512_set1_epi32(2),
+                  a3 = _mm512_set1_epi32(3), a4 = _mm512_set1_epi32(4), a5 = _mm512_set1_epi32(5),
+                  a6 = _mm512_set1_epi32(6), a7 = _mm512_set1_epi32(7), a8 = _mm512_set1_epi32(8),
+                  a9 = _mm512_set1_epi32(9), a10 = _mm512_set1_epi32(10),
+                  a11 = _mm512_set1_epi32(11);
+          for (int64_t i = 0; i < iters / 12; ++i) {
+            a0 = _mm512_dpbusd_epi32(a0, a, b);
+            a1 = _mm512_dpbusd_epi32(a1, a, b);
+            a2 = _mm512_dpbusd_epi32(a2, a, b);
+            a3 = _mm512_dpbusd_epi32(a3, a, b);
+            a4 = _mm512_dpbusd_epi32(a4, a, b);
+            a5 = _mm512_dpbusd_epi32(a5, a, b);
+            a6 = _mm512_dpbusd_epi32(a6, a, b);
+            a7 = _mm512_dpbusd_epi32(a7, a, b);
+            a8 = _mm512_dpbusd_epi32(a8, a, b);
+            a9 = _mm512_dpbusd_epi32(a9, a, b);
+            a10 = _mm512_dpbusd_epi32(a10, a, b);
+            a11 = _mm512_dpbusd_epi32(a11, a, b);
+          }
+          const __m512i acc[] = {a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11};
+          for (int j = 0; j < 12; ++j) sink[t * 16 + j] = _mm512_reduce_add_epi32(acc[j]);
+        }
+      });
+      best = std::min(best, now_s() - t0);
+      if (sink[0] == 42) std::printf(" ");
+    }
+    const double ops = 128.0 * static_cast<double>(iters / 12 * 12) * threads;
+    std::printf("vpdpbusd zmm peak, %d thread%s: %7.1f GOP/s (int8 ops, %.2f G instr/s/thread)\n",
+                threads, threads > 1 ? "s" : "", ops / best / 1e9, iters / best / 1e9);
+  }
+#else
+  std::printf("--peak needs a build with AVX-512 VNNI (-march=native on such a CPU)\n");
+#endif
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -251,9 +307,12 @@ int main(int argc, char** argv) {
       layouts = true;
     } else if (a == "--attention") {
       attention_only = true;
+    } else if (a == "--peak") {
+      bench_peak();
+      return 0;
     } else {
       std::fprintf(stderr,
-                   "usage: %s [--isa NAME] [--reps N] [--quick|--attention|--hot|--layouts] "
+                   "usage: %s [--isa NAME] [--reps N] [--quick|--attention|--hot|--layouts|--peak] "
                    "[--rows]\n",
                    argv[0]);
       return 1;
