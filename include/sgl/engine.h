@@ -31,6 +31,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -275,7 +276,8 @@ class Engine {
   void retract(Req& r);
   void fill_event(Req& r, RequestEvent& ev);
   bool emit_token(Req& r, int32_t tok, std::optional<PositionLogprobs> lp);
-  void jump_forward(Req& r);
+  bool jump_forward(Req& r, int32_t tok, std::span<const float> lg,
+                    std::vector<int32_t>& scratch_ids);
   bool defer_to_share(const Req& r, int32_t limit);
   // Shared prompt tokens with a running prefill worth waiting for instead of recomputing.
   static constexpr size_t kMinSharedPrefix = 32;

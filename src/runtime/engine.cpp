@@ -896,40 +896,68 @@ bool Engine::emit_token(Req& r, int32_t tok, std::optional<PositionLogprobs> lp)
   return finished;
 }
 
-void Engine::jump_forward(Req& r) {
-  // The compressed FSM: when the grammar forces the next bytes, append them as tokens now instead
-  // of one decode step each. The forced text is re-tokenized together with the token just
-  // sampled, so the sequence is what the tokenizer itself would produce: the jump happens only
-  // when that encoding still starts with the sampled token (otherwise the tokenizer would merge
-  // across the boundary and the model decodes the forced text itself, under the mask). The last
-  // token of the encoding is held back: it could merge with what the model writes next, so the
-  // model produces it (it is forced by the mask anyway).
+bool Engine::jump_forward(Req& r, int32_t tok, std::span<const float> lg,
+                          std::vector<int32_t>& scratch_ids) {
+  // The compressed FSM: when the grammar forces the bytes after the token just sampled, append
+  // them as tokens now instead of one decode step each. The forced text is re-tokenized together
+  // with the sampled token (the undecided tail), so the sequence is what the tokenizer itself
+  // would produce: where the tokenizer merges the sampled token with forced bytes (`{` + `"name`
+  // -> `{"`, `name`), the sampled token is replaced — the matcher is rolled back over it and
+  // re-accepts the new tokens. The replacement must cover at least the sampled token's bytes, so
+  // the model's choice is never undone. The last token of the encoding is held back: it could
+  // merge with what the model writes next, so the model produces it (the mask forces it anyway).
+  // The sampled token has not been emitted yet (nor computed: it enters the KV cache in the next
+  // forward pass), so replacing it costs nothing. Returns true when it emitted the sampled
+  // position itself; false leaves the sampled token to the caller.
   const std::string forced = r.matcher->forced_text();
-  if (forced.empty()) return;
-  const auto& tok = model_->tok();
-  const int32_t last = r.tokens.back();
-  std::string text(tok.token_to_piece(last, false));
-  text += forced;
-  const std::vector<int32_t> ids = tok.encode(text, /*add_special=*/false, /*parse_special=*/false);
-  if (ids.size() < 3 || ids[0] != last) return;
+  if (forced.empty()) return false;
+  const auto& tk = model_->tok();
+  const std::string piece(tk.token_to_piece(tok, false));
+  const std::vector<int32_t> ids = tk.encode(piece + forced, /*add_special=*/false,
+                                             /*parse_special=*/false);
+  if (ids.size() < 2) return false;
+  // Tokens appended now (the sampled position included), within max_new_tokens.
   const int64_t room = static_cast<int64_t>(r.prompt_len) + r.params.max_new_tokens -
                        static_cast<int64_t>(r.tokens.size());
-  const size_t n = std::min<size_t>(ids.size() - 2, static_cast<size_t>(std::max<int64_t>(room, 0)));
-  for (size_t k = 1; k <= n; ++k) {
-    if (!r.matcher->accept(ids[k])) return;  // cannot happen for forced bytes; stop jumping
+  const size_t n = std::min<size_t>(ids.size() - 1, static_cast<size_t>(std::max<int64_t>(room, 1)));
+  const bool replace = ids[0] != tok;
+  if (!replace && n < 2) return false;
+  if (replace) {
+    size_t covered = 0;
+    for (size_t k = 0; k < n; ++k) covered += tk.token_to_piece(ids[k], false).size();
+    if (covered < piece.size()) return false;
+    r.matcher->rollback(1);
+  }
+  // Accept everything first, so a failure (not expected: the tokens spell accepted and forced
+  // bytes) leaves the matcher where it was and the sampled token to the caller.
+  size_t accepted = 0;
+  for (size_t k = replace ? 0 : 1; k < n; ++k, ++accepted) {
+    if (!r.matcher->accept(ids[k])) {
+      r.matcher->rollback(accepted);
+      if (replace) SGL_CHECK(r.matcher->accept(tok));
+      return false;
+    }
+  }
+  for (size_t k = 0; k < n; ++k) {
     std::optional<PositionLogprobs> lp;
     if (r.params.return_logprob) {
-      // A forced token has probability 1 under the constraint.
-      PositionLogprobs p;
-      p.token = {0.0f, ids[k]};
-      if (r.params.top_logprobs_num > 0) p.top.push_back(p.token);
-      for (int32_t id : r.params.token_ids_logprob)
-        p.by_id.push_back({id == ids[k] ? 0.0f : -INFINITY, id});
-      lp = std::move(p);
+      if (k == 0) {
+        lp = position_logprobs(lg, ids[0], r.params.top_logprobs_num, r.params.token_ids_logprob,
+                               scratch_ids);
+      } else {
+        // A forced token has probability 1 under the constraint.
+        PositionLogprobs p;
+        p.token = {0.0f, ids[k]};
+        if (r.params.top_logprobs_num > 0) p.top.push_back(p.token);
+        for (int32_t id : r.params.token_ids_logprob)
+          p.by_id.push_back({id == ids[k] ? 0.0f : -INFINITY, id});
+        lp = std::move(p);
+      }
     }
-    ++counters_.jump_forward_tokens;
-    if (emit_token(r, ids[k], std::move(lp))) return;
+    if (k > 0) ++counters_.jump_forward_tokens;
+    if (emit_token(r, ids[k], std::move(lp))) break;
   }
+  return true;
 }
 
 bool Engine::defer_to_share(const Req& r, int32_t limit) {
@@ -1101,12 +1129,13 @@ void Engine::step() {
       abort_req(r, "constrained decoding: the grammar allows no token here");
       continue;
     }
+    if (r.matcher && !opts_.disable_jump_forward && jump_forward(r, tok, lg, scratch_ids))
+      continue;
     std::optional<PositionLogprobs> lp;
     if (r.params.return_logprob)
       lp = position_logprobs(lg, tok, r.params.top_logprobs_num, r.params.token_ids_logprob,
                              scratch_ids);
-    if (emit_token(r, tok, std::move(lp))) continue;
-    if (r.matcher && !opts_.disable_jump_forward) jump_forward(r);
+    emit_token(r, tok, std::move(lp));
   }
   sweep();
 }

@@ -875,6 +875,21 @@ TEST_F(EngineTest, JumpForwardKeepsOutputsValidWithFewerSteps) {
     EXPECT_TRUE(j["is_capital_city"].is_boolean());
     // The ids decode to the text, and completion_tokens counts the forced tokens too.
     EXPECT_EQ(*model_->tok().decode(out.output_ids, true), out.text);
+    // With jump-forward the forced parts are re-tokenized with the sampled token before them,
+    // so here the whole output is exactly the tokenizer's encoding of its text (no odd splits at
+    // the jump boundaries; the first sampled `{` became `{"`). Without it the model spells the
+    // forced text itself, token by token, and does not (`{` then `"`).
+    // (The ids end with the matched end-of-turn token, which is not part of the text.)
+    const auto canonical = model_->tok().encode(out.text, false, false);
+    std::vector<int32_t> ids = out.output_ids;
+    ASSERT_TRUE(std::holds_alternative<int32_t>(out.finish_reason.matched));
+    ASSERT_EQ(ids.back(), std::get<int32_t>(out.finish_reason.matched));
+    ids.pop_back();
+    if (off == 0) {
+      EXPECT_EQ(canonical, ids) << out.text;
+    } else {
+      EXPECT_NE(canonical, ids) << out.text;
+    }
     EXPECT_EQ(out.completion_tokens, static_cast<int>(out.output_ids.size()));
     steps[off] = e->stats().steps;
     jumped[off] = e->stats().jump_forward_tokens;
