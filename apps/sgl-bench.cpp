@@ -17,6 +17,17 @@
 //       per batch size (aggregate), the median step time, the measured DRAM read bandwidth and
 //       the batch-1 decode limit it implies (weight bytes per step / bandwidth).
 //
+//       --device cuda runs it on the GPU (CUDA builds); --load-format dummy takes -m as a Hugging
+//       Face config.json (or its directory) and random weights of that shape; the CUDA output
+//       adds the card, its measured copy bandwidth and GEMM rate, and the batch-1 floor
+//       (weight bytes / bandwidth). --mem-fraction-static sizes the GPU KV pool.
+//
+//   sgl-bench logits -m MODEL --ids IDS --out FILE [--device D] [--split N] [--decode-from N]
+//       logits of every position of IDS (prefill chunks, then one token per pass) as raw f32.
+//
+//   sgl-bench cuda-kernels [--prefill-lens 4096,8192,16384] [--decode-batch 64]
+//       [--decode-len 4096]: copy bandwidth, GEMM rate and attention kernels on the GPU.
+//
 //   sgl-bench shared-prefix [-m MODEL] [--groups 8] [--per-group 16] [--system-len 1024]
 //                           [--question-len 64] [--output-len 32] [RUNTIME OPTIONS]
 //       SGLang's generated-shared-prefix workload through the in-process engine: G groups x P
@@ -42,6 +53,7 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -56,6 +68,11 @@
 
 #include "backend/cpu/isa.h"
 #include "backend/cpu_backend.h"
+#include "backend/factory.h"
+#ifdef SGL_WITH_CUDA
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/microbench.h"
+#endif
 #include "model/gguf.h"
 #include "models/loader.h"
 #include "runtime/sampler.h"
@@ -211,6 +228,21 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// One forward pass returning the greedy token of every logit row. The CUDA backend computes the
+// argmax on the GPU (no logits copied); other backends copy logits and take it on the host.
+sgl::Status greedy_forward(sgl::backend::Backend& be, const sgl::backend::ForwardBatch& fb,
+                           sgl::backend::Logits* logits, std::vector<int32_t>* next) {
+#ifdef SGL_WITH_CUDA
+  if (auto* cb = dynamic_cast<sgl::backend::CudaBackend*>(&be)) return cb->forward_greedy(fb, next);
+#endif
+  SGL_RETURN_IF_ERROR(be.forward(fb, logits));
+  next->resize(logits->n_rows);
+  for (int r = 0; r < logits->n_rows; ++r)
+    (*next)[r] =
+        sgl::runtime::Sampler::argmax({logits->row(r), static_cast<size_t>(logits->n_vocab)});
+  return sgl::Status::ok();
+}
+
 // Prefill of `batch` sequences of `input_len` tokens in one forward pass; then `steps` decode
 // steps with all sequences in one batch. Returns {prefill, decode}.
 sgl::Result<std::pair<ModelBenchResult, ModelBenchResult>> bench_one_batch(
@@ -228,25 +260,21 @@ sgl::Result<std::pair<ModelBenchResult, ModelBenchResult>> bench_one_batch(
   sgl::backend::ForwardBatch fb;
   for (int b = 0; b < batch; ++b)
     fb.add_sequence(toks[b].data(), input_len, 0, slots[b].data(), true);
+  std::vector<int32_t> cur(batch);
   double t0 = now_s();
-  SGL_RETURN_IF_ERROR(be.forward(fb, &logits));
+  SGL_RETURN_IF_ERROR(greedy_forward(be, fb, &logits, &cur));
   double t1 = now_s();
   ModelBenchResult pre{"prefill",      batch, input_len, 1, t1 - t0, batch * input_len / (t1 - t0),
                        (t1 - t0) * 1e3};
   std::vector<double> step_s;
-  std::vector<int32_t> cur(batch);
-  for (int b = 0; b < batch; ++b)
-    cur[b] = sgl::runtime::Sampler::argmax({logits.row(b), static_cast<size_t>(logits.n_vocab)});
   double d0 = now_s();
   for (int s = 0; s < steps; ++s) {
     fb.clear();
     for (int b = 0; b < batch; ++b)
       fb.add_sequence(&cur[b], 1, input_len + s, slots[b].data(), true);
     double a = now_s();
-    SGL_RETURN_IF_ERROR(be.forward(fb, &logits));
+    SGL_RETURN_IF_ERROR(greedy_forward(be, fb, &logits, &cur));
     step_s.push_back(now_s() - a);
-    for (int b = 0; b < batch; ++b)
-      cur[b] = sgl::runtime::Sampler::argmax({logits.row(b), static_cast<size_t>(logits.n_vocab)});
   }
   double d1 = now_s();
   std::vector<double> sorted = step_s;
@@ -289,7 +317,8 @@ double measure_read_bandwidth(sgl::ThreadPool& pool) {
 int run_model(int argc, char** argv) {
   auto args = parse_args(
       argc, argv,
-      {"-m", "--threads", "--prefill", "--decode", "--batches", "--kv-dtype", "--input"});
+      {"-m", "--threads", "--prefill", "--decode", "--batches", "--kv-dtype", "--input",
+       "--device", "--load-format", "--mem-fraction-static"});
   if (!args.is_ok()) return fail(args.status().message());
   const std::string* model = args->get("-m");
   if (!model) return fail("model: missing -m MODEL");
@@ -314,25 +343,54 @@ int run_model(int argc, char** argv) {
   auto kv =
       sgl::backend::parse_kv_dtype(args->get("--kv-dtype") ? *args->get("--kv-dtype") : "f16");
   if (!kv.is_ok()) return fail(kv.status().message());
-  auto loaded = sgl::models::load_model(*model);
-  if (!loaded.is_ok()) return fail(loaded.status().to_string());
-  const auto& m = **loaded;
+  const std::string device = args->get("--device") ? *args->get("--device") : "cpu";
+  const std::string format = args->get("--load-format") ? *args->get("--load-format") : "auto";
+  if (format != "auto" && format != "dummy") return fail("--load-format must be auto or dummy");
+  const bool dummy = format == "dummy";
+  const double mem_fraction =
+      args->get("--mem-fraction-static") ? std::atof(args->get("--mem-fraction-static")->c_str())
+                                         : 0.85;
+  // A real model, or (dummy) only its Hugging Face config.json: a file, or a directory holding it.
+  std::unique_ptr<sgl::models::LoadedModel> loaded;
+  sgl::model::ModelConfig config;
+  if (dummy) {
+    std::string cfg = *model;
+    if (std::filesystem::is_directory(cfg)) cfg += "/config.json";
+    auto c = sgl::model::ModelConfig::from_hf_config_file(cfg);
+    if (!c.is_ok()) return fail(c.status().to_string());
+    config = *c;
+  } else {
+    auto l = sgl::models::load_model(*model);
+    if (!l.is_ok()) return fail(l.status().to_string());
+    loaded = std::move(*l);
+    config = loaded->config;
+  }
   int max_b = *std::max_element(batches.begin(), batches.end());
-  sgl::backend::CpuBackendOptions bo;
+  sgl::backend::BackendOptions bo;
+  bo.device = device;
   bo.n_threads = threads;
   bo.kv_dtype = *kv;
-  // The warm-up below needs 64 + 4 slots.
-  bo.kv_capacity =
-      std::max<int64_t>({prefill, static_cast<int64_t>(max_b) * (input + decode), 68}) + 16;
-  auto be = sgl::backend::CpuBackend::create(m, bo);
+  bo.mem_fraction_static = mem_fraction;
+  // The CPU pool is sized for the benchmark (the warm-up below needs 64 + 4 slots); the CUDA pool
+  // by --mem-fraction-static.
+  if (device == "cpu")
+    bo.kv_capacity =
+        std::max<int64_t>({prefill, static_cast<int64_t>(max_b) * (input + decode), 68}) + 16;
+  auto be = dummy ? sgl::backend::create_dummy_backend(config, bo)
+                  : sgl::backend::create_backend(*loaded, bo);
   if (!be.is_ok()) return fail(be.status().to_string());
-  const int32_t vocab = static_cast<int32_t>(m.config.n_vocab);
+  const int32_t vocab = static_cast<int32_t>(config.n_vocab);
 
   nlohmann::json out;
   out["model"] = *model;
-  out["threads"] = (*be)->n_threads();
+  out["device"] = device;
+  out["load_format"] = format;
   out["kv_dtype"] = std::string(sgl::backend::kv_dtype_name(*kv));
-  out["isa"] = std::string(sgl::backend::cpu::isa_name(sgl::backend::cpu::current_isa()));
+  out["kv_capacity"] = (*be)->kv_capacity();
+  if (auto* cpu = dynamic_cast<sgl::backend::CpuBackend*>(be->get())) {
+    out["threads"] = cpu->n_threads();
+    out["isa"] = std::string(sgl::backend::cpu::isa_name(sgl::backend::cpu::current_isa()));
+  }
   // Warm-up (page in the weights, size the scratch buffers).
   {
     auto w = bench_one_batch(**be, 1, 64, 4, vocab);
@@ -354,12 +412,39 @@ int run_model(int argc, char** argv) {
                    {"median_step_ms", r->second.median_step_ms}});
   }
   out["decode"] = dec;
-  // Bytes of weights read per decode step: every matrix once (the tied embedding is read as the
-  // LM head; a single embedding row is negligible).
-  uint64_t bytes = m.weights->total_bytes();
-  if (!m.config.tied_embeddings) {
-    auto e = m.weights->find("token_embd.weight");
-    if (e.is_ok() && e->has_value()) bytes -= (*e)->n_bytes;
+#ifdef SGL_WITH_CUDA
+  if (auto* cb = dynamic_cast<sgl::backend::CudaBackend*>(be->get())) {
+    // Bytes read per decode step: every bf16 matrix once, less the embedding table (one row is
+    // read) unless it is also the LM head. Beside it, the card's measured copy bandwidth and
+    // GEMM rate (docs/cuda.md asks for both beside every figure).
+    const auto& c = cb->config();
+    uint64_t bytes = cb->weight_bytes();
+    if (!c.tied_embeddings) bytes -= uint64_t{c.n_vocab} * c.n_embd * 2;
+    out["gpu"] = cb->device_name();
+    out["kv_bytes"] = cb->kv_bytes();
+    out["weight_bytes_per_token"] = bytes;
+    auto copy = sgl::backend::cuda::bench_copy(0, size_t{2} << 30);
+    auto gemm = sgl::backend::cuda::bench_gemm(0, 8192, 8192, 8192);
+    if (copy.is_ok()) {
+      const double bw = (*copy)["gb_per_s"].get<double>();
+      out["hbm_copy_gb_per_s"] = bw;
+      out["decode_batch1_floor_ms"] = static_cast<double>(bytes) / (bw * 1e9) * 1e3;
+    }
+    if (gemm.is_ok()) out["gemm_bf16_8192_tflop_per_s"] = (*gemm)["tflop_per_s"];
+    std::printf("%s\n", out.dump(2).c_str());
+    return 0;
+  }
+#endif
+  uint64_t bytes = 0;
+  if (loaded) {
+    // Bytes of weights read per decode step: every matrix once (the tied embedding is read as
+    // the LM head; a single embedding row is negligible).
+    const auto& m = *loaded;
+    bytes = m.weights->total_bytes();
+    if (!m.config.tied_embeddings) {
+      auto e = m.weights->find("token_embd.weight");
+      if (e.is_ok() && e->has_value()) bytes -= (*e)->n_bytes;
+    }
   }
   sgl::ThreadPool pool(threads);
   const double bw = measure_read_bandwidth(pool);
@@ -842,6 +927,122 @@ int run_multi_turn(int argc, char** argv) {
   return 0;
 }
 
+// ---- backend checks and kernel benchmarks ------------------------------------------------------
+
+// Parses "1,2,3" into integers; false on anything else.
+bool parse_int_list(const std::string& s, std::vector<int32_t>* out) {
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    char* end = nullptr;
+    const long v = std::strtol(item.c_str(), &end, 10);
+    if (item.empty() || *end != '\0' || v < 0 || v > INT32_MAX) return false;
+    out->push_back(static_cast<int32_t>(v));
+  }
+  return !out->empty();
+}
+
+// Logits of every position of a token sequence, computed the way a server would: tokens
+// [0, split) in one pass, [split, decode_from) in a second pass over the cached prefix, then one
+// token per pass. Writes the rows as raw little-endian f32 [n, n_vocab] to --out (for
+// tests/cuda/check_hf.py, which compares them with Hugging Face transformers).
+int run_logits(int argc, char** argv) {
+  auto args = parse_args(argc, argv, {"-m", "--device", "--ids", "--split", "--decode-from",
+                                      "--kv-dtype", "--out", "--threads"});
+  if (!args.is_ok()) return fail(args.status().message());
+  const std::string* model = args->get("-m");
+  const std::string* ids_s = args->get("--ids");
+  const std::string* out_path = args->get("--out");
+  if (!model || !ids_s || !out_path) return fail("logits needs -m MODEL --ids 1,2,.. --out FILE");
+  std::vector<int32_t> ids;
+  if (!parse_int_list(*ids_s, &ids)) return fail("--ids must be a comma-separated list of ids");
+  const int n = static_cast<int>(ids.size());
+  const int split = args->get("--split") ? std::atoi(args->get("--split")->c_str()) : n;
+  const int decode_from =
+      args->get("--decode-from") ? std::atoi(args->get("--decode-from")->c_str()) : n;
+  if (split < 1 || split > decode_from || decode_from > n)
+    return fail("need 1 <= --split <= --decode-from <= number of ids");
+  auto kv = sgl::backend::parse_kv_dtype(args->get("--kv-dtype") ? *args->get("--kv-dtype")
+                                                                 : "f16");
+  if (!kv.is_ok()) return fail(kv.status().message());
+  auto loaded = sgl::models::load_model(*model);
+  if (!loaded.is_ok()) return fail(loaded.status().to_string());
+  sgl::backend::BackendOptions bo;
+  bo.device = args->get("--device") ? *args->get("--device") : "cpu";
+  bo.kv_dtype = *kv;
+  bo.kv_capacity = n + 8;
+  bo.n_threads = args->get("--threads") ? std::atoi(args->get("--threads")->c_str()) : 0;
+  bo.progress = false;
+  auto be = sgl::backend::create_backend(**loaded, bo);
+  if (!be.is_ok()) return fail(be.status().to_string());
+  const int32_t vocab = static_cast<int32_t>((*loaded)->config.n_vocab);
+  std::vector<int32_t> slots(n);
+  for (int i = 0; i < n; ++i) slots[i] = n - 1 - i;  // reversed: slot order must not matter
+  std::vector<float> all;
+  sgl::backend::ForwardBatch fb;
+  sgl::backend::Logits lg;
+  auto pass = [&](int begin, int end) -> sgl::Status {
+    fb.clear();
+    fb.add_sequence(ids.data() + begin, end - begin, begin, slots.data(), false);
+    for (int i = 0; i < end - begin; ++i) fb.logit_rows.push_back(i);
+    SGL_RETURN_IF_ERROR((*be)->forward(fb, &lg));
+    all.insert(all.end(), lg.data.begin(), lg.data.end());
+    return sgl::Status::ok();
+  };
+  sgl::Status st = pass(0, split);
+  if (st.is_ok() && decode_from > split) st = pass(split, decode_from);
+  for (int i = decode_from; st.is_ok() && i < n; ++i) st = pass(i, i + 1);
+  if (!st.is_ok()) return fail(st.to_string());
+  std::ofstream f(*out_path, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(all.data()), static_cast<std::streamsize>(all.size() * 4));
+  if (!f) return fail("cannot write " + *out_path);
+  nlohmann::json out = {{"n", n}, {"n_vocab", vocab}, {"device", bo.device},
+                        {"backend", std::string((*be)->name())}};
+  std::printf("%s\n", out.dump().c_str());
+  return 0;
+}
+
+// The CUDA kernels alone on the Llama-3.1-8B attention shape (32 query heads, 8 KV heads, head
+// dim 128): copy bandwidth, GEMM rate, decode attention bandwidth, prefill attention TFLOP/s.
+int run_cuda_kernels(int argc, char** argv) {
+  auto args = parse_args(argc, argv, {"--prefill-lens", "--decode-batch", "--decode-len"});
+  if (!args.is_ok()) return fail(args.status().message());
+#ifdef SGL_WITH_CUDA
+  namespace cu = sgl::backend::cuda;
+  std::vector<int32_t> lens;
+  if (!parse_int_list(args->get("--prefill-lens") ? *args->get("--prefill-lens")
+                                                  : "4096,8192,16384",
+                      &lens))
+    return fail("--prefill-lens must be a list of lengths");
+  const int db = args->get("--decode-batch") ? std::atoi(args->get("--decode-batch")->c_str()) : 64;
+  const int dl = args->get("--decode-len") ? std::atoi(args->get("--decode-len")->c_str()) : 4096;
+  if (db < 1 || dl < 1) return fail("bad decode sizes");
+  nlohmann::json out;
+  auto put = [&](const char* key, sgl::Result<nlohmann::json> r) {
+    if (!r.is_ok()) {
+      out[key] = r.status().to_string();
+      return;
+    }
+    out[key] = *r;
+  };
+  put("copy", cu::bench_copy(0, size_t{2} << 30));
+  put("gemm_8192", cu::bench_gemm(0, 8192, 8192, 8192));
+  put("gemm_decode_qkv_1x6144x4096", cu::bench_gemm(0, 1, 6144, 4096));
+  put("gemm_decode_gate_up_1x28672x4096", cu::bench_gemm(0, 1, 28672, 4096));
+  put("decode_attention", cu::bench_decode_attention(0, db, dl, 32, 8, 128));
+  nlohmann::json pre = nlohmann::json::array();
+  for (int len : lens) {
+    auto r = cu::bench_prefill_attention(0, len, 32, 8, 128);
+    pre.push_back(r.is_ok() ? *r : nlohmann::json(r.status().to_string()));
+  }
+  out["prefill_attention"] = pre;
+  std::printf("%s\n", out.dump(2).c_str());
+  return 0;
+#else
+  return fail("cuda-kernels: built without CUDA (configure with -DSGL_CUDA=ON)");
+#endif
+}
+
 struct Command {
   const char* name;
   const char* usage;
@@ -852,8 +1053,16 @@ const Command kCommands[] = {
     {"tokenize", "tokenize -m MODEL -f FILE [--repeat N] [--special]", run_tokenize},
     {"model",
      "model -m MODEL [--threads N] [--prefill 512] [--decode 128] [--input 32] "
-     "[--batches 1,16,64] [--kv-dtype f16]",
+     "[--batches 1,16,64] [--kv-dtype f16] [--device cpu|cuda] [--load-format auto|dummy] "
+     "[--mem-fraction-static 0.85]",
      run_model},
+    {"logits",
+     "logits -m MODEL --ids 1,2,3 --out FILE [--device cpu|cuda] [--split N] [--decode-from N] "
+     "[--kv-dtype f16]",
+     run_logits},
+    {"cuda-kernels", "cuda-kernels [--prefill-lens 4096,8192,16384] [--decode-batch 64] "
+                     "[--decode-len 4096]",
+     run_cuda_kernels},
     {"shared-prefix",
      "shared-prefix [-m MODEL] [--groups 8] [--per-group 16] [--system-len 1024] "
      "[--question-len 64] [--output-len 32] [RUNTIME OPTIONS]",

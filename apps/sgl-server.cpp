@@ -7,6 +7,7 @@
 // /v1/completions, /v1/chat/completions). The port is bound before the model loads (/health
 // answers 503 until it is ready). SIGINT / SIGTERM stop it gracefully with exit status 0.
 // docs/http_api.md describes every route.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -88,6 +89,29 @@ sgl::Result<std::unique_ptr<sgl::runtime::Engine>> load_with_progress(
   return r;
 }
 
+std::string secs(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g s", s);
+  return buf;
+}
+
+// Every connection holds a file descriptor: raise the soft limit to the hard one and warn when
+// --max-connections cannot be reached.
+void raise_fd_limit(const ServerArgs& args) {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  const rlim_t needed = static_cast<rlim_t>(args.max_connections) + 64;
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < needed)
+    SGL_LOG(kWarn, "the open-file limit (" + std::to_string(rl.rlim_cur) +
+                       ") is below --max-connections " + std::to_string(args.max_connections) +
+                       " + 64; accept() will fail before that many connections");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -119,7 +143,8 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  SGL_LOG(kInfo, "sgl-server 0.1.0 (sglang.cpp), CPU backend");
+  SGL_LOG(kInfo, "sgl-server 0.1.0 (sglang.cpp), device " + args.device);
+  raise_fd_limit(args);
   sgl::server::HttpServer server(args);
   if (sgl::Status s = server.start(); !s.is_ok()) {
     SGL_LOG(kError, s.message());
@@ -160,7 +185,18 @@ int main(int argc, char** argv) {
                      std::to_string(args.chunked_prefill_size) + ", radix cache " +
                      (args.disable_radix_cache ? "off" : "on") + ", threads " +
                      (args.threads > 0 ? std::to_string(args.threads) : std::string("auto")) +
-                     ", random seed " + std::to_string(args.random_seed));
+                     ", random seed " + std::to_string(args.random_seed) +
+                     (args.disable_jump_forward ? ", jump-forward off" : ""));
+  SGL_LOG(kInfo, "limits: queued sequences " +
+                     (args.max_queued_requests > 0 ? std::to_string(args.max_queued_requests)
+                                                   : std::string("unbounded")) +
+                     ", connections " + std::to_string(args.max_connections) + ", body " +
+                     std::to_string(args.max_body_bytes) + " bytes, n " +
+                     std::to_string(args.max_n) + ", max_new_tokens " +
+                     (args.max_new_tokens_limit > 0 ? std::to_string(args.max_new_tokens_limit)
+                                                    : std::string("context")) +
+                     "; timeouts: header " + secs(args.header_timeout_s) + ", body " +
+                     secs(args.body_timeout_s) + ", keep-alive " + secs(args.keep_alive_timeout_s));
   if (sgl::Status s = server.set_engine(std::move(*engine)); !s.is_ok()) {
     SGL_LOG(kError, s.message());
     return 1;

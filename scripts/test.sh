@@ -3,7 +3,8 @@
 # ctest, then the end-to-end pytest suites under tests/e2e (against the real binaries and the
 # default model). With --sanitize (or SGL_TEST_SANITIZE=1, the default under CI) it also builds
 # the unit tests with AddressSanitizer + UndefinedBehaviorSanitizer and runs the suites that parse
-# untrusted input (model files, tokenizers, templates) there.
+# untrusted input (model files, tokenizers, templates) there, and replays the committed fuzz
+# corpus (tests/fuzz/corpus) through the fuzz harnesses built as plain sanitizer binaries.
 # Exit status is non-zero if anything fails.
 set -uo pipefail
 
@@ -38,7 +39,11 @@ if [ "$SANITIZE" = 1 ]; then
   for t in test_support test_model test_tokenizer test_grammar test_server test_lang; do
     [ -d "$ROOT/tests/unit/${t#test_}" ] && targets+=("$t")
   done
-  ninja -C "$ROOT/build-asan" -j"$JOBS" "${targets[@]}" >/tmp/sgl-build-asan.log 2>&1 \
+  # The fuzz harnesses as corpus replayers (tests/fuzz/replay_main.cpp): every committed corpus
+  # input and crash regression runs once under ASan + UBSan (scripts/fuzz.sh does the fuzzing).
+  fuzzers=()
+  for f in "$ROOT"/tests/fuzz/fuzz_*.cpp; do [ -f "$f" ] && fuzzers+=("$(basename "$f" .cpp)"); done
+  ninja -C "$ROOT/build-asan" -j"$JOBS" "${targets[@]}" "${fuzzers[@]}" >/tmp/sgl-build-asan.log 2>&1 \
     || { tail -n 60 /tmp/sgl-build-asan.log; exit 1; }
   for t in "${targets[@]}"; do
     filter="*"
@@ -46,6 +51,21 @@ if [ "$SANITIZE" = 1 ]; then
     ASAN_OPTIONS=detect_leaks=1 "$ROOT/build-asan/bin/$t" --gtest_brief=1 --gtest_filter="$filter" \
       || status=1
   done
+  log "fuzz corpus replay under AddressSanitizer + UBSan (tests/fuzz/corpus)"
+  for t in "${fuzzers[@]}"; do
+    ASAN_OPTIONS=detect_leaks=1 "$ROOT/build-asan/bin/$t" "$ROOT/tests/fuzz/corpus/$t" || status=1
+  done
+fi
+
+if command -v nvcc >/dev/null 2>&1; then
+  # The CUDA backend compiles (build-cuda/, only the library and test_cuda); test_cuda runs and
+  # skips its GPU tests where there is no GPU. GPU runs: tests/cuda/run_device.sh, docs/cuda.md.
+  log "CUDA backend (build-cuda/: sgl with -DSGL_CUDA=ON, test_cuda)"
+  cmake -S "$ROOT" -B "$ROOT/build-cuda" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSGL_CUDA=ON \
+    >/dev/null || exit 1
+  ninja -C "$ROOT/build-cuda" -j"$JOBS" test_cuda >/tmp/sgl-build-cuda.log 2>&1 \
+    || { tail -n 60 /tmp/sgl-build-cuda.log; exit 1; }
+  "$ROOT/build-cuda/bin/test_cuda" --gtest_brief=1 || status=1
 fi
 
 if compgen -G "$ROOT/tests/e2e/test_*.py" >/dev/null; then

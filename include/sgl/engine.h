@@ -45,9 +45,6 @@
 namespace sgl::models {
 struct LoadedModel;
 }
-namespace sgl::backend {
-class CpuBackend;
-}
 namespace sgl::grammar {
 class CompiledGrammar;
 class GrammarCompiler;
@@ -197,6 +194,11 @@ struct EngineOptions {
   uint64_t random_seed = 0;  // seeds unseeded requests' samplers and the random policy
   // Constrained decoding appends grammar-forced text in one step (the compressed FSM) unless set.
   bool disable_jump_forward = false;
+  // The compute backend: "cpu", or "cuda" / "cuda:N" in builds configured with -DSGL_CUDA=ON
+  // (create() fails with a clear error otherwise).
+  std::string device = "cpu";
+  // cuda: the share of free GPU memory for weights + KV pool (SGLang's --mem-fraction-static).
+  double mem_fraction_static = 0.85;
 };
 
 struct EngineStats {
@@ -288,7 +290,7 @@ class Engine {
 
   std::string model_path_;
   std::unique_ptr<models::LoadedModel> model_;
-  std::unique_ptr<backend::CpuBackend> backend_;
+  std::unique_ptr<backend::Backend> backend_;
   std::unique_ptr<grammar::GrammarCompiler> grammars_;  // thread-safe compile cache
   EngineOptions opts_;
   int32_t n_vocab_ = 0;

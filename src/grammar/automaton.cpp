@@ -21,6 +21,7 @@ struct Nfa {
   std::vector<ByteSet> sets;
   std::vector<std::pair<ByteSet, int32_t>> set_index;  // small linear dedupe via hash below
   std::unordered_map<uint64_t, std::vector<int32_t>> set_hash;
+  std::unordered_map<uint64_t, int32_t> ref_entry;  // (rule, end state) -> entry state
   bool overflow = false;
 
   int32_t new_state() {
@@ -54,9 +55,23 @@ struct Nfa {
       case NodeKind::kBytes:
         edges[s].push_back({intern_set(n.bytes), e});
         return;
-      case NodeKind::kRef:
-        build(ir, ir.rule(n.rule).body, s, e);
+      case NodeKind::kRef: {
+        // A rule referenced again with the same end state shares its sub-automaton: paths from
+        // the shared entry read the rule's language and then continue exactly as from e. This
+        // keeps DAG-shaped rule graphs (e.g. JSON Schema pattern x length products) linear.
+        const uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(n.rule)) << 32) |
+                             static_cast<uint32_t>(e);
+        auto found = ref_entry.find(key);
+        if (found != ref_entry.end()) {
+          eps[s].push_back(found->second);
+          return;
+        }
+        const int32_t entry = new_state();
+        eps[s].push_back(entry);
+        ref_entry.emplace(key, entry);
+        build(ir, ir.rule(n.rule).body, entry, e);
         return;
+      }
       case NodeKind::kAlt:
         for (int32_t k : n.kids) build(ir, k, s, e);
         return;
@@ -136,7 +151,12 @@ Result<Dfa> build_dfa(const GrammarIr& ir, int32_t max_states) {
     for (int32_t c = 0; c < ncls; ++c)
       if (nfa.sets[i].test(static_cast<uint8_t>(rep[c]))) set_classes[i].push_back(c);
 
-  // Subset construction over "important" NFA states (with byte edges, or final).
+  // Subset construction over "important" NFA states (with byte edges, or final). Its total work
+  // (NFA states visited by closures) is bounded too: hostile patterns such as (a|a)* repeated or
+  // nested counted repeats give few DFA states but huge subsets, which would otherwise keep the
+  // caller (an HTTP thread) busy for minutes; past the budget the caller falls back to the PDA.
+  constexpr int64_t kMaxSubsetWork = 20'000'000;
+  int64_t subset_work = 0;
   std::vector<int32_t> stamp(nn, -1);
   int32_t stamp_id = 0;
   std::vector<int32_t> work;
@@ -144,10 +164,12 @@ Result<Dfa> build_dfa(const GrammarIr& ir, int32_t max_states) {
     ++stamp_id;
     std::vector<int32_t> out;
     work.assign(seeds.begin(), seeds.end());
+    subset_work += static_cast<int64_t>(seeds.size());
     for (int32_t x : work) stamp[x] = stamp_id;
     while (!work.empty()) {
       int32_t x = work.back();
       work.pop_back();
+      ++subset_work;
       if (!nfa.edges[x].empty() || x == fin) out.push_back(x);
       for (int32_t y : nfa.eps[x]) {
         if (stamp[y] != stamp_id) {
@@ -172,10 +194,13 @@ Result<Dfa> build_dfa(const GrammarIr& ir, int32_t max_states) {
     for (int32_t x : subsets[d])
       for (const Nfa::Edge& edge : nfa.edges[x])
         for (int32_t c : set_classes[edge.set]) targets[c].push_back(edge.to);
+    for (const auto& t : targets) subset_work += static_cast<int64_t>(t.size());
     trans.resize((d + 1) * ncls, -1);
     for (int32_t c = 0; c < ncls; ++c) {
       if (targets[c].empty()) continue;
       std::vector<int32_t> sub = closure(targets[c]);
+      if (subset_work > kMaxSubsetWork)
+        return Status(StatusCode::kResourceExhausted, "DFA construction exceeds its work budget");
       auto it = ids.find(sub);
       int32_t id;
       if (it == ids.end()) {

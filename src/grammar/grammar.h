@@ -21,6 +21,7 @@
 // at a time). GrammarCompiler is thread-safe.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -65,6 +66,29 @@ class CompiledGrammar {
 
   // The cached mask of DFA state `s` (computed on first use). REQUIRES: is_dfa().
   const uint32_t* dfa_state_mask(int32_t s) const;
+  // Computes the mask of DFA state `s` into out[0 .. mask_words()) without the cache: by the
+  // plain trie walk (fast = false; the reference) or with subtree shortcuts (fast = true; what
+  // dfa_state_mask uses). Both give the same bits. REQUIRES: is_dfa().
+  void compute_dfa_mask(int32_t s, uint32_t* out, bool fast) const;
+
+  // Subtree shortcut tables (see grammar.cpp): for each DFA state, its dominant live successor
+  // (-1 if none) and the bytes that lead there.
+  const std::vector<int32_t>& dfa_dom_next() const { return dom_next_; }
+  const std::vector<ByteSet>& dfa_dom_bytes() const { return dom_bytes_; }
+  // 1 iff every valid non-ASCII UTF-8 character read from the state leads to its dominant
+  // successor (e.g. the content state of a free string, or of a maxLength string).
+  const std::vector<uint8_t>& dfa_char_to_dom() const { return char_to_dom_; }
+  // [state * 8 + u]: for a state inside a character (UTF-8 decoder state u > 0) reached from a
+  // char_to_dom state, the state every valid completion of the character leads to; -1 unknown.
+  const std::vector<int32_t>& dfa_mid_target() const { return mid_target_; }
+  // Runs of the dominant-successor chain with equal dominant bytes: length (1 << 30 = endless)
+  // and the state after the run (-1: none).
+  const std::vector<int32_t>& dfa_run_len() const { return run_len_; }
+  const std::vector<int32_t>& dfa_run_end() const { return run_end_; }
+  // Pushdown back end: bytes that every terminal treats alike share a class.
+  int32_t pda_num_classes() const { return pda_num_classes_; }
+  const std::array<uint8_t, 256>& pda_byte_class() const { return pda_class_; }
+  const std::vector<ByteSet>& pda_class_bytes() const { return pda_class_bytes_; }
 
   // Pushdown back end: masks cached by configuration content (see Matcher::fill_mask); bounded,
   // cleared when full. Thread-safe.
@@ -79,7 +103,15 @@ class CompiledGrammar {
   std::shared_ptr<const TokenVocab> vocab_;
   bool is_dfa_ = false;
   Dfa dfa_;
+  std::vector<int32_t> dom_next_;
+  std::vector<ByteSet> dom_bytes_;
+  std::vector<uint8_t> char_to_dom_;
+  std::vector<int32_t> mid_target_;
+  std::vector<int32_t> run_len_, run_end_;
   Pda pda_;
+  int32_t pda_num_classes_ = 0;
+  std::array<uint8_t, 256> pda_class_{};
+  std::vector<ByteSet> pda_class_bytes_;
   // One slot per DFA state: null until the state's mask is first computed.
   std::unique_ptr<std::atomic<uint32_t*>[]> mask_cache_;
   static constexpr size_t kMaxPdaCacheEntries = 4096;
@@ -166,9 +198,16 @@ class Matcher {
   // Back to the start state; keeps buffers.
   void reset();
 
+  // Test and benchmark hook: the current mask (as fill_mask would write it) computed without any
+  // cache, by the plain trie walk (fast = false; the reference) or the production walk with
+  // subtree shortcuts and memoised transitions (fast = true). REQUIRES: mask.size() >=
+  // mask_words().
+  void compute_mask_uncached(std::span<uint32_t> mask, bool fast);
+
  private:
   struct PdaState;
   void compute_pda_mask(uint32_t* mask);
+  void compute_pda_mask_fast(uint32_t* mask);
   void push_history();
 
   CompiledGrammarPtr grammar_;

@@ -1,6 +1,7 @@
 #include "grammar/json_schema.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <functional>
 #include <map>
@@ -10,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "grammar/automaton.h"
 #include "grammar/regex.h"
 
 namespace sgl::grammar {
@@ -183,13 +185,19 @@ class SchemaCompiler {
   int32_t string_any() { return ir_.seq({ir_.byte('"'), ir_.star(string_unit()), ir_.byte('"')}); }
 
   int32_t regex_in_string(const std::string& pattern, const std::string& ptr, bool search) {
-    int32_t first_node = ir_.num_nodes();
-    Result<int32_t> r = parse_regex(pattern, ir_, "pattern at " + ptr);
+    return ir_.seq({ir_.byte('"'), pattern_body(ir_, pattern, ptr, search), ir_.byte('"')});
+  }
+
+  // The string content (no quotes) matching `pattern`, added to `ir`.
+  int32_t pattern_body(GrammarIr& ir, const std::string& pattern, const std::string& ptr,
+                       bool search) {
+    int32_t first_node = ir.num_nodes();
+    Result<int32_t> r = parse_regex(pattern, ir, "pattern at " + ptr);
     if (!r.is_ok()) throw SchemaError{r.status().message()};
-    int32_t last_node = ir_.num_nodes();
+    int32_t last_node = ir.num_nodes();
     // Characters that would need escaping inside a JSON string are not generated.
     for (int32_t i = first_node; i < last_node; ++i) {
-      IrNode& n = ir_.mutable_node(i);
+      IrNode& n = ir.mutable_node(i);
       if (n.kind != NodeKind::kBytes) continue;
       for (int b = 0; b < 0x20; ++b) n.bytes.reset(static_cast<uint8_t>(b));
       n.bytes.reset('"');
@@ -207,14 +215,122 @@ class SchemaCompiler {
         while (bs + 1 < pattern.size() && pattern[pattern.size() - 2 - bs] == '\\') ++bs;
         anchored_end = bs % 2 == 0;
       }
-      int32_t any = ir_.star(ir_.codepoint_set({{0, 0x1F}, {'"', '"'}, {'\\', '\\'}}, true));
+      int32_t any = ir.star(ir.codepoint_set({{0, 0x1F}, {'"', '"'}, {'\\', '\\'}}, true));
       std::vector<int32_t> parts;
       if (!anchored_start) parts.push_back(any);
       parts.push_back(body);
       if (!anchored_end) parts.push_back(any);
-      body = ir_.seq(std::move(parts));
+      body = ir.seq(std::move(parts));
     }
-    return ir_.seq({ir_.byte('"'), body, ir_.byte('"')});
+    return body;
+  }
+
+  // `pattern` together with minLength/maxLength: the product of the pattern's DFA with a
+  // code-point counter (0..max_len, or saturating at min_len when unbounded), pruned to states
+  // that can still reach acceptance, written as one rule per product state. With a maximum the
+  // rule graph is acyclic (every cycle of the pattern reads a code point); without one the
+  // saturated states refer to each other, so the grammar runs on the pushdown back end.
+  // `what` names the keyword ("pattern" or "format"); a format's regex is matched whole.
+  int32_t pattern_with_length(const std::string& pattern, int64_t min_len, int64_t max_len,
+                              const std::string& ptr, const std::string& what) {
+    GrammarIr sub;
+    int32_t root = sub.add_rule(what);
+    sub.set_body(root, pattern_body(sub, pattern, ptr + "/" + what, what == "pattern"));
+    sub.set_root(root);
+    Result<Dfa> built = build_dfa(sub, 4000);
+    if (!built.is_ok()) {
+      if (built.status().code() == StatusCode::kResourceExhausted)
+        fail(ptr, "'" + what + "' together with 'minLength'/'maxLength': the automaton is too "
+                  "large (over 4000 states)");
+      fail(ptr + "/" + what, "the " + what + " matches no string");
+    }
+    const Dfa& dfa = *built;
+    const int64_t cap = max_len >= 0 ? max_len : min_len;
+    constexpr size_t kMaxProduct = 50000;
+    // Product states (q, count), discovered breadth-first.
+    std::map<std::pair<int32_t, int64_t>, int32_t> index;
+    std::vector<std::pair<int32_t, int64_t>> states;
+    std::vector<std::vector<std::pair<ByteSet, int32_t>>> edges;
+    auto intern = [&](int32_t q, int64_t c) {
+      auto [it, inserted] =
+          index.emplace(std::make_pair(q, c), static_cast<int32_t>(states.size()));
+      if (inserted) {
+        if (states.size() >= kMaxProduct)
+          fail(ptr, "'" + what + "' together with 'minLength'/'maxLength': more than 50000 "
+                           "(state, length) pairs");
+        states.push_back({q, c});
+        edges.emplace_back();
+      }
+      return it->second;
+    };
+    // Per byte class: the bytes starting a code point and the UTF-8 continuation bytes.
+    std::vector<ByteSet> class_lead(dfa.num_classes), class_cont(dfa.num_classes);
+    for (int b = 0; b < 256; ++b)
+      ((b & 0xC0) == 0x80 ? class_cont : class_lead)[dfa.byte_class[b]].set(
+          static_cast<uint8_t>(b));
+    intern(dfa.start, 0);
+    for (size_t i = 0; i < states.size(); ++i) {
+      const auto [q, c] = states[i];
+      for (int32_t cl = 0; cl < dfa.num_classes; ++cl) {
+        const int32_t to = dfa.trans[q * dfa.num_classes + cl];
+        if (to < 0) continue;
+        const ByteSet& lead = class_lead[cl];
+        const ByteSet& cont = class_cont[cl];
+        // intern() may grow `edges`: take the target before touching edges[i].
+        if (!cont.empty()) {
+          const int32_t t = intern(to, c);
+          edges[i].push_back({cont, t});
+        }
+        if (!lead.empty() && (max_len < 0 || c + 1 <= cap)) {
+          const int32_t t = intern(to, std::min(c + 1, cap));
+          edges[i].push_back({lead, t});
+        }
+      }
+    }
+    // Live states: can reach (accepting q, count >= min_len).
+    const size_t n = states.size();
+    std::vector<uint8_t> live(n, 0);
+    std::vector<std::vector<int32_t>> preds(n);
+    std::vector<int32_t> work;
+    for (size_t i = 0; i < n; ++i) {
+      for (const auto& [set, to] : edges[i]) preds[to].push_back(static_cast<int32_t>(i));
+      if (dfa.accepting[states[i].first] && states[i].second >= min_len) {
+        live[i] = 1;
+        work.push_back(static_cast<int32_t>(i));
+      }
+    }
+    while (!work.empty()) {
+      const int32_t x = work.back();
+      work.pop_back();
+      for (int32_t p : preds[x])
+        if (!live[p]) live[p] = 1, work.push_back(p);
+    }
+    if (!live[0])
+      fail(ptr, "no string matches '" + what + "' together with 'minLength'/'maxLength'");
+    std::vector<int32_t> rule(n, -1);
+    for (size_t i = 0; i < n; ++i)
+      if (live[i]) rule[i] = ir_.add_rule(what + "-length@" + ptr);
+    for (size_t i = 0; i < n; ++i) {
+      if (!live[i]) continue;
+      // Merge the byte sets leading to the same live state.
+      std::vector<std::pair<ByteSet, int32_t>> merged;
+      for (const auto& [set, to] : edges[i]) {
+        if (!live[to]) continue;
+        auto it = std::find_if(merged.begin(), merged.end(),
+                               [to = to](auto& m) { return m.second == to; });
+        if (it == merged.end())
+          merged.push_back({set, to});
+        else
+          it->first |= set;
+      }
+      std::vector<int32_t> alts;
+      if (dfa.accepting[states[i].first] && states[i].second >= min_len)
+        alts.push_back(ir_.empty());
+      for (const auto& [set, to] : merged)
+        alts.push_back(ir_.seq({ir_.bytes(set), ir_.ref(rule[to])}));
+      ir_.set_body(rule[i], ir_.alt(std::move(alts)));
+    }
+    return ir_.ref(rule[0]);
   }
 
   int32_t gen_string(const Json& s, const std::string& ptr) {
@@ -227,13 +343,17 @@ class SchemaCompiler {
     bool has_len = s.contains("minLength") || s.contains("maxLength");
     if (s.contains("pattern") && s.contains("format"))
       fail(ptr, "'pattern' together with 'format' is not supported");
+    const bool bounded_len = has_len && (min_len > 0 || max_len >= 0);
     if (s.contains("pattern")) {
-      if (has_len) fail(ptr, "'pattern' together with 'minLength'/'maxLength' is not supported");
       if (!s["pattern"].is_string()) fail(ptr + "/pattern", "must be a string");
+      if (bounded_len)
+        return ir_.seq({ir_.byte('"'),
+                        pattern_with_length(s["pattern"].get<std::string>(), min_len, max_len, ptr,
+                                            "pattern"),
+                        ir_.byte('"')});
       return regex_in_string(s["pattern"].get<std::string>(), ptr + "/pattern", true);
     }
     if (s.contains("format")) {
-      if (has_len) fail(ptr, "'format' together with 'minLength'/'maxLength' is not supported");
       if (!s["format"].is_string()) fail(ptr + "/format", "must be a string");
       std::string f = s["format"].get<std::string>();
       static const std::map<std::string, std::string> kFormats = {
@@ -251,6 +371,10 @@ class SchemaCompiler {
       };
       auto it = kFormats.find(f);
       if (it == kFormats.end()) fail(ptr + "/format", "unsupported format '" + f + "'");
+      if (bounded_len)
+        return ir_.seq({ir_.byte('"'),
+                        pattern_with_length(it->second, min_len, max_len, ptr, "format"),
+                        ir_.byte('"')});
       return regex_in_string(it->second, ptr + "/format", false);
     }
     return ir_.seq({ir_.byte('"'),
@@ -388,78 +512,133 @@ class SchemaCompiler {
     return ir_.alt(std::move(alts));
   }
 
-  enum class Frac { kNone, kAny, kZero, kNonzero };
-  static Frac meet(Frac a, Frac b) {
-    if (a == Frac::kNone || b == Frac::kNone) return Frac::kNone;
-    if (a == Frac::kAny) return b;
-    if (b == Frac::kAny || a == b) return a;
-    return Frac::kNone;
-  }
-  int32_t frac_node(Frac f) {
-    switch (f) {
-      case Frac::kAny:
-        return ir_.optional(ir_.seq({ir_.byte('.'), ir_.plus(digit())}));
-      case Frac::kZero:
-        return ir_.optional(ir_.seq({ir_.byte('.'), ir_.plus(ir_.byte('0'))}));
-      case Frac::kNonzero:
-        return ir_.seq({ir_.byte('.'), ir_.star(digit()), byte_range('1', '9'), ir_.star(digit())});
-      case Frac::kNone:
-        break;
-    }
-    return ir_.nothing();
-  }
-
-  // Decimal magnitudes I(.F)? with L <= m (or L < m) and m <= U (or m < U); integer L >= 0,
-  // U optional (< 0 = none). Appends alternatives.
-  void magnitude_range(int64_t L, bool l_inc, int64_t U, bool u_inc, std::vector<int32_t>& alts) {
-    bool has_u = U >= 0;
-    auto lower_f = [&](int64_t i) {
-      return i > L ? Frac::kAny : (i == L ? (l_inc ? Frac::kAny : Frac::kNonzero) : Frac::kNone);
-    };
-    auto upper_f = [&](int64_t i) {
-      if (!has_u || i < U) return Frac::kAny;
-      if (i == U) return u_inc ? Frac::kZero : Frac::kNone;
-      return Frac::kNone;
-    };
-    if (!has_u || L + 1 <= U - 1) {
-      alts.push_back(ir_.seq({uint_range(L + 1, has_u ? U - 1 : -1), frac_node(Frac::kAny)}));
-    }
-    Frac fl = meet(lower_f(L), upper_f(L));
-    if (fl != Frac::kNone) alts.push_back(ir_.seq({ir_.literal(std::to_string(L)), frac_node(fl)}));
-    if (has_u && U != L) {
-      Frac fu = meet(lower_f(U), upper_f(U));
-      if (fu != Frac::kNone)
-        alts.push_back(ir_.seq({ir_.literal(std::to_string(U)), frac_node(fu)}));
-    }
+  // A non-negative decimal: integer part and fraction digits without trailing zeros.
+  struct Decimal {
+    int64_t ip = 0;
+    std::string frac;
+  };
+  // |v| as the shortest decimal that reads back as v (what JSON parsers and Python print), so the
+  // bound 0.1 is the decimal 0.1. REQUIRES: |v| <= 1e15.
+  Decimal to_decimal(double v, const std::string& ptr, const char* keyword) {
+    char buf[400];
+    auto r = std::to_chars(buf, buf + sizeof buf, std::fabs(v), std::chars_format::fixed);
+    std::string text = r.ec == std::errc() ? std::string(buf, r.ptr) : std::string();
+    size_t dot = text.find('.');
+    Decimal d;
+    d.frac = dot == std::string::npos ? "" : text.substr(dot + 1);
+    while (!d.frac.empty() && d.frac.back() == '0') d.frac.pop_back();
+    if (text.empty() || d.frac.size() > 40)
+      fail(ptr, std::string("'") + keyword + "' " + Json(v).dump() +
+                    " is not supported: more than 40 fraction digits");
+    d.ip = std::stoll(text.substr(0, dot));
+    return d;
   }
 
+  // Digit strings D after position k of a fraction (the digits before k equal the digits of each
+  // bound still "tight") such that 0.D >= 0.lo (> when !lo_inc) while lo_on and 0.D <= 0.hi (<
+  // when !hi_inc) while hi_on. `nonempty`: at least one digit. -1 when no string qualifies.
+  int32_t frac_digits(const std::string& lo, bool lo_inc, bool lo_on, const std::string& hi,
+                      bool hi_inc, bool hi_on, size_t k, bool nonempty) {
+    const bool lo_done = !lo_on || k >= lo.size();
+    const bool hi_done = !hi_on || k >= hi.size();
+    if (lo_done && hi_done && !nonempty) {
+      // Both tight bounds have only zeros left: D's remainder compares with zero.
+      if (!lo_on && !hi_on) return ir_.star(digit());
+      if (lo_on && !hi_on)
+        return lo_inc ? ir_.star(digit())
+                      : ir_.seq({ir_.star(ir_.byte('0')), byte_range('1', '9'), ir_.star(digit())});
+      if (!lo_on) return hi_inc ? ir_.star(ir_.byte('0')) : -1;
+      return lo_inc && hi_inc ? ir_.star(ir_.byte('0')) : -1;
+    }
+    std::vector<int32_t> alts;
+    if (!nonempty) {
+      // D ends here (its remaining digits are zeros); a bound with digits left is nonzero there.
+      bool end_ok = (!lo_on || (k >= lo.size() && lo_inc)) && (!hi_on || k < hi.size() || hi_inc);
+      if (end_ok) alts.push_back(ir_.empty());
+    }
+    const char ld = lo_on ? (k < lo.size() ? lo[k] : '0') : '0';
+    const char hd = hi_on ? (k < hi.size() ? hi[k] : '0') : '9';
+    auto add = [&](char d, bool l, bool h) {
+      int32_t rest = frac_digits(lo, lo_inc, l, hi, hi_inc, h, k + 1, false);
+      if (rest >= 0) alts.push_back(ir_.seq({ir_.byte(static_cast<uint8_t>(d)), rest}));
+    };
+    if (ld <= hd) {
+      if (lo_on && hi_on && ld == hd) {
+        add(ld, true, true);
+      } else {
+        char free_lo = ld, free_hi = hd;
+        if (lo_on) add(ld, true, false), ++free_lo;
+        if (hi_on) add(hd, false, true), --free_hi;
+        if (free_lo <= free_hi)
+          alts.push_back(ir_.seq({byte_range(free_lo, free_hi), ir_.star(digit())}));
+      }
+    }
+    if (alts.empty()) return -1;
+    return ir_.alt(std::move(alts));
+  }
+
+  // The optional fraction ("" or "." digits) after an integer part, under the same constraints
+  // as frac_digits. -1 when none qualifies.
+  int32_t frac_part(const std::string& lo, bool lo_inc, bool lo_on, const std::string& hi,
+                    bool hi_inc, bool hi_on) {
+    std::vector<int32_t> alts;
+    if ((!lo_on || (lo.empty() && lo_inc)) && (!hi_on || !hi.empty() || hi_inc))
+      alts.push_back(ir_.empty());
+    int32_t d = frac_digits(lo, lo_inc, lo_on, hi, hi_inc, hi_on, 0, true);
+    if (d >= 0) alts.push_back(ir_.seq({ir_.byte('.'), d}));
+    if (alts.empty()) return -1;
+    return ir_.alt(std::move(alts));
+  }
+
+  // Decimal magnitudes I(.F)? with L <= m (L < m when !l_inc) and, if has_u, m <= U (m < U).
+  // Appends alternatives.
+  void magnitude_range(const Decimal& L, bool l_inc, bool has_u, const Decimal& U, bool u_inc,
+                       std::vector<int32_t>& alts) {
+    if (!has_u || L.ip + 1 <= U.ip - 1)
+      alts.push_back(
+          ir_.seq({uint_range(L.ip + 1, has_u ? U.ip - 1 : -1),
+                   frac_part("", true, false, "", true, false)}));
+    if (!has_u || L.ip <= U.ip) {
+      const bool same = has_u && U.ip == L.ip;
+      int32_t f = frac_part(L.frac, l_inc, true, same ? U.frac : "", u_inc, same);
+      if (f >= 0) alts.push_back(ir_.seq({ir_.literal(std::to_string(L.ip)), f}));
+    }
+    if (has_u && U.ip > L.ip) {
+      int32_t f = frac_part("", true, false, U.frac, u_inc, true);
+      if (f >= 0) alts.push_back(ir_.seq({ir_.literal(std::to_string(U.ip)), f}));
+    }
+  }
+
+  // Numbers (no exponent once bounded) compared with the bounds as exact decimals.
   int32_t gen_number(const Json& s, const std::string& ptr) {
     Bound lo, hi;
     read_bounds(s, ptr, &lo, &hi);
     if (!lo.present && !hi.present) return number_node();
     for (const Bound* b : {&lo, &hi}) {
-      if (b->present && (std::floor(b->value) != b->value || std::fabs(b->value) > 1e15))
+      if (b->present && !(std::fabs(b->value) <= 1e15))
         fail(ptr, std::string("'") + b->keyword + "' " + Json(b->value).dump() +
-                      " is not supported: bounds of type 'number' must be integers within 1e15");
+                      " is not supported: bounds of type 'number' must be within 1e15");
     }
-    int64_t L = static_cast<int64_t>(lo.value), U = static_cast<int64_t>(hi.value);
-    if (lo.present && hi.present && (L > U || (L == U && !(lo.inclusive && hi.inclusive))))
+    Decimal lo_d, hi_d;
+    if (lo.present) lo_d = to_decimal(lo.value, ptr, lo.keyword);
+    if (hi.present) hi_d = to_decimal(hi.value, ptr, hi.keyword);
+    if (lo.present && hi.present &&
+        (lo.value > hi.value || (lo.value == hi.value && !(lo.inclusive && hi.inclusive))))
       fail(ptr, "the number range is empty");
+    const Decimal zero;
     std::vector<int32_t> alts;
     // x >= 0 (written without '-').
-    if (!hi.present || U > 0 || (U == 0 && hi.inclusive)) {
-      int64_t l = 0;
-      bool l_inc = true;
-      if (lo.present && L >= 0) l = L, l_inc = lo.inclusive;
-      magnitude_range(l, l_inc, hi.present ? U : -1, hi.inclusive, alts);
+    if (!hi.present || hi.value > 0 || (hi.value == 0 && hi.inclusive)) {
+      const bool lo_pos = lo.present && lo.value >= 0;
+      magnitude_range(lo_pos ? lo_d : zero, lo_pos ? lo.inclusive : true, hi.present,
+                      hi.present ? hi_d : zero, hi.inclusive, alts);
     }
     // x < 0: '-' then a magnitude m > 0.
-    if (!lo.present || L < 0) {
-      int64_t ml = 0;
-      bool ml_inc = false;
-      if (hi.present && U < 0) ml = -U, ml_inc = hi.inclusive;
+    if (!lo.present || lo.value < 0) {
+      const bool hi_neg = hi.present && hi.value < 0;
       std::vector<int32_t> neg;
-      magnitude_range(ml, ml_inc, lo.present ? -L : -1, lo.inclusive, neg);
+      magnitude_range(hi_neg ? hi_d : zero, hi_neg ? hi.inclusive : false, lo.present,
+                      lo.present ? lo_d : zero, lo.inclusive, neg);
       if (!neg.empty()) alts.push_back(ir_.seq({ir_.byte('-'), ir_.alt(std::move(neg))}));
     }
     if (alts.empty()) fail(ptr, "the number range is empty");
@@ -824,6 +1003,107 @@ class SchemaCompiler {
     return a;
   }
 
+  // ---- oneOf: disjointness -----------------------------------------------------------------
+  // Kinds of JSON values, as bits: a schema's kinds over-approximate the values it accepts.
+  enum : int {
+    kKNull = 1,
+    kKBool = 2,
+    kKString = 4,
+    kKInt = 8,    // integer-valued numbers
+    kKFrac = 16,  // other numbers
+    kKObject = 32,
+    kKArray = 64,
+    kKAll = 127
+  };
+  static int kind_of_value(const Json& v) {
+    if (v.is_null()) return kKNull;
+    if (v.is_boolean()) return kKBool;
+    if (v.is_string()) return kKString;
+    if (v.is_number())
+      return (v.is_number_integer() || std::floor(v.get<double>()) == v.get<double>()) ? kKInt
+                                                                                       : kKFrac;
+    if (v.is_object()) return kKObject;
+    return kKArray;
+  }
+  // The disjointness analysis gives up (answers "may overlap") after this many steps, so hostile
+  // schemas (recursive $refs under wide oneOfs) cannot make it exponential.
+  static constexpr int kMaxAnalysisSteps = 5000;
+  int value_kinds(const Json& s0, const std::string& ptr, int depth) {
+    if (s0.is_boolean()) return s0.get<bool>() ? kKAll : 0;
+    if (!s0.is_object() || depth > 16 || ++analysis_steps_ > kMaxAnalysisSteps) return kKAll;
+    const Json s = inline_ref(s0, ptr, 0);
+    int k = kKAll;
+    if (s.contains("type")) {
+      static const std::map<std::string, int> kBits = {
+          {"null", kKNull},     {"boolean", kKBool},          {"string", kKString},
+          {"integer", kKInt},   {"number", kKInt | kKFrac},   {"object", kKObject},
+          {"array", kKArray}};
+      int t = 0;
+      for (const std::string& name : types_of(s, ptr)) t |= kBits.at(name);
+      k &= t;
+    }
+    if (s.contains("const")) k &= kind_of_value(s["const"]);
+    if (s.contains("enum") && s["enum"].is_array()) {
+      int e = 0;
+      for (const Json& v : s["enum"]) e |= kind_of_value(v);
+      k &= e;
+    }
+    if (s.contains("allOf") && s["allOf"].is_array())
+      for (const Json& sub : s["allOf"]) k &= value_kinds(sub, ptr, depth + 1);
+    for (const char* key : {"anyOf", "oneOf"}) {
+      if (!s.contains(key) || !s[key].is_array()) continue;
+      int u = 0;
+      for (const Json& sub : s[key]) u |= value_kinds(sub, ptr, depth + 1);
+      k &= u;
+    }
+    return k;
+  }
+  // The values of const/enum (nullopt-like: false when the schema lists none).
+  static bool listed_values(const Json& s, std::vector<Json>* out) {
+    if (!s.is_object()) return false;
+    if (s.contains("const")) {
+      out->assign(1, s["const"]);
+      if (s.contains("enum") && s["enum"].is_array() &&
+          std::find(s["enum"].begin(), s["enum"].end(), s["const"]) == s["enum"].end())
+        out->clear();
+      return true;
+    }
+    if (s.contains("enum") && s["enum"].is_array()) {
+      out->assign(s["enum"].begin(), s["enum"].end());
+      return true;
+    }
+    return false;
+  }
+  static bool is_required(const Json& s, const std::string& name) {
+    if (!s.contains("required") || !s["required"].is_array()) return false;
+    return std::find(s["required"].begin(), s["required"].end(), Json(name)) != s["required"].end();
+  }
+  // True only if no JSON value can be valid under both schemas: disjoint kinds, disjoint
+  // const/enum values, or objects with a property required by both whose schemas are disjoint.
+  bool provably_disjoint(const Json& a0, const Json& b0, const std::string& ptr, int depth) {
+    if (depth > 8 || ++analysis_steps_ > kMaxAnalysisSteps) return false;
+    const Json a = inline_ref(a0, ptr, 0), b = inline_ref(b0, ptr, 0);
+    const int common = value_kinds(a, ptr, 0) & value_kinds(b, ptr, 0);
+    if (common == 0) return true;
+    std::vector<Json> va, vb;
+    if (listed_values(a, &va) && listed_values(b, &vb)) {
+      bool shared = false;
+      for (const Json& x : va)
+        for (const Json& y : vb) shared = shared || x == y;
+      if (!shared) return true;
+    }
+    if (common == kKObject && a.is_object() && b.is_object() && a.contains("properties") &&
+        b.contains("properties") && a["properties"].is_object() && b["properties"].is_object()) {
+      for (auto it = a["properties"].begin(); it != a["properties"].end(); ++it) {
+        const std::string& name = it.key();
+        if (!b["properties"].contains(name) || !is_required(a, name) || !is_required(b, name))
+          continue;
+        if (provably_disjoint(it.value(), b["properties"][name], ptr, depth + 1)) return true;
+      }
+    }
+    return false;
+  }
+
   // ---- dispatch --------------------------------------------------------------------------
   int32_t gen(const Json& s, const std::string& ptr, int depth) {
     if (depth > 128) fail(ptr, "schema nested too deeply");
@@ -872,6 +1152,24 @@ class SchemaCompiler {
       bool has_base = false;
       for (auto it = base.begin(); it != base.end(); ++it)
         if (is_constraint(it.key())) has_base = true;
+      if (std::string(key) == "oneOf") {
+        // An alternation gives "at least one"; it equals "exactly one" when no value can match
+        // two alternatives. Enforced only where that is provable; otherwise an error.
+        std::vector<Json> resolved;
+        for (size_t i = 0; i < subs.size(); ++i) {
+          std::string sp = ptr + "/oneOf/" + std::to_string(i);
+          resolved.push_back(has_base ? merge(base, inline_ref(subs[i], sp, 0), sp)
+                                      : inline_ref(subs[i], sp, 0));
+        }
+        for (size_t i = 0; i < resolved.size(); ++i)
+          for (size_t j = i + 1; j < resolved.size(); ++j)
+            if (!provably_disjoint(resolved[i], resolved[j], ptr, 0))
+              fail(ptr + "/oneOf",
+                   "cannot enforce 'oneOf': alternatives " + std::to_string(i) + " and " +
+                       std::to_string(j) +
+                       " may both match a value (make them disjoint by 'type', by 'const'/'enum', "
+                       "or by a required property with disjoint values; or use 'anyOf')");
+      }
       std::vector<int32_t> alts;
       for (size_t i = 0; i < subs.size(); ++i) {
         std::string sp = ptr + "/" + key + "/" + std::to_string(i);
@@ -960,6 +1258,7 @@ class SchemaCompiler {
   WhitespacePolicy ws_;
   GrammarIr ir_;
   std::map<std::string, int32_t> ref_rules_;
+  int analysis_steps_ = 0;  // oneOf disjointness analysis, over the whole schema
   int32_t any_rule_ = -1;
   int32_t unit_ = -1;
 };

@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "grammar/ir.h"
+
 namespace sgl::tokenizer {
 class Tokenizer;
 }
@@ -40,7 +42,23 @@ class TokenVocab {
     std::vector<int32_t> tok_begin;  // size = nodes + 1
     std::vector<int32_t> token_ids;
     int32_t max_depth = 0;
+    // Summaries for skipping whole subtrees (see Matcher::fill_mask): below[i] = the edge bytes
+    // of i's strict descendants, height[i] = the depth of its deepest descendant minus depth(i).
+    std::vector<ByteSet> below;
+    std::vector<uint16_t> height;
+    // utf8_below[i] = 1 iff every byte string from i down to a descendant, read from a character
+    // boundary, is valid UTF-8 (possibly ending inside a character).
+    std::vector<uint8_t> utf8_below;
+    // utf8_mid[i] = u > 0 iff the path to i is valid UTF-8 ending inside a character (decoder
+    // state u, see utf8_step) and every byte string below i continues it as valid UTF-8; else 0.
+    std::vector<uint8_t> utf8_mid;
+    // Nodes whose subtree holds many tokens keep a ready-made mask of those tokens:
+    // dense[i] >= 0 indexes dense_masks (mask_words() words per entry), -1 otherwise.
+    std::vector<int32_t> dense;
+    std::vector<uint32_t> dense_masks;
     int32_t size() const { return static_cast<int32_t>(byte.size()); }
+    // The number of tokens in i's subtree (i included).
+    int32_t subtree_tokens(int32_t i) const { return tok_begin[subtree_end[i]] - tok_begin[i]; }
   };
   const Trie& trie() const { return trie_; }
 
@@ -53,5 +71,13 @@ class TokenVocab {
   std::vector<uint8_t> is_eog_;
   Trie trie_;
 };
+
+// UTF-8 decoding state after a byte: 0 = at a character boundary, 1..7 = inside a character
+// (which continuation bytes may come next differs); -1 = invalid.
+int utf8_step(int state, uint8_t b);
+
+// Sets the bit of every token in trie node i's subtree (i included). The dense mask is used
+// when the node has one.
+void set_subtree_tokens(const TokenVocab& vocab, int32_t node, uint32_t* mask);
 
 }  // namespace sgl::grammar

@@ -10,7 +10,7 @@
 #include <unordered_map>
 #include <utility>
 
-#include "backend/cpu_backend.h"
+#include "backend/factory.h"
 #include "backend/forward_batch.h"
 #include "grammar/grammar.h"
 #include "models/loader.h"
@@ -288,11 +288,13 @@ Result<std::unique_ptr<Engine>> Engine::create(std::string model_path, EngineOpt
   e->opts_ = options;
   e->model_path_ = model_path;
   SGL_ASSIGN_OR_RETURN(e->model_, models::load_model(model_path));
-  backend::CpuBackendOptions bo;
+  backend::BackendOptions bo;
+  bo.device = options.device;
   bo.n_threads = options.threads;
   bo.kv_dtype = options.kv_dtype;
   bo.kv_capacity = options.max_total_tokens;
-  SGL_ASSIGN_OR_RETURN(e->backend_, backend::CpuBackend::create(*e->model_, bo));
+  bo.mem_fraction_static = options.mem_fraction_static;
+  SGL_ASSIGN_OR_RETURN(e->backend_, backend::create_backend(*e->model_, bo));
   e->n_vocab_ = static_cast<int32_t>(e->backend_->config().n_vocab);
   e->context_length_ = static_cast<int32_t>(e->backend_->config().context_length);
   e->kv_capacity_ = e->backend_->kv_capacity();
@@ -316,6 +318,7 @@ Engine::~Engine() { shutdown(); }
 
 void Engine::shutdown() {
   if (shut_down_.exchange(true)) return;
+  if (!inbox_) return;  // create() failed before the scheduler existed
   {
     std::lock_guard<std::mutex> lk(inbox_->mu);
     inbox_->stop = true;

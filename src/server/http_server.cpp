@@ -18,6 +18,7 @@
 #include <boost/beast/http.hpp>
 
 #include "models/loader.h"
+#include "server/admission.h"
 #include "server/api_error.h"
 #include "server/auth.h"
 #include "server/json_fields.h"
@@ -47,8 +48,20 @@ constexpr const char* kVersion = "0.1.0";
 constexpr size_t kHeaderLimit = 64 * 1024;
 constexpr size_t kMaxPipelinedBytes = 1 << 20;  // read ahead while a generation runs
 constexpr size_t kMaxStreamBacklog = 64 << 20;  // unsent stream bytes before we give up
-constexpr auto kIdleTimeout = std::chrono::seconds(300);
-constexpr auto kWriteTimeout = std::chrono::seconds(120);
+// A client must take each write (a response, a stream chunk) within this time, or it is dropped.
+constexpr auto kWriteTimeout = std::chrono::seconds(60);
+// After an answer that closes the connection, the rest of what the client sends is read and
+// dropped for at most this long (a lingering close): closing a socket with unread input resets
+// the connection, and the client may then lose the answer (e.g. a 413 while it still uploads).
+constexpr auto kLingerTimeout = std::chrono::seconds(3);
+// Connections in a lingering close at most; beyond, they are closed at once.
+constexpr int64_t kMaxLingering = 256;
+constexpr int kRetryAfterSeconds = 1;  // Retry-After of a 503 for overload
+
+std::chrono::steady_clock::duration seconds(double s) {
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(s));
+}
 
 std::string hex_id() {
   static std::mutex mu;
@@ -94,6 +107,7 @@ struct Reply {
   std::string body;
   std::string content_type = "application/json";
   bool close = false;
+  int retry_after = 0;  // seconds; > 0 adds a Retry-After header
 };
 
 Reply json_reply(const Json& j, int status = 200) { return Reply{status, dump_json(j)}; }
@@ -115,8 +129,23 @@ struct ServerState {
   std::atomic<int> active_jobs{0};
   int32_t context_limit = 0;  // prompt + generated tokens per request
   int64_t created = unix_time();
+  AdmissionGate sequences;    // --max-queued-requests, counted per choice
+  AdmissionGate connections;  // --max-connections
+  std::atomic<int64_t> lingering{0};
 
-  explicit ServerState(ServerArgs a) : args(std::move(a)), metrics(args.model_name()) {}
+  explicit ServerState(ServerArgs a)
+      : args(std::move(a)),
+        metrics(args.model_name()),
+        sequences(args.max_queued_requests),
+        connections(args.max_connections) {}
+  ServerGauges gauges() const {
+    ServerGauges g;
+    g.queued_sequences = sequences.in_flight();
+    g.rejected_overload = sequences.rejected();
+    g.open_connections = connections.in_flight();
+    g.rejected_connections = connections.rejected();
+    return g;
+  }
   const tokenizer::Tokenizer& tok() const { return engine.load()->model().tok(); }
   std::string token_text(int32_t id) const {
     const auto& t = tok();
@@ -148,6 +177,9 @@ struct Job {
   std::vector<size_t> text_offsets;       // completions logprobs text_offset cursor, per choice
   size_t finished = 0;
   bool done = false;
+  // One unit of --max-queued-requests per choice, returned as each choice finishes (the rest when
+  // the job goes away, e.g. after a disconnect aborted it).
+  AdmissionTicket ticket;
 
   ~Job() {
     for (auto& h : handles)
@@ -166,6 +198,7 @@ struct HttpServer::Impl {
   std::unique_ptr<tcp::acceptor> acceptor;
   std::unique_ptr<net::signal_set> signals;
   std::unique_ptr<net::steady_timer> drain_timer;
+  std::unique_ptr<net::steady_timer> accept_timer;  // on the acceptor's strand
   std::vector<std::thread> threads;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
   int bound_port = 0;
@@ -180,22 +213,48 @@ struct HttpServer::Impl {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(tcp::socket socket, ServerState& st) : stream_(std::move(socket)), st_(st) {}
+  // `slot` is the connection's unit of --max-connections (empty for a refused connection).
+  // A connection made over that limit (`refuse`) is answered 503 and closed.
+  Connection(tcp::socket socket, ServerState& st, AdmissionTicket slot, bool refuse)
+      : stream_(std::move(socket)), st_(st), slot_(std::move(slot)), refuse_(refuse) {}
   ~Connection() {
     if (job_) job_->abort_all();
+    if (lingering_) st_.lingering.fetch_sub(1);
   }
   void start() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      if (!self->refuse_) return self->read_header();
+      Reply r =
+          error_reply(503, "too many open connections (--max-connections " +
+                               std::to_string(self->st_.args.max_connections) + "); retry later");
+      r.close = true;
+      r.retry_after = kRetryAfterSeconds;
+      self->send(std::move(r));
+    });
   }
 
  private:
-  // ---- request reading
+  // ---- request reading. Timeouts: an idle keep-alive connection waits at most
+  // --keep-alive-timeout for the first byte of its next request; from then (from the accept for
+  // the first request) the headers must arrive within --header-timeout and the body within
+  // --body-timeout after them, so a client trickling bytes (slowloris) cannot hold a connection.
   void do_read() {
     if (closing_) return close();
+    if (buffer_.size() > 0) return read_header();  // pipelined bytes are waiting
+    stream_.expires_after(seconds(st_.args.keep_alive_timeout_s));
+    stream_.async_read_some(buffer_.prepare(4096),
+                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                              if (ec) return self->close();  // idle timeout, EOF or reset
+                              self->buffer_.commit(n);
+                              self->read_header();
+                            });
+  }
+
+  void read_header() {
     parser_.emplace();
     parser_->body_limit(static_cast<uint64_t>(st_.args.max_body_bytes));
     parser_->header_limit(kHeaderLimit);
-    stream_.expires_after(kIdleTimeout);
+    stream_.expires_after(seconds(st_.args.header_timeout_s));
     http::async_read_header(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
@@ -206,6 +265,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void on_header(beast::error_code ec) {
     if (ec) return on_read(ec);
     auto read_body = [this] {
+      stream_.expires_after(seconds(st_.args.body_timeout_s));
       http::async_read(
           stream_, buffer_, *parser_,
           [self = shared_from_this()](beast::error_code e, size_t) { self->on_read(e); });
@@ -243,6 +303,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       Reply r = error_reply(status, msg);
       r.close = true;
       version_ = 11;
+      req_ = {};  // not a HEAD left over from an earlier request: the body goes out
       return send(std::move(r));
     }
     req_ = parser_->release();
@@ -367,7 +428,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (!st_.args.enable_metrics) {
         r = error_reply(404, "metrics are disabled: start the server with --enable-metrics");
       } else {
-        r = Reply{200, st_.metrics.render(engine->stats()),
+        r = Reply{200, st_.metrics.render(engine->stats(), st_.gauges()),
                   "text/plain; version=0.0.4; charset=utf-8"};
       }
       return false;
@@ -455,6 +516,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     is["finished_requests"] = s.finished;
     is["generated_tokens"] = s.generated_tokens;
     is["active_http_generations"] = st_.active_jobs.load();
+    is["jump_forward_tokens"] = s.jump_forward_tokens;
+    const ServerGauges g = st_.gauges();
+    is["admitted_sequences"] = g.queued_sequences;
+    is["overload_rejections"] = g.rejected_overload;
+    is["open_connections"] = g.open_connections;
+    is["rejected_connections"] = g.rejected_connections;
     j["internal_states"] = Json::array({is});
     return j;
   }
@@ -512,6 +579,46 @@ class Connection : public std::enable_shared_from_this<Connection> {
     return Status::ok();
   }
 
+  // --max-new-tokens-limit.
+  Status check_max_new(int64_t max_new) const {
+    const int32_t limit = st_.args.max_new_tokens_limit;
+    if (limit > 0 && max_new > limit)
+      return invalid_argument("max_new_tokens (" + std::to_string(max_new) +
+                              ") exceeds this server's limit of " + std::to_string(limit) +
+                              " (--max-new-tokens-limit)");
+    return Status::ok();
+  }
+
+  // --max-n, then admission under --max-queued-requests: reserves `choices` units for the job
+  // (returned as its choices finish). On refusal fills `r`: 400 for a request that can never
+  // fit, 503 with Retry-After while the server is full. Runs before tokenization and template
+  // rendering, so an overloaded server refuses cheaply.
+  bool admit(Job& job, int64_t choices, Reply& r) {
+    const ServerArgs& a = st_.args;
+    if (choices > a.max_n) {
+      r = error_reply(400, "the request expands to " + std::to_string(choices) +
+                               " sequences (prompts x n); this server allows at most " +
+                               std::to_string(a.max_n) + " (--max-n)");
+      return false;
+    }
+    if (a.max_queued_requests > 0 && choices > a.max_queued_requests) {
+      r = error_reply(400, "the request expands to " + std::to_string(choices) +
+                               " sequences, more than the server ever queues (" +
+                               std::to_string(a.max_queued_requests) + ", --max-queued-requests)");
+      return false;
+    }
+    if (!st_.sequences.try_acquire(choices)) {
+      r = error_reply(503,
+                      "the server is overloaded: " + std::to_string(st_.sequences.in_flight()) +
+                          " sequences are queued or running (--max-queued-requests " +
+                          std::to_string(a.max_queued_requests) + "); retry later");
+      r.retry_after = kRetryAfterSeconds;
+      return false;
+    }
+    job.ticket = AdmissionTicket(&st_.sequences, choices);
+    return true;
+  }
+
   // Submits and installs the job; on error fills `r` and returns false.
   bool launch(std::shared_ptr<Job> job, std::vector<GenerateRequest> reqs, Reply& r) {
     Engine* engine = st_.engine.load();
@@ -564,6 +671,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (!body.is_ok()) return r = status_reply(body.status()), false;
     auto g = parse_generate_request(*body);
     if (!g.is_ok()) return r = status_reply(g.status()), false;
+    for (const auto& p : g->params)
+      if (Status s = check_max_new(p.max_new_tokens); !s.is_ok()) return r = status_reply(s), false;
+    auto job = std::make_shared<Job>();
+    if (!admit(*job, g->choices(), r)) return false;
     std::vector<GenerateRequest> reqs;
     for (size_t i = 0; i < g->prompts.size(); ++i) {
       GenerateRequest q;
@@ -578,7 +689,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
       }
       reqs.push_back(std::move(q));
     }
-    auto job = std::make_shared<Job>();
     job->kind = Job::kNative;
     job->stream = g->stream;
     job->list_response = g->batch || g->choices() > 1;
@@ -596,7 +706,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     auto c = parse_completion_request(*body);
     if (!c.is_ok()) return r = status_reply(c.status()), false;
     if (Status s = check_model(c->common.model); !s.is_ok()) return r = status_reply(s), false;
+    if (Status s = check_max_new(c->common.max_tokens.value_or(16)); !s.is_ok())
+      return r = status_reply(s), false;
     auto job = std::make_shared<Job>();
+    if (!admit(*job, static_cast<int64_t>(c->prompts.size()) * c->common.params.n, r)) return false;
     job->kind = Job::kCompletion;
     job->stream = c->common.stream;
     job->include_usage = c->common.include_usage;
@@ -640,6 +753,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (!c.is_ok()) return r = status_reply(c.status()), false;
     if (Status s = check_model(c->common.model); !s.is_ok()) return r = status_reply(s), false;
     if (!st_.chat_template) return r = error_reply(400, st_.chat_template_error), false;
+    if (c->common.max_tokens)
+      if (Status s = check_max_new(*c->common.max_tokens); !s.is_ok())
+        return r = status_reply(s), false;
+    auto job = std::make_shared<Job>();
+    if (!admit(*job, c->common.params.n, r)) return false;
     const auto& tok = st_.tok();
     tokenizer::ChatTemplateOptions opts;
     opts.add_generation_prompt = true;
@@ -656,16 +774,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
     const int64_t room =
         std::min<int64_t>(st_.context_limit, st_.engine.load()->max_total_tokens()) -
         static_cast<int64_t>(q.input_ids.size());
-    q.params.max_new_tokens = c->common.max_tokens
-                                  ? *c->common.max_tokens
-                                  : static_cast<int32_t>(std::max<int64_t>(room, 0));
+    int64_t default_max = std::max<int64_t>(room, 0);
+    if (st_.args.max_new_tokens_limit > 0)
+      default_max = std::min<int64_t>(default_max, st_.args.max_new_tokens_limit);
+    q.params.max_new_tokens =
+        c->common.max_tokens ? *c->common.max_tokens : static_cast<int32_t>(default_max);
     if (Status s = check_context(q.input_ids.size(), q.params.max_new_tokens); !s.is_ok())
       return r = status_reply(s), false;
     if (c->logprobs) {
       q.params.return_logprob = true;
       q.params.top_logprobs_num = c->top_logprobs;
     }
-    auto job = std::make_shared<Job>();
     job->kind = Job::kChat;
     job->stream = c->common.stream;
     job->include_usage = c->common.include_usage;
@@ -708,6 +827,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         c.apply(ev);
         if (c.finished) {
           ++job->finished;
+          job->ticket.release(1);
           record_finished(*job, c);
         }
       }
@@ -884,6 +1004,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     auto job = job_;
     if (!job || job->done) return;
     job->done = true;
+    // Every handle has finished: drop the listeners, which hold this connection, so the done job
+    // (kept in job_ until after_job) cannot keep the connection alive in a cycle when the socket
+    // closes first (a leak LeakSanitizer found in the e2e suite).
+    for (auto& h : job->handles) h->set_listener(nullptr);
     st_.active_jobs.fetch_sub(1);
     if (closing_) {
       job_.reset();
@@ -921,6 +1045,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void start_monitor() {
     if (monitor_pending_ || closing_ || buffer_.size() > kMaxPipelinedBytes) return;
     monitor_pending_ = true;
+    // No read timeout while a generation runs (a stream write may be pending: then only the read
+    // timer changes).
+    stream_.expires_never();
     stream_.async_read_some(
         buffer_.prepare(4096),
         [self = shared_from_this()](beast::error_code ec, size_t n) { self->on_monitor(ec, n); });
@@ -994,6 +1121,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     writing_ = true;
     out_writing_.swap(out_pending_);
     out_pending_.clear();
+    // Sets the write timer only: the disconnect monitor's read may be pending (basic_stream keeps
+    // one timer per direction and leaves a pending operation's alone).
+    stream_.expires_after(kWriteTimeout);
     net::async_write(stream_, net::buffer(out_writing_),
                      [self = shared_from_this()](beast::error_code ec, size_t) {
                        self->writing_ = false;
@@ -1025,10 +1155,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
       res->body() = std::move(r.body);
       res->prepare_payload();
     }
+    if (r.retry_after > 0) res->set(http::field::retry_after, std::to_string(r.retry_after));
     stream_.expires_after(kWriteTimeout);
     http::async_write(stream_, *res,
                       [self = shared_from_this(), res, close_after](beast::error_code ec, size_t) {
-                        if (ec || close_after) return self->close();
+                        if (ec) return self->close();
+                        if (close_after) return self->linger_close();
                         self->do_read();
                       });
   }
@@ -1037,10 +1169,47 @@ class Connection : public std::enable_shared_from_this<Connection> {
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     stream_.socket().close(ec);
+    // The job's handles hold listeners that keep this connection alive: drop the job (aborting
+    // whatever is unfinished), or a client that hangs up right after its last event would leak
+    // the connection and its socket.
+    if (job_) {
+      if (!job_->done) {
+        job_->done = true;
+        st_.active_jobs.fetch_sub(1);
+      }
+      job_->abort_all();
+      job_.reset();
+    }
+  }
+
+  // Ends our side, then reads and drops what the client still sends until it closes (or
+  // kLingerTimeout), so the answer just written is not lost to a connection reset.
+  void linger_close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec || lingering_ || st_.lingering.fetch_add(1) >= kMaxLingering) {
+      if (!ec && !lingering_) st_.lingering.fetch_sub(1);
+      return close();
+    }
+    lingering_ = true;
+    stream_.expires_after(kLingerTimeout);
+    drain();
+  }
+
+  void drain() {
+    buffer_.clear();
+    stream_.async_read_some(buffer_.prepare(16384),
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              if (ec) return self->close();
+                              self->drain();
+                            });
   }
 
   beast::tcp_stream stream_;
   ServerState& st_;
+  AdmissionTicket slot_;  // one unit of --max-connections while the connection lives
+  bool refuse_ = false;
+  bool lingering_ = false;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::request<http::string_body> req_;
@@ -1064,9 +1233,24 @@ void HttpServer::Impl::accept() {
     if (!ec) {
       beast::error_code e2;
       socket.set_option(tcp::no_delay(true), e2);
-      std::make_shared<Connection>(std::move(socket), *st)->start();
+      if (st->connections.try_acquire(1)) {
+        std::make_shared<Connection>(std::move(socket), *st, AdmissionTicket(&st->connections, 1),
+                                     /*refuse=*/false)
+            ->start();
+      } else if (st->lingering.load() < kMaxLingering) {
+        std::make_shared<Connection>(std::move(socket), *st, AdmissionTicket(), /*refuse=*/true)
+            ->start();
+      } else {
+        socket.close(e2);  // flooded: no answer at all
+      }
     } else {
+      // E.g. out of file descriptors: back off instead of spinning on the error.
       SGL_LOG(kWarn, "accept failed: " + ec.message());
+      accept_timer->expires_after(std::chrono::milliseconds(100));
+      accept_timer->async_wait([this](beast::error_code e) {
+        if (!e && acceptor->is_open()) accept();
+      });
+      return;
     }
     accept();
   });
@@ -1113,6 +1297,7 @@ HttpServer::~HttpServer() {
   // The scheduler must not post to the io_context once it is gone.
   if (impl_->st->engine_owner) impl_->st->engine_owner->shutdown();
   impl_->signals.reset();
+  impl_->accept_timer.reset();
   impl_->acceptor.reset();
   impl_->drain_timer.reset();
   impl_->ioc.reset();
@@ -1127,6 +1312,7 @@ Status HttpServer::start() {
                             " is not an IP address");
   tcp::endpoint ep(addr, static_cast<unsigned short>(m.st->args.port));
   m.acceptor = std::make_unique<tcp::acceptor>(net::make_strand(*m.ioc));
+  m.accept_timer = std::make_unique<net::steady_timer>(m.acceptor->get_executor());
   m.acceptor->open(ep.protocol(), ec);
   if (!ec) m.acceptor->set_option(net::socket_base::reuse_address(true), ec);
   if (!ec) m.acceptor->bind(ep, ec);

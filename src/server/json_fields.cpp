@@ -210,11 +210,17 @@ Result<Json> parse_json_object(std::string_view body) {
   Json j;
   try {
     j = Json::parse(body.begin(), body.end());
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {
+    // parse_error, or out_of_range for a number that overflows a double (1e400).
     std::string msg = e.what();
     // "[json.exception.parse_error.101] parse error at line 1, column 5: ..." -> from "parse
-    // error".
-    if (auto p = msg.find("parse error"); p != std::string::npos) msg = msg.substr(p);
+    // error"; "[json.exception.out_of_range.406] number overflow ..." -> after the tag.
+    if (auto p = msg.find("parse error"); p != std::string::npos) {
+      msg = msg.substr(p);
+    } else if (auto q = msg.find("] ");
+               msg.rfind("[json.exception.", 0) == 0 && q != std::string::npos) {
+      msg = msg.substr(q + 2);
+    }
     return invalid_argument("invalid JSON body: " + msg);
   }
   if (!j.is_object())

@@ -1,5 +1,6 @@
 #include "server/metrics.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 
@@ -107,7 +108,7 @@ void ServerMetrics::on_http_request(int status) {
     http_5xx_.fetch_add(1, std::memory_order_relaxed);
 }
 
-std::string ServerMetrics::render(const runtime::EngineStats& s) const {
+std::string ServerMetrics::render(const runtime::EngineStats& s, const ServerGauges& g) const {
   std::string out;
   const std::string lb = "{" + labels_ + "}";
   auto metric = [&](const char* name, const char* type, const char* help, double v) {
@@ -142,6 +143,22 @@ std::string ServerMetrics::render(const runtime::EngineStats& s) const {
          static_cast<double>(s.kv_used));
   metric("sglang:max_total_num_tokens", "gauge", "The KV pool size in tokens.",
          static_cast<double>(s.kv_capacity));
+  metric("sglang:kv_cache_tokens", "gauge", "KV cache tokens held by the prefix cache.",
+         static_cast<double>(s.cache_size));
+  metric("sglang:kv_request_tokens", "gauge",
+         "KV cache tokens held by requests outside the prefix cache (0 when idle).",
+         static_cast<double>(std::max<int64_t>(0, s.kv_used - s.cache_size)));
+  metric("sglang:num_admitted_sequences", "gauge",
+         "Generation sequences accepted and not yet finished (bounded by --max-queued-requests).",
+         static_cast<double>(g.queued_sequences));
+  metric("sglang:num_overload_rejections_total", "counter",
+         "Requests refused with 503 because --max-queued-requests was reached.",
+         static_cast<double>(g.rejected_overload));
+  metric("sglang:num_open_connections", "gauge", "Open client connections.",
+         static_cast<double>(g.open_connections));
+  metric("sglang:num_rejected_connections_total", "counter",
+         "Connections refused because --max-connections was reached.",
+         static_cast<double>(g.rejected_connections));
   metric("sglang:token_usage", "gauge", "The token usage (used / pool size).",
          s.kv_capacity > 0 ? static_cast<double>(s.kv_used) / s.kv_capacity : 0.0);
   metric("sglang:cache_hit_rate", "gauge", "The prefix cache hit rate (cached / prompt tokens).",

@@ -39,6 +39,14 @@ std::string escape_label_value(std::string_view v);
 // Formats a sample value as Prometheus expects ("+Inf", "NaN", shortest round-trip otherwise).
 std::string format_metric_value(double v);
 
+// What the HTTP layer knows at scrape time (the engine's stats are passed separately).
+struct ServerGauges {
+  int64_t queued_sequences = 0;      // admitted and unfinished (--max-queued-requests)
+  int64_t rejected_overload = 0;     // requests refused with 503 because of that limit
+  int64_t open_connections = 0;      // client connections counted by --max-connections
+  int64_t rejected_connections = 0;  // connections refused because of that limit
+};
+
 class ServerMetrics {
  public:
   explicit ServerMetrics(std::string model_name);
@@ -52,7 +60,7 @@ class ServerMetrics {
   void on_http_request(int status);
 
   // The whole exposition, with gauges from `s`.
-  std::string render(const runtime::EngineStats& s) const;
+  std::string render(const runtime::EngineStats& s, const ServerGauges& g = {}) const;
 
  private:
   std::string labels_;  // model_name="..."

@@ -63,6 +63,37 @@ Status per_prompt(const Json& body, const char* key, size_t n, std::vector<T>* o
   return Status::ok();
 }
 
+Status check_stop_strings(const std::vector<std::string>& stop, const std::string& what) {
+  if (stop.size() > kMaxStopStrings)
+    return invalid_argument(what + ": at most " + std::to_string(kMaxStopStrings) +
+                            " stop strings are allowed, got " + std::to_string(stop.size()));
+  size_t bytes = 0;
+  for (const auto& s : stop) bytes += s.size();
+  if (bytes > kMaxStopBytes)
+    return invalid_argument(what + ": the stop strings total " + std::to_string(bytes) +
+                            " bytes; at most " + std::to_string(kMaxStopBytes) + " are allowed");
+  return Status::ok();
+}
+
+// A schema given as JSON text escapes the body's nesting limit; deeper than this it is refused
+// before the schema compiler walks it (the compiler stops at 128 schema levels anyway).
+constexpr int kMaxSchemaTextDepth = 256;
+
+Status check_schema_text(const std::string& text, const std::string& what) {
+  if (!json_depth_ok(text, kMaxSchemaTextDepth))
+    return invalid_argument(what + ": the schema nests deeper than " +
+                            std::to_string(kMaxSchemaTextDepth) + " levels");
+  return Status::ok();
+}
+
+Status refuse_paths(const FieldReader& r) {
+  if (r.find("lora_path"))
+    return unsupported(
+        "lora_path is not supported: this server loads no adapters, and request fields never "
+        "name files on the server");
+  return Status::ok();
+}
+
 Status read_bool(const Json& v, const std::string& what, bool* out) {
   if (!v.is_boolean())
     return invalid_argument(what + ": expected a boolean, got " + json_type_name(v));
@@ -128,6 +159,7 @@ Status parse_response_format(const FieldReader& r, std::optional<std::string>* s
 Status parse_openai_common(const Json& body, bool chat, OpenAICommon* c) {
   FieldReader r(body, "");
   GenerateParams& p = c->params;
+  SGL_RETURN_IF_ERROR(refuse_paths(r));
   SGL_RETURN_IF_ERROR(r.get_string("model", &c->model));
   int32_t max_tokens = -1;
   if (r.find("max_tokens")) {
@@ -149,6 +181,7 @@ Status parse_openai_common(const Json& body, bool chat, OpenAICommon* c) {
   SGL_RETURN_IF_ERROR(r.get_float("repetition_penalty", &p.repetition_penalty));
   SGL_RETURN_IF_ERROR(r.get_int("n", &p.n));
   SGL_RETURN_IF_ERROR(r.get_string_or_list("stop", &p.stop));
+  SGL_RETURN_IF_ERROR(check_stop_strings(p.stop, "stop"));
   SGL_RETURN_IF_ERROR(r.get_int_list("stop_token_ids", &p.stop_token_ids));
   SGL_RETURN_IF_ERROR(r.get_uint64("seed", &p.sampling_seed));
   SGL_RETURN_IF_ERROR(r.get_int("min_tokens", &p.min_new_tokens));
@@ -167,6 +200,7 @@ Status parse_openai_common(const Json& body, bool chat, OpenAICommon* c) {
   if (const Json* js = r.find("json_schema")) {
     if (js->is_string()) {
       p.json_schema = js->get<std::string>();
+      SGL_RETURN_IF_ERROR(check_schema_text(*p.json_schema, "json_schema"));
       if (!nlohmann::json::accept(*p.json_schema))
         return invalid_argument("json_schema is not valid JSON");
     } else if (js->is_object() || js->is_boolean()) {
@@ -214,6 +248,7 @@ Status parse_sampling_params(const Json& sp, const std::string& path, GeneratePa
   SGL_RETURN_IF_ERROR(r.get_int("max_new_tokens", &p->max_new_tokens));
   SGL_RETURN_IF_ERROR(r.get_int("min_new_tokens", &p->min_new_tokens));
   SGL_RETURN_IF_ERROR(r.get_string_or_list("stop", &p->stop));
+  SGL_RETURN_IF_ERROR(check_stop_strings(p->stop, r.name("stop")));
   SGL_RETURN_IF_ERROR(r.get_int_list("stop_token_ids", &p->stop_token_ids));
   SGL_RETURN_IF_ERROR(r.get_float("temperature", &p->temperature));
   SGL_RETURN_IF_ERROR(r.get_float("top_p", &p->top_p));
@@ -239,6 +274,7 @@ Status parse_sampling_params(const Json& sp, const std::string& path, GeneratePa
                               "text), got " +
                               json_type_name(*js));
     p->json_schema = js->get<std::string>();
+    SGL_RETURN_IF_ERROR(check_schema_text(*p->json_schema, r.name("json_schema")));
   }
   return Status::ok();
 }
@@ -253,6 +289,7 @@ Result<NativeGenerateRequest> parse_generate_request(const Json& body) {
         "image_data / audio_data / video_data: multimodal inputs are not supported "
         "(the server runs text-only models)");
   if (r.find("input_embeds")) return unsupported("input_embeds is not supported");
+  SGL_RETURN_IF_ERROR(refuse_paths(r));
   if (text && ids) return invalid_argument("give either text or input_ids, not both");
   if (!text && !ids) return invalid_argument("either text or input_ids should be provided");
   if (text) {

@@ -24,8 +24,15 @@ struct PromptInput {
   std::vector<int32_t> ids;
 };
 
-// Most sequences one request may expand to (prompts x n).
+// Most sequences one request may expand to (prompts x n); --max-n may lower it.
 constexpr int kMaxChoicesPerRequest = 1024;
+// Stop strings per request at most, and their total bytes: every generated token is checked
+// against all of them on the scheduler thread, so one request must not make that unbounded.
+constexpr size_t kMaxStopStrings = 256;
+constexpr size_t kMaxStopBytes = 64 * 1024;
+
+// Fields that would name a file on the server (SGLang's lora_path) are refused with
+// kUnsupported: models and templates come from the command line only (docs/security.md).
 
 // POST /generate.
 struct NativeGenerateRequest {

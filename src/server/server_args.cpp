@@ -5,6 +5,8 @@
 #include <functional>
 #include <map>
 
+#include "server/protocol.h"
+
 namespace sgl::server {
 
 namespace {
@@ -51,6 +53,20 @@ std::function<Status(ServerArgs&, const std::string&)> str_flag(std::string Serv
 std::function<Status(ServerArgs&, const std::string&)> bool_flag(bool ServerArgs::*m) {
   return [=](ServerArgs& a, const std::string&) {
     a.*m = true;
+    return Status::ok();
+  };
+}
+
+// A duration in seconds (fractions allowed) in (0, 86400].
+std::function<Status(ServerArgs&, const std::string&)> seconds_flag(const char* flag,
+                                                                    double ServerArgs::*m) {
+  return [=](ServerArgs& a, const std::string& v) {
+    char* end = nullptr;
+    const double x = std::strtod(v.c_str(), &end);
+    if (v.empty() || *end != '\0' || !(x > 0.0 && x <= 86400.0))
+      return invalid_argument(std::string(flag) + ": expected seconds in (0, 86400], got " +
+                              quote_for_message(v));
+    a.*m = x;
     return Status::ok();
   };
 }
@@ -129,6 +145,52 @@ const std::vector<Flag>& flags() {
        int_flag("--random-seed", &ServerArgs::random_seed, 0, INT64_MAX)},
       {"--http-threads", "N", "Threads serving HTTP connections (default 2; all I/O is async).",
        int_flag("--http-threads", &ServerArgs::http_threads, 1, 64)},
+      {"--device", "NAME",
+       "Compute backend: cpu (default), or cuda / cuda:N in builds configured with "
+       "-DSGL_CUDA=ON.",
+       str_flag(&ServerArgs::device)},
+      {"--mem-fraction-static", "X",
+       "cuda: share of free GPU memory for the weights and the KV pool, in (0, 1] (default "
+       "0.85).",
+       [](ServerArgs& a, const std::string& v) {
+         char* end = nullptr;
+         const double x = std::strtod(v.c_str(), &end);
+         if (v.empty() || *end != '\0' || !(x > 0.0 && x <= 1.0))
+           return invalid_argument("--mem-fraction-static: expected a number in (0, 1], got " +
+                                   quote_for_message(v));
+         a.mem_fraction_static = x;
+         return Status::ok();
+       }},
+      {"--disable-jump-forward", nullptr,
+       "Constrained decoding samples every token instead of appending grammar-forced text in one "
+       "step.",
+       bool_flag(&ServerArgs::disable_jump_forward)},
+      {"--max-queued-requests", "N",
+       "Generation sequences accepted and not yet finished (waiting + running, one per choice); "
+       "requests beyond get 503 with Retry-After (default 1024; 0 = unbounded).",
+       int_flag("--max-queued-requests", &ServerArgs::max_queued_requests, 0, 1 << 24)},
+      {"--max-connections", "N",
+       "Open client connections at most; more are answered 503 and closed (default 2048).",
+       int_flag("--max-connections", &ServerArgs::max_connections, 1, 1 << 20)},
+      {"--max-body-bytes", "N", "Largest request body in bytes; larger gets 413 (default 32 MiB).",
+       int_flag("--max-body-bytes", &ServerArgs::max_body_bytes, 1024, int64_t(1) << 32)},
+      {"--max-n", "N",
+       "Most sequences one request may ask for, prompts x n (default and upper bound 1024).",
+       int_flag("--max-n", &ServerArgs::max_n, 1, kMaxChoicesPerRequest)},
+      {"--max-new-tokens-limit", "N",
+       "Largest max_new_tokens / max_tokens a request may ask for, defaults included (default: "
+       "the context length).",
+       int_flag("--max-new-tokens-limit", &ServerArgs::max_new_tokens_limit, 1, 1 << 24)},
+      {"--header-timeout", "S",
+       "Seconds a client has from the first byte of a request to the end of its headers "
+       "(default 10); slower connections are closed.",
+       seconds_flag("--header-timeout", &ServerArgs::header_timeout_s)},
+      {"--body-timeout", "S",
+       "Seconds a client has to send a request body after its headers (default 60).",
+       seconds_flag("--body-timeout", &ServerArgs::body_timeout_s)},
+      {"--keep-alive-timeout", "S",
+       "Seconds an idle keep-alive connection is kept open for the next request (default 30).",
+       seconds_flag("--keep-alive-timeout", &ServerArgs::keep_alive_timeout_s)},
   };
   return f;
 }
@@ -210,6 +272,9 @@ Result<runtime::EngineOptions> engine_options(const ServerArgs& a) {
   SGL_ASSIGN_OR_RETURN(o.schedule_policy, runtime::parse_schedule_policy(a.schedule_policy));
   o.schedule_conservativeness = a.schedule_conservativeness;
   o.random_seed = a.random_seed < 0 ? 0 : static_cast<uint64_t>(a.random_seed);
+  o.disable_jump_forward = a.disable_jump_forward;
+  o.device = a.device;
+  o.mem_fraction_static = a.mem_fraction_static;
   return o;
 }
 
@@ -237,7 +302,19 @@ Json server_args_json(const ServerArgs& a) {
   j["threads"] = a.threads;
   j["kv_cache_dtype"] = a.kv_cache_dtype;
   j["random_seed"] = a.random_seed;
-  j["device"] = "cpu";
+  j["disable_jump_forward"] = a.disable_jump_forward;
+  j["max_queued_requests"] =
+      a.max_queued_requests > 0 ? Json(a.max_queued_requests) : Json(nullptr);
+  j["max_connections"] = a.max_connections;
+  j["max_body_bytes"] = a.max_body_bytes;
+  j["max_n"] = a.max_n;
+  j["max_new_tokens_limit"] =
+      a.max_new_tokens_limit > 0 ? Json(a.max_new_tokens_limit) : Json(nullptr);
+  j["header_timeout"] = a.header_timeout_s;
+  j["body_timeout"] = a.body_timeout_s;
+  j["keep_alive_timeout"] = a.keep_alive_timeout_s;
+  j["device"] = a.device;
+  j["mem_fraction_static"] = a.mem_fraction_static;
   j["tp_size"] = 1;
   j["load_format"] = "auto";
   return j;

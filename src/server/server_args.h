@@ -33,9 +33,22 @@ struct ServerArgs {
   std::string log_level = "info";
   int threads = 0;  // backend threads; 0 = physical cores
   std::string kv_cache_dtype = "auto";
+  std::string device = "cpu";         // "cpu", "cuda" or "cuda:N" (CUDA builds only)
+  double mem_fraction_static = 0.85;  // cuda: share of free GPU memory for weights + KV pool
   int64_t random_seed = -1;  // -1 = pick one at startup (as SGLang)
   int http_threads = 2;      // io threads serving connections
-  int64_t max_body_bytes = 32 << 20;
+  bool disable_jump_forward = false;
+  // Resource limits (docs/security.md).
+  int64_t max_body_bytes = 32 << 20;  // request body bytes
+  int32_t max_n = 1024;               // sequences per request (prompts x n), <= 1024
+  int32_t max_new_tokens_limit = 0;   // per request; 0 = the context length
+  // Generation sequences accepted and not yet finished or aborted (waiting + running, counted
+  // per choice); more are refused with 503 + Retry-After. 0 = unbounded.
+  int32_t max_queued_requests = 1024;
+  int32_t max_connections = 2048;    // open client connections; more get 503 and are closed
+  double header_timeout_s = 10;      // first request byte .. end of headers
+  double body_timeout_s = 60;        // end of headers .. end of body
+  double keep_alive_timeout_s = 30;  // idle keep-alive connection before the next request
 
   const std::string& model_name() const {
     return served_model_name.empty() ? model_path : served_model_name;

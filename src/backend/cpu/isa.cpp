@@ -7,6 +7,22 @@
 #include "backend/cpu/kernel_table.h"
 #include "support/log.h"
 
+#if defined(__x86_64__) && defined(__clang__) && __clang_major__ < 15
+#include <cpuid.h>
+// clang 14 (the fuzz/sanitizer toolchain, scripts/fuzz.sh) does not know "f16c" and "avxvnni" in
+// __builtin_cpu_supports; read the CPUID bits instead (leaf 1 ECX[29]; leaf 7.1 EAX[4]).
+static bool sgl_cpuid_bit(unsigned leaf, unsigned sub, int reg, int bit) {
+  unsigned r[4] = {0, 0, 0, 0};
+  if (!__get_cpuid_count(leaf, sub, &r[0], &r[1], &r[2], &r[3])) return false;
+  return (r[reg] >> bit) & 1;
+}
+#define SGL_CPU_HAS_F16C() sgl_cpuid_bit(1, 0, 2, 29)
+#define SGL_CPU_HAS_AVXVNNI() sgl_cpuid_bit(7, 1, 0, 4)
+#else
+#define SGL_CPU_HAS_F16C() __builtin_cpu_supports("f16c")
+#define SGL_CPU_HAS_AVXVNNI() __builtin_cpu_supports("avxvnni")
+#endif
+
 namespace sgl::backend::cpu {
 namespace {
 
@@ -14,14 +30,14 @@ bool cpu_has(Isa isa) {
 #if defined(__x86_64__)
   __builtin_cpu_init();
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                    __builtin_cpu_supports("f16c");
+                    SGL_CPU_HAS_F16C();
   switch (isa) {
     case Isa::kScalar:
       return true;
     case Isa::kAvx2:
       return avx2;
     case Isa::kAvx2Vnni:
-      return avx2 && __builtin_cpu_supports("avxvnni");
+      return avx2 && SGL_CPU_HAS_AVXVNNI();
     case Isa::kAvx512:
       return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&

@@ -360,6 +360,50 @@ HAND = [
     ({"type": "array", "uniqueItems": False, "items": {"type": "null"}}, [[None, None]]),
 ]
 
+# Added after the random schemas (so those keep their random stream): fractional number bounds,
+# oneOf with provably disjoint alternatives, pattern together with minLength/maxLength.
+HAND_EXTRA = [
+    ({"type": "number", "minimum": 0.1, "maximum": 2.75},
+     [0.1, 0.09, 0.099999, 2.75, 2.7500001, 2.76, 3, 0, 1]),
+    ({"type": "number", "exclusiveMinimum": -1.5, "exclusiveMaximum": 0.25},
+     [-1.5, -1.49, -1.51, 0.25, 0.2499, 0.26, 0, -2]),
+    ({"type": "number", "minimum": -0.005}, [-0.005, -0.0051, -0.004, 0, 5, -1]),
+    ({"type": "number", "exclusiveMaximum": 0.001}, [0.001, 0.0009999, 0.00100001, -5, 1]),
+    ({"type": "number", "minimum": 0.5, "maximum": 0.5}, [0.5, 0.49, 0.51, 0.500001]),
+    ({"type": "number", "minimum": -7.25, "maximum": -0.125}, [-7.25, -7.26, -0.125, -0.12, 0, -3]),
+    ({"type": "object", "properties": {"score": {"type": "number", "minimum": 0,
+                                                 "exclusiveMaximum": 99.5}}, "required": ["score"]},
+     [{"score": 99.5}, {"score": 99.49}, {"score": -0.5}]),
+    ({"oneOf": [{"type": "object", "properties": {"kind": {"const": "a"}, "x": {"type": "integer"}},
+                 "required": ["kind", "x"]},
+                {"type": "object", "properties": {"kind": {"const": "b"}, "y": {"type": "string"}},
+                 "required": ["kind", "y"]}]},
+     [{"kind": "a", "x": 1}, {"kind": "b", "y": "s"}, {"kind": "a", "y": "s"}, {"kind": "c", "x": 1}]),
+    ({"oneOf": [{"enum": ["x", "y"]}, {"enum": ["z", 1]}]}, ["x", "z", 1, 2, "w"]),
+    ({"oneOf": [{"type": "integer"}, {"type": "string", "maxLength": 3}, {"type": "null"}]},
+     [1, "abc", "abcd", None, 1.5, True]),
+    ({"$defs": {"cat": {"type": "object", "properties": {"t": {"enum": ["cat"]},
+                                                         "lives": {"type": "integer"}},
+                        "required": ["t"]},
+                "dog": {"type": "object", "properties": {"t": {"enum": ["dog", "puppy"]}},
+                        "required": ["t"]}},
+      "type": "array", "items": {"oneOf": [{"$ref": "#/$defs/cat"}, {"$ref": "#/$defs/dog"}]}},
+     [[{"t": "cat"}], [{"t": "dog"}, {"t": "cat", "lives": 9}], [{"t": "cow"}]]),
+    ({"type": "string", "pattern": "^[a-z]+$", "minLength": 2, "maxLength": 5,
+      "x-samples": ["ab", "hello", "xyz"]}, ["a", "abcdef", "AB", "ab1", "abcde"]),
+    ({"type": "string", "pattern": "[0-9]", "maxLength": 4, "x-samples": ["1", "a1", "ab12", "9zzz"]},
+     ["abcde1", "abcd", "", "12345", "1234"]),
+    # (json.dumps escapes non-ASCII, which pattern strings never use: code-point counting of
+    # non-ASCII text is tested in json_schema_test.cpp.)
+    ({"type": "string", "pattern": "^a+b?$", "minLength": 3,
+      "x-samples": ["aaa", "aaab", "aaaaa"]}, ["a", "aa", "ab", "aab", "b", "aaaab"]),
+    ({"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{2}[0-9]*$",
+                                                "maxLength": 6,
+                                                "x-samples": ["AB", "XY1234", "QQ9"]}},
+      "required": ["code"]},
+     [{"code": "AB12345"}, {"code": "A1"}, {"code": "ABC"}]),
+]
+
 UNSUPPORTED = [
     ({"type": "object", "patternProperties": {"^a": {}}}, "patternProperties", "#"),
     ({"type": "object", "properties": {"a": {"type": "object", "propertyNames": {"maxLength": 2}}}},
@@ -374,7 +418,9 @@ UNSUPPORTED = [
     ({"type": "object", "dependentRequired": {"a": ["b"]}}, "dependentRequired", "#"),
     ({"type": "object", "unevaluatedProperties": False}, "unevaluatedProperties", "#"),
     ({"type": "string", "format": "hostname"}, "hostname", "#/format"),
-    ({"type": "number", "minimum": 0.5}, "minimum", "#"),
+    ({"oneOf": [{"type": "string"}, {"minLength": 2}]}, "oneOf", "#/oneOf"),
+    ({"type": "object", "properties": {"v": {"oneOf": [{"type": "number"}, {"type": "integer"}]}}},
+     "oneOf", "#/properties/v/oneOf"),
     ({"type": "array", "items": [{"type": "integer"}]}, "prefixItems", "#/items"),
     ({"$ref": "http://example.com/schema"}, "$ref", "#/$ref"),
     ({"type": "array", "items": {"type": "string", "contentEncoding": "base64"}},
@@ -468,6 +514,7 @@ def main():
         if "#/$defs/shared" in text:
             s = {"$defs": {"shared": rand_leaf(rng)}, **s}
         schemas.append((s, []))
+    schemas += [(s, extra) for s, extra in HAND_EXTRA]
     cases = []
     n_inst = 0
     for schema, extra in schemas:

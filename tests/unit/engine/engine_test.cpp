@@ -2,6 +2,7 @@
 // reuse, stops, aborts, memory pressure. The CPU backend is batch-invariant, so every greedy
 // output must equal a direct single-sequence greedy loop over the backend, token for token.
 #include "sgl/engine.h"
+#include "backend/factory.h"
 
 #include <gtest/gtest.h>
 
@@ -926,6 +927,25 @@ TEST_F(EngineTest, ConcurrentRequestsWithASharedPrefixComputeItOnce) {
   // All but the first reuse the whole shared prefix, though all four arrived together.
   EXPECT_GE(total_cached, 3 * 80);
   expect_no_leaks(*e);
+}
+
+
+TEST_F(EngineTest, UnknownOrMissingDeviceIsAClearErrorNotACrash) {
+  // create() fails after loading the model; the half-built engine must tear down cleanly.
+  EngineOptions o;
+  o.threads = 2;
+  o.device = "tpu";
+  auto e = Engine::create(kModelPath, o);
+  ASSERT_FALSE(e.is_ok());
+  EXPECT_NE(e.status().message().find("unknown device"), std::string::npos)
+      << e.status().to_string();
+  if (!sgl::backend::cuda_compiled()) {
+    o.device = "cuda";
+    auto c = Engine::create(kModelPath, o);
+    ASSERT_FALSE(c.is_ok());
+    EXPECT_NE(c.status().message().find("built without CUDA"), std::string::npos)
+        << c.status().to_string();
+  }
 }
 
 }  // namespace

@@ -156,5 +156,169 @@ TEST(JsonSchema, IntegerRangesAreExact) {
   }
 }
 
+// A decimal string for k / 10^4, without trailing fraction zeros (plus `pad` extra zeros).
+std::string decimal(int64_t k, int pad = 0) {
+  std::string out = k < 0 ? "-" : "";
+  int64_t a = k < 0 ? -k : k;
+  out += std::to_string(a / 10000);
+  std::string frac = std::to_string(a % 10000);
+  frac = std::string(4 - frac.size(), '0') + frac;
+  while (!frac.empty() && frac.back() == '0') frac.pop_back();
+  if (!frac.empty() || pad > 0) out += "." + frac + std::string(pad, '0');
+  return out;
+}
+
+TEST(JsonSchema, FractionalNumberBoundsAreExactDecimals) {
+  struct Bounds {
+    bool has_lo;
+    int64_t lo;  // in units of 1e-4
+    bool lo_inc;
+    bool has_hi;
+    int64_t hi;
+    bool hi_inc;
+  };
+  for (Bounds b : {Bounds{true, 1000, true, true, 27500, true},
+                   Bounds{true, -15000, false, true, 2500, false},
+                   Bounds{true, -50, true, false, 0, true}, Bounds{false, 0, true, true, 10, false},
+                   Bounds{true, 5000, true, true, 5000, true},
+                   Bounds{true, -72500, true, true, -1250, true},
+                   Bounds{true, -5000, true, true, 0, false},
+                   Bounds{true, 3, false, true, 19999, true}}) {
+    std::string schema = "{\"type\":\"number\"";
+    if (b.has_lo)
+      schema += std::string(b.lo_inc ? ",\"minimum\":" : ",\"exclusiveMinimum\":") + decimal(b.lo);
+    if (b.has_hi)
+      schema += std::string(b.hi_inc ? ",\"maximum\":" : ",\"exclusiveMaximum\":") + decimal(b.hi);
+    schema += "}";
+    auto r = compile_grammar(GrammarKind::kJsonSchema, schema, byte_vocab());
+    ASSERT_TRUE(r.is_ok()) << schema << ": " << r.status().to_string();
+    for (int64_t k = -90000; k <= 90000; k += (k > -300 && k < 300) ? 1 : 37) {
+      for (int64_t x : {k, b.lo + k % 5, b.hi + k % 5}) {
+        bool in = (!b.has_lo || x > b.lo || (x == b.lo && b.lo_inc)) &&
+                  (!b.has_hi || x < b.hi || (x == b.hi && b.hi_inc));
+        ASSERT_EQ(full_match(*r, decimal(x)), in) << schema << " x=" << decimal(x);
+        ASSERT_EQ(full_match(*r, decimal(x, 2)), in) << schema << " x=" << decimal(x, 2);
+      }
+    }
+    EXPECT_FALSE(full_match(*r, "1e0")) << schema;  // no exponent once bounded
+  }
+  // Fraction digits beyond the bound's: 0.1 < 0.10000000001, and an exclusive bound rejects the
+  // bound itself however it is written.
+  auto g = *compile_grammar(GrammarKind::kJsonSchema, R"({"type":"number","exclusiveMinimum":0.1})",
+                            byte_vocab());
+  EXPECT_TRUE(full_match(g, "0.10000000001"));
+  EXPECT_FALSE(full_match(g, "0.1000000000"));
+  EXPECT_FALSE(full_match(g, "0.0999999999"));
+  auto empty = compile_grammar(GrammarKind::kJsonSchema,
+                               R"({"type":"number","minimum":0.75,"exclusiveMaximum":0.75})",
+                               byte_vocab());
+  ASSERT_FALSE(empty.is_ok());
+  EXPECT_NE(empty.status().message().find("empty"), std::string::npos);
+}
+
+TEST(JsonSchema, OneOfNeedsProvablyDisjointAlternatives) {
+  for (const char* bad :
+       {R"({"oneOf":[{"type":"string"},{"minLength":2}]})",
+        R"({"oneOf":[{"type":"number"},{"type":"integer"}]})",
+        R"({"oneOf":[{"enum":["a","b"]},{"enum":["b","c"]}]})",
+        R"({"oneOf":[{"type":"object","properties":{"k":{"const":1}},"required":["k"]},
+                     {"type":"object","properties":{"k":{"const":1.0}},"required":["k"]}]})",
+        // Disjoint in fact, but not by these rules: "k" is optional in the first.
+        R"({"oneOf":[{"type":"object","properties":{"k":{"const":"a"}}},
+                     {"type":"object","properties":{"k":{"const":"b"}},"required":["k"]}]})",
+        R"({"type":"array","items":{"oneOf":[{"type":"string"},true]}})"}) {
+    auto r = json_schema_to_ir(bad, WhitespacePolicy::kCompact);
+    ASSERT_FALSE(r.is_ok()) << bad;
+    EXPECT_NE(r.status().message().find("oneOf"), std::string::npos) << r.status().message();
+  }
+  // A hostile schema (recursive references under wide oneOfs) ends in an error, quickly.
+  std::string wide = R"({"oneOf":[)";
+  for (int i = 0; i < 12; ++i) wide += std::string(i ? "," : "") + R"({"$ref":"#"})";
+  wide += "]}";
+  auto hostile = json_schema_to_ir(wide, WhitespacePolicy::kCompact);
+  ASSERT_FALSE(hostile.is_ok());
+  EXPECT_NE(hostile.status().message().find("oneOf"), std::string::npos)
+      << hostile.status().message();
+  auto r = json_schema_to_ir(R"({"type":"array","items":{"oneOf":[{"type":"string"},true]}})",
+                             WhitespacePolicy::kCompact);
+  EXPECT_NE(r.status().message().find("#/items/oneOf"), std::string::npos)
+      << r.status().message();
+  const char* tagged = R"({"oneOf":[
+      {"type":"object","properties":{"kind":{"const":"a"},"x":{"type":"integer"}},"required":["kind","x"]},
+      {"type":"object","properties":{"kind":{"enum":["b","c"]},"y":{"type":"string"}},"required":["kind","y"]},
+      {"type":"null"}]})";
+  GrammarOptions compact;
+  compact.whitespace = WhitespacePolicy::kCompact;
+  auto g = compile_grammar(GrammarKind::kJsonSchema, tagged, byte_vocab(), compact);
+  ASSERT_TRUE(g.is_ok()) << g.status().to_string();
+  EXPECT_TRUE(full_match(*g, R"({"kind":"a","x":1})"));
+  EXPECT_TRUE(full_match(*g, R"({"kind":"c","y":"s"})"));
+  EXPECT_TRUE(full_match(*g, "null"));
+  EXPECT_FALSE(full_match(*g, R"({"kind":"a","y":"s"})"));
+  EXPECT_FALSE(full_match(*g, R"({"kind":"d","x":1})"));
+  for (const char* ok : {R"({"oneOf":[{"type":"integer"},{"type":"string"},{"type":"boolean"}]})",
+                         R"({"oneOf":[{"const":1},{"const":2},{"enum":["1",[1]]}]})",
+                         R"({"$defs":{"a":{"type":"object","properties":{"t":{"const":"a"}},"required":["t"]},
+                                      "b":{"type":"object","properties":{"t":{"type":"integer"}},"required":["t"]}},
+                             "oneOf":[{"$ref":"#/$defs/a"},{"$ref":"#/$defs/b"}]})"}) {
+    auto ok_r = compile_grammar(GrammarKind::kJsonSchema, ok, byte_vocab());
+    EXPECT_TRUE(ok_r.is_ok()) << ok << ": " << ok_r.status().to_string();
+  }
+}
+
+TEST(JsonSchema, PatternWithLengthIsExact) {
+  GrammarOptions compact;
+  compact.whitespace = WhitespacePolicy::kCompact;
+  // Anchored: [a-c]+ with 2..4 characters, over every string of {a,b,c,d} up to 5 long.
+  auto g = *compile_grammar(GrammarKind::kJsonSchema,
+                            R"({"type":"string","pattern":"^[a-c]+$","minLength":2,"maxLength":4})",
+                            byte_vocab(), compact);
+  EXPECT_TRUE(g->is_dfa());
+  // Unanchored (re.search): contains "b", at most 3 characters.
+  auto h = *compile_grammar(GrammarKind::kJsonSchema,
+                            R"({"type":"string","pattern":"b","maxLength":3})", byte_vocab(),
+                            compact);
+  std::vector<std::string> strings{""};
+  for (size_t i = 0; i < strings.size() && strings[i].size() < 5; ++i)
+    for (char c : std::string("abcd")) strings.push_back(strings[i] + c);
+  for (const std::string& s : strings) {
+    bool abc = s.find('d') == std::string::npos;
+    EXPECT_EQ(full_match(g, "\"" + s + "\""), abc && s.size() >= 2 && s.size() <= 4) << s;
+    EXPECT_EQ(full_match(h, "\"" + s + "\""), s.find('b') != std::string::npos && s.size() <= 3)
+        << s;
+  }
+  // Lengths count code points.
+  auto u = *compile_grammar(GrammarKind::kJsonSchema,
+                            R"({"type":"string","pattern":"^.+$","minLength":2,"maxLength":3})",
+                            byte_vocab(), compact);
+  EXPECT_FALSE(full_match(u, "\"\xC3\xA9\""));
+  EXPECT_TRUE(full_match(u, "\"\xC3\xA9\xC3\xA9\""));
+  EXPECT_TRUE(full_match(u, "\"a\xF0\x9F\x98\x80z\""));
+  EXPECT_FALSE(full_match(u, "\"\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\""));
+  // minLength alone: the saturated counter loops, so the grammar runs on the pushdown back end.
+  auto m = *compile_grammar(GrammarKind::kJsonSchema,
+                            R"({"type":"string","pattern":"^[0-9]+$","minLength":3})",
+                            byte_vocab(), compact);
+  EXPECT_FALSE(m->is_dfa());
+  EXPECT_FALSE(full_match(m, "\"12\""));
+  EXPECT_TRUE(full_match(m, "\"123\""));
+  EXPECT_TRUE(full_match(m, "\"123456789012\""));
+  EXPECT_FALSE(full_match(m, "\"123a\""));
+  // format + maxLength.
+  auto e = *compile_grammar(GrammarKind::kJsonSchema,
+                            R"({"type":"string","format":"email","maxLength":6})", byte_vocab(),
+                            compact);
+  EXPECT_TRUE(full_match(e, "\"a@b.co\""));
+  EXPECT_FALSE(full_match(e, "\"ab@c.de\""));
+  EXPECT_FALSE(full_match(e, "\"abcdef\""));
+  // Impossible combinations are errors naming the keywords.
+  for (const char* bad : {R"({"type":"string","format":"date","maxLength":9})",
+                          R"({"type":"string","pattern":"^ab$","minLength":3})"}) {
+    auto r = json_schema_to_ir(bad, WhitespacePolicy::kCompact);
+    ASSERT_FALSE(r.is_ok()) << bad;
+    EXPECT_NE(r.status().message().find("minLength"), std::string::npos) << r.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace sgl::grammar

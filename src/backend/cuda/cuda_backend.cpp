@@ -1,0 +1,636 @@
+#include "backend/cuda/cuda_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <numbers>
+#include <string>
+
+#include "backend/cuda/gemm.h"
+#include "backend/cuda/kernels.h"
+#include "model/quant.h"
+#include "models/llama.h"
+#include "support/fp16.h"
+
+namespace sgl::backend {
+
+namespace {
+
+using model::GgmlType;
+
+Status cuda_error(const std::string& what, cudaError_t e) {
+  return internal_error("CUDA: " + what + ": " + cudaGetErrorString(e));
+}
+
+#define SGL_CUDA_OK(call, what)                           \
+  do {                                                    \
+    cudaError_t e_ = (call);                              \
+    if (e_ != cudaSuccess) return cuda_error((what), e_); \
+  } while (0)
+
+std::string gib(double bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2f GiB", bytes / (1024.0 * 1024.0 * 1024.0));
+  return buf;
+}
+
+cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+
+// Llama-3 RoPE frequency scaling as per-pair divisors of the base frequencies.
+std::vector<double> llama3_factors(const model::ModelConfig& c, int rope_dim) {
+  const auto& s = c.rope_scaling;
+  std::vector<double> f(rope_dim / 2, 1.0);
+  const double orig = s.original_context_length ? s.original_context_length : 8192;
+  const double low_wavelen = orig / s.low_freq_factor;
+  const double high_wavelen = orig / s.high_freq_factor;
+  for (int i = 0; i < rope_dim / 2; ++i) {
+    const double inv = std::pow(static_cast<double>(c.rope_freq_base), -2.0 * i / rope_dim);
+    const double wavelen = 2 * std::numbers::pi / inv;
+    double scaled = inv;
+    if (wavelen > low_wavelen) {
+      scaled = inv / s.factor;
+    } else if (wavelen >= high_wavelen) {
+      const double smooth =
+          (orig / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+      scaled = (1 - smooth) * inv / s.factor + smooth * inv;
+    }
+    f[i] = inv / scaled;
+  }
+  return f;
+}
+
+}  // namespace
+
+CudaBackend::CudaBackend(const model::ModelConfig& config) : config_(config) {}
+
+CudaBackend::~CudaBackend() {
+  if (device_ >= 0) cudaSetDevice(device_);
+  if (stream_) cudaStreamSynchronize(as_stream(stream_));
+  gemm_.reset();
+  for (void* p : allocations_) cudaFree(p);
+  for (void* p :
+       {static_cast<void*>(x_), static_cast<void*>(f_), static_cast<void*>(h_),
+        static_cast<void*>(q_), static_cast<void*>(cos_sin_), static_cast<void*>(meta_),
+        static_cast<void*>(head_x_), static_cast<void*>(logits_), static_cast<void*>(attn_ws_)})
+    if (p) cudaFree(p);
+  if (pinned_) cudaFreeHost(pinned_);
+  if (stream_) cudaStreamDestroy(as_stream(stream_));
+}
+
+template <typename T>
+Status CudaBackend::dev_alloc(T** p, size_t count, const char* what) {
+  void* raw = nullptr;
+  const size_t bytes = std::max<size_t>(count * sizeof(T), 16);
+  if (cudaMalloc(&raw, bytes) != cudaSuccess) {
+    cudaGetLastError();
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    return Status(StatusCode::kResourceExhausted,
+                  std::string("CUDA: out of GPU memory allocating ") + what + " (" + gib(bytes) +
+                      "; " + gib(free_b) + " free of " + gib(total_b) + ")");
+  }
+  allocations_.push_back(raw);
+  *p = static_cast<T*>(raw);
+  return Status::ok();
+}
+
+Status CudaBackend::init_device(const CudaBackendOptions& o) {
+  const auto& c = config_;
+  int n_dev = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n_dev);
+  if (e != cudaSuccess || n_dev == 0) {
+    cudaGetLastError();
+    return unsupported("CUDA: no GPU available (" +
+                       std::string(e != cudaSuccess ? cudaGetErrorString(e) : "0 devices") + ")");
+  }
+  if (o.device < 0 || o.device >= n_dev)
+    return invalid_argument("CUDA: device " + std::to_string(o.device) + " does not exist (" +
+                            std::to_string(n_dev) + " found)");
+  device_ = o.device;
+  SGL_CUDA_OK(cudaSetDevice(device_), "set device");
+  cudaDeviceProp prop{};
+  SGL_CUDA_OK(cudaGetDeviceProperties(&prop, device_), "device properties");
+  n_sm_ = prop.multiProcessorCount;
+  device_name_ = prop.name;
+  cudaStream_t s = nullptr;
+  SGL_CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "stream create");
+  stream_ = s;
+  SGL_ASSIGN_OR_RETURN(gemm_, cuda::Gemm::create());
+
+  // What the kernels support.
+  if (!cuda::attention_head_dim_supported(static_cast<int>(c.head_dim)))
+    return unsupported("CUDA backend: head_dim " + std::to_string(c.head_dim) +
+                       " is not supported (8, 16, 32, 64, 128 or 256)");
+  if (c.n_embd % 8 != 0 || c.n_ff % 8 != 0)
+    return unsupported("CUDA backend: n_embd and n_ff must be multiples of 8");
+  if (c.sliding_window != 0)
+    return unsupported("CUDA backend: sliding-window attention is not supported");
+  if (c.rope_scaling.type == model::RopeScalingType::kYarn)
+    return unsupported("CUDA backend: YaRN RoPE scaling is not supported");
+  if (o.kv_dtype == KvDtype::kF32)
+    return unsupported("CUDA backend: the KV cache is bf16 or f16 (f32 is not supported)");
+  kv_bf16_ = o.kv_dtype == KvDtype::kBF16;
+  const char* env = std::getenv("SGL_CUDA_PREFILL_TC");
+  use_tc_ = o.prefill_tc && !(env != nullptr && std::string(env) == "0") &&
+            cuda::prefill_tc_supported(static_cast<int>(c.head_dim),
+                                       kv_bf16_ ? cuda::KvElem::kBF16 : cuda::KvElem::kF16);
+  if (o.mem_fraction_static <= 0.0 || o.mem_fraction_static > 1.0)
+    return invalid_argument("--mem-fraction-static must be in (0, 1]");
+  return Status::ok();
+}
+
+Status CudaBackend::alloc_weights() {
+  const auto& c = config_;
+  const size_t E = c.n_embd, F = c.n_ff, V = c.n_vocab;
+  const size_t q_dim = static_cast<size_t>(c.n_head) * c.head_dim;
+  const size_t kv_dim = static_cast<size_t>(c.n_head_kv) * c.head_dim;
+  const size_t qkv = q_dim + 2 * kv_dim;
+  // Refuse early, with the numbers, when the weights cannot fit.
+  size_t need = V * E * 2 * (c.tied_embeddings ? 1 : 2) +
+                static_cast<size_t>(c.n_layer) * (qkv * E + E * q_dim + 2 * F * E + E * F) * 2;
+  size_t free_b = 0, total_b = 0;
+  SGL_CUDA_OK(cudaMemGetInfo(&free_b, &total_b), "memory info");
+  if (need > free_b)
+    return Status(StatusCode::kResourceExhausted,
+                  "CUDA: the model's bf16 weights need " + gib(need) + " of GPU memory but only " +
+                      gib(free_b) + " of " + gib(total_b) + " are free");
+  SGL_RETURN_IF_ERROR(dev_alloc(&tok_embd_, V * E, "token embeddings"));
+  if (c.tied_embeddings) {
+    output_ = tok_embd_;
+  } else {
+    SGL_RETURN_IF_ERROR(dev_alloc(&output_, V * E, "LM head"));
+  }
+  SGL_RETURN_IF_ERROR(dev_alloc(&output_norm_, E, "output norm"));
+  layers_.resize(c.n_layer);
+  for (auto& l : layers_) {
+    SGL_RETURN_IF_ERROR(dev_alloc(&l.wqkv, qkv * E, "QKV weights"));
+    if (c.attn_qkv_bias) SGL_RETURN_IF_ERROR(dev_alloc(&l.bqkv, qkv, "QKV bias"));
+    SGL_RETURN_IF_ERROR(dev_alloc(&l.wo, E * q_dim, "attention output weights"));
+    SGL_RETURN_IF_ERROR(dev_alloc(&l.wgu, 2 * F * E, "gate/up weights"));
+    SGL_RETURN_IF_ERROR(dev_alloc(&l.wdown, E * F, "down weights"));
+    SGL_RETURN_IF_ERROR(dev_alloc(&l.attn_norm, E, "attention norm"));
+    SGL_RETURN_IF_ERROR(dev_alloc(&l.ffn_norm, E, "MLP norm"));
+  }
+  weight_bytes_ = need;
+  return Status::ok();
+}
+
+namespace {
+
+// Converts rows [0, rows) of a weight (any dequantizable type) to bf16 and copies them to `dst`,
+// through a host staging buffer of a few MiB.
+Status upload_matrix_bf16(const models::WeightRef& w, uint16_t* dst, cudaStream_t stream,
+                          std::vector<float>& f32, std::vector<uint16_t>& staging) {
+  if (!model::can_dequantize(w.type))
+    return unsupported("model: tensor '" + w.name + "' has type " +
+                       std::string(model::ggml_type_name(w.type)) +
+                       ", which the CUDA backend cannot convert");
+  const int64_t cols = w.cols(), rows = w.rows();
+  const uint64_t rb = w.row_bytes();
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{4} << 20) / std::max<int64_t>(cols, 1));
+  f32.resize(cols);
+  staging.resize(static_cast<size_t>(std::min(chunk, rows)) * cols);
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+    const int64_t nr = std::min(chunk, rows - r0);
+    // The previous chunk's copy must be done before the staging buffer is rewritten.
+    SGL_CUDA_OK(cudaStreamSynchronize(stream), "upload");
+    for (int64_t r = 0; r < nr; ++r) {
+      model::dequantize_row(w.type, static_cast<const uint8_t*>(w.data) + (r0 + r) * rb, f32.data(),
+                            cols);
+      uint16_t* out = staging.data() + r * cols;
+      for (int64_t i = 0; i < cols; ++i) out[i] = fp32_to_bf16(f32[i]);
+    }
+    SGL_CUDA_OK(cudaMemcpyAsync(dst + r0 * cols, staging.data(), nr * cols * sizeof(uint16_t),
+                                cudaMemcpyHostToDevice, stream),
+                "upload " + w.name);
+  }
+  return Status::ok();
+}
+
+Status upload_vector_f32(const models::WeightRef& w, float* dst, cudaStream_t stream) {
+  if (w.type != GgmlType::kF32 && w.type != GgmlType::kF16 && w.type != GgmlType::kBF16)
+    return unsupported("model: tensor '" + w.name + "' must be f32, f16 or bf16, got " +
+                       std::string(model::ggml_type_name(w.type)));
+  std::vector<float> v(static_cast<size_t>(w.cols() * w.rows()));
+  model::dequantize_row(w.type, w.data, v.data(), static_cast<int64_t>(v.size()));
+  SGL_CUDA_OK(
+      cudaMemcpyAsync(dst, v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice, stream),
+      "upload " + w.name);
+  // v dies here: wait for the copy.
+  SGL_CUDA_OK(cudaStreamSynchronize(stream), "upload");
+  return Status::ok();
+}
+
+}  // namespace
+
+Status CudaBackend::load_weights(const models::LoadedModel& model) {
+  const auto& c = config_;
+  SGL_ASSIGN_OR_RETURN(models::LlamaWeights w, models::load_llama_weights(c, *model.weights));
+  cudaStream_t s = as_stream(stream_);
+  std::vector<float> f32;
+  std::vector<uint16_t> staging;
+  const size_t E = c.n_embd, F = c.n_ff;
+  const size_t q_dim = static_cast<size_t>(c.n_head) * c.head_dim;
+  const size_t kv_dim = static_cast<size_t>(c.n_head_kv) * c.head_dim;
+  SGL_RETURN_IF_ERROR(upload_matrix_bf16(w.tok_embd, tok_embd_, s, f32, staging));
+  if (!c.tied_embeddings) {
+    SGL_RETURN_IF_ERROR(upload_matrix_bf16(w.output, output_, s, f32, staging));
+  } else if (w.output.data != w.tok_embd.data) {
+    return internal_error("model: tied embeddings but a separate output.weight");
+  }
+  SGL_RETURN_IF_ERROR(upload_vector_f32(w.output_norm, output_norm_, s));
+  for (uint32_t i = 0; i < c.n_layer; ++i) {
+    const auto& lw = w.layers[i];
+    Layer& l = layers_[i];
+    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.wq, l.wqkv, s, f32, staging));
+    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.wk, l.wqkv + q_dim * E, s, f32, staging));
+    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.wv, l.wqkv + (q_dim + kv_dim) * E, s, f32, staging));
+    if (c.attn_qkv_bias) {
+      SGL_RETURN_IF_ERROR(upload_vector_f32(lw.bq, l.bqkv, s));
+      SGL_RETURN_IF_ERROR(upload_vector_f32(lw.bk, l.bqkv + q_dim, s));
+      SGL_RETURN_IF_ERROR(upload_vector_f32(lw.bv, l.bqkv + q_dim + kv_dim, s));
+    }
+    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.wo, l.wo, s, f32, staging));
+    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.w_gate, l.wgu, s, f32, staging));
+    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.w_up, l.wgu + F * E, s, f32, staging));
+    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.w_down, l.wdown, s, f32, staging));
+    SGL_RETURN_IF_ERROR(upload_vector_f32(lw.attn_norm, l.attn_norm, s));
+    SGL_RETURN_IF_ERROR(upload_vector_f32(lw.ffn_norm, l.ffn_norm, s));
+    if (progress_) {
+      std::fprintf(stderr, "\rcuda: loading weights: layer %u/%u", i + 1, c.n_layer);
+      if (i + 1 == c.n_layer) std::fprintf(stderr, "\n");
+    }
+  }
+  std::vector<double> factors;
+  if (w.rope_freqs.present()) {
+    std::vector<float> f(static_cast<size_t>(w.rope_freqs.cols()));
+    model::dequantize_row(w.rope_freqs.type, w.rope_freqs.data, f.data(),
+                          static_cast<int64_t>(f.size()));
+    factors.assign(f.begin(), f.end());
+  }
+  SGL_RETURN_IF_ERROR(init_rope(factors));
+  SGL_CUDA_OK(cudaStreamSynchronize(s), "weight upload");
+  return Status::ok();
+}
+
+Status CudaBackend::fill_dummy(uint64_t seed) {
+  const auto& c = config_;
+  cudaStream_t s = as_stream(stream_);
+  const size_t E = c.n_embd, F = c.n_ff, V = c.n_vocab;
+  const size_t q_dim = static_cast<size_t>(c.n_head) * c.head_dim;
+  const size_t kv_dim = static_cast<size_t>(c.n_head_kv) * c.head_dim;
+  const size_t qkv = q_dim + 2 * kv_dim;
+  uint64_t k = seed * 1000003;
+  cuda::launch_fill_uniform_bf16(tok_embd_, V * E, 1.0f, ++k, s);
+  if (!c.tied_embeddings)
+    cuda::launch_fill_uniform_bf16(output_, V * E, 1.0f / std::sqrt(float(E)), ++k, s);
+  cuda::launch_fill_f32(output_norm_, E, 1.0f, s);
+  for (uint32_t i = 0; i < c.n_layer; ++i) {
+    Layer& l = layers_[i];
+    cuda::launch_fill_uniform_bf16(l.wqkv, qkv * E, 1.0f / std::sqrt(float(E)), ++k, s);
+    if (l.bqkv) cuda::launch_fill_f32(l.bqkv, qkv, 0.01f, s);
+    cuda::launch_fill_uniform_bf16(l.wo, E * q_dim, 1.0f / std::sqrt(float(q_dim)), ++k, s);
+    cuda::launch_fill_uniform_bf16(l.wgu, 2 * F * E, 1.0f / std::sqrt(float(E)), ++k, s);
+    cuda::launch_fill_uniform_bf16(l.wdown, E * F, 1.0f / std::sqrt(float(F)), ++k, s);
+    cuda::launch_fill_f32(l.attn_norm, E, 1.0f, s);
+    cuda::launch_fill_f32(l.ffn_norm, E, 1.0f, s);
+  }
+  SGL_CUDA_OK(cudaGetLastError(), "dummy weights");
+  SGL_RETURN_IF_ERROR(init_rope({}));
+  SGL_CUDA_OK(cudaStreamSynchronize(s), "dummy weights");
+  return Status::ok();
+}
+
+Status CudaBackend::init_rope(const std::vector<double>& file_factors) {
+  const auto& c = config_;
+  rope_dim_ = static_cast<int>(c.rope_dim ? c.rope_dim : c.head_dim);
+  std::vector<double> factors = file_factors;
+  double freq_scale = 1.0;
+  if (c.rope_scaling.type == model::RopeScalingType::kLinear)
+    freq_scale = 1.0 / c.rope_scaling.factor;
+  if (factors.empty() && c.rope_scaling.type == model::RopeScalingType::kLlama3)
+    factors = llama3_factors(c, rope_dim_);
+  std::vector<double> inv(rope_dim_ / 2);
+  for (int i = 0; i < rope_dim_ / 2; ++i) {
+    inv[i] = freq_scale * std::pow(static_cast<double>(c.rope_freq_base),
+                                   -2.0 * i / static_cast<double>(rope_dim_));
+    if (!factors.empty()) inv[i] /= factors[i];
+  }
+  SGL_RETURN_IF_ERROR(dev_alloc(&inv_freq_, inv.size(), "RoPE table"));
+  SGL_CUDA_OK(
+      cudaMemcpy(inv_freq_, inv.data(), inv.size() * sizeof(double), cudaMemcpyHostToDevice),
+      "RoPE table");
+  return Status::ok();
+}
+
+Status CudaBackend::init_kv(const CudaBackendOptions& o) {
+  const auto& c = config_;
+  kv_row_elems_ = static_cast<size_t>(c.n_head_kv) * c.head_dim;
+  const size_t slot_bytes = 2 * kv_row_elems_ * 2 * c.n_layer;  // K and V, 2 bytes each
+  if (o.kv_capacity > 0) {
+    kv_capacity_ = o.kv_capacity;
+  } else {
+    size_t free_b = 0, total_b = 0;
+    SGL_CUDA_OK(cudaMemGetInfo(&free_b, &total_b), "memory info");
+    const double used = static_cast<double>(total_b - free_b);  // context + weights
+    const double budget = o.mem_fraction_static * static_cast<double>(total_b) - used;
+    if (budget < static_cast<double>(slot_bytes) * 16)
+      return Status(StatusCode::kResourceExhausted,
+                    "CUDA: --mem-fraction-static " + std::to_string(o.mem_fraction_static) +
+                        " leaves no room for the KV pool (" + gib(used) + " of " + gib(total_b) +
+                        " already used); raise it");
+    kv_capacity_ = static_cast<int64_t>(budget / static_cast<double>(slot_bytes));
+  }
+  kv_capacity_ = std::min<int64_t>(kv_capacity_, (int64_t{1} << 31) - 1);
+  const size_t layer_elems = kv_row_elems_ * static_cast<size_t>(kv_capacity_);
+  for (uint32_t i = 0; i < c.n_layer; ++i) {
+    uint16_t *k = nullptr, *v = nullptr;
+    SGL_RETURN_IF_ERROR(dev_alloc(&k, layer_elems, "the KV pool (lower the KV pool size)"));
+    SGL_RETURN_IF_ERROR(dev_alloc(&v, layer_elems, "the KV pool (lower the KV pool size)"));
+    // Slots never written are never read (contract), but keep the pool finite anyway.
+    SGL_CUDA_OK(cudaMemsetAsync(k, 0, layer_elems * 2, as_stream(stream_)), "KV pool");
+    SGL_CUDA_OK(cudaMemsetAsync(v, 0, layer_elems * 2, as_stream(stream_)), "KV pool");
+    k_cache_.push_back(k);
+    v_cache_.push_back(v);
+  }
+  SGL_CUDA_OK(cudaStreamSynchronize(as_stream(stream_)), "KV pool");
+  return Status::ok();
+}
+
+size_t CudaBackend::kv_bytes() const {
+  return 2 * kv_row_elems_ * 2 * static_cast<size_t>(kv_capacity_) * config_.n_layer;
+}
+
+Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const models::LoadedModel& model,
+                                                         const CudaBackendOptions& options) {
+  std::unique_ptr<CudaBackend> b(new CudaBackend(model.config));
+  b->progress_ = options.progress;
+  SGL_RETURN_IF_ERROR(b->init_device(options));
+  SGL_RETURN_IF_ERROR(b->alloc_weights());
+  SGL_RETURN_IF_ERROR(b->load_weights(model));
+  SGL_RETURN_IF_ERROR(b->init_kv(options));
+  return b;
+}
+
+Result<std::unique_ptr<CudaBackend>> CudaBackend::create_dummy(const model::ModelConfig& config,
+                                                               const CudaBackendOptions& options,
+                                                               uint64_t seed) {
+  std::unique_ptr<CudaBackend> b(new CudaBackend(config));
+  b->progress_ = options.progress;
+  SGL_RETURN_IF_ERROR(b->init_device(options));
+  SGL_RETURN_IF_ERROR(b->alloc_weights());
+  SGL_RETURN_IF_ERROR(b->fill_dummy(seed));
+  SGL_RETURN_IF_ERROR(b->init_kv(options));
+  return b;
+}
+
+namespace {
+
+// Frees *p and allocates `bytes` (rounded up) when the current block is smaller.
+Status grow(void** p, size_t* cap, size_t bytes, const char* what) {
+  if (bytes <= *cap && *p != nullptr) return Status::ok();
+  if (*p) cudaFree(*p);
+  *p = nullptr;
+  *cap = 0;
+  const size_t want = std::max<size_t>(bytes + bytes / 4, 256);
+  if (cudaMalloc(p, want) != cudaSuccess) {
+    cudaGetLastError();
+    *p = nullptr;
+    return Status(StatusCode::kResourceExhausted,
+                  std::string("CUDA: out of GPU memory for the activations (") + what + ", " +
+                      gib(want) + "); lower --mem-fraction-static or the batch size");
+  }
+  *cap = want;
+  return Status::ok();
+}
+
+}  // namespace
+
+Status CudaBackend::ensure_scratch(int n, int n_logits, int max_kv, size_t meta_elems) {
+  const auto& c = config_;
+  const size_t N = static_cast<size_t>(n);
+  const size_t q_dim = static_cast<size_t>(c.n_head) * c.head_dim;
+  const size_t qkv = q_dim + 2 * kv_row_elems_;
+  const size_t f_w =
+      std::max({qkv, 2 * static_cast<size_t>(c.n_ff), static_cast<size_t>(c.n_embd)});
+  const size_t h_w = std::max({static_cast<size_t>(c.n_embd), static_cast<size_t>(c.n_ff), q_dim});
+  SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&x_), &cap_x_, N * c.n_embd * 4, "x"));
+  SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&f_), &cap_f_, N * f_w * 4, "f"));
+  SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&h_), &cap_h_, N * h_w * 2, "h"));
+  SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&q_), &cap_q_, N * q_dim * 2, "q"));
+  SGL_RETURN_IF_ERROR(
+      grow(reinterpret_cast<void**>(&cos_sin_), &cap_cs_, N * rope_dim_ * 4, "rope"));
+  SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&meta_), &cap_meta_, meta_elems * 4, "meta"));
+  const size_t L = static_cast<size_t>(std::max(n_logits, 1));
+  SGL_RETURN_IF_ERROR(
+      grow(reinterpret_cast<void**>(&head_x_), &cap_head_x_, L * c.n_embd * 2, "head"));
+  SGL_RETURN_IF_ERROR(
+      grow(reinterpret_cast<void**>(&logits_), &cap_logits_, L * c.n_vocab * 4, "logits"));
+  const size_t ws =
+      cuda::attention_workspace_floats(n, static_cast<int>(c.n_head), static_cast<int>(c.n_head_kv),
+                                       static_cast<int>(c.head_dim), max_kv, n_sm_);
+  SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&attn_ws_), &cap_ws_, ws * 4, "attention"));
+  if (pinned_elems_ < meta_elems) {
+    if (pinned_) cudaFreeHost(pinned_);
+    pinned_ = nullptr;
+    pinned_elems_ = 0;
+    const size_t want = meta_elems + meta_elems / 4;
+    SGL_CUDA_OK(cudaMallocHost(reinterpret_cast<void**>(&pinned_), want * 4), "pinned staging");
+    pinned_elems_ = want;
+  }
+  return Status::ok();
+}
+
+Status CudaBackend::run_layers(const ForwardBatch& batch) {
+  const auto& c = config_;
+  cudaStream_t s = as_stream(stream_);
+  const int n = batch.n_tokens();
+  const int n_seqs = static_cast<int>(batch.seqs.size());
+  const int n_out = static_cast<int>(batch.logit_rows.size());
+  size_t n_slots = 0;
+  int max_kv = 1;
+  for (const auto& sv : batch.seqs) {
+    n_slots += static_cast<size_t>(sv.n_past) + sv.n_new;
+    max_kv = std::max(max_kv, sv.n_past + sv.n_new);
+  }
+  // Prefill chunks of at least kTcMinRows tokens go to the tensor-core kernel, in tiles of 64
+  // queries, the tiles with the most keys first.
+  constexpr int kTcMinRows = 32;
+  std::vector<std::array<int32_t, 3>>& tiles = tc_tiles_;  // (keys, first token, rows)
+  tiles.clear();
+  if (use_tc_)
+    for (const auto& sv : batch.seqs)
+      if (sv.n_new >= kTcMinRows)
+        for (int q = 0; q < sv.n_new; q += cuda::kPrefillTcRows) {
+          const int rows = std::min(cuda::kPrefillTcRows, sv.n_new - q);
+          tiles.push_back({sv.n_past + q + rows, sv.token_begin + q, rows});
+        }
+  std::sort(tiles.begin(), tiles.end(), [](const auto& x, const auto& y) { return x[0] > y[0]; });
+  const int n_tiles = static_cast<int>(tiles.size());
+  const size_t meta_elems =
+      5 * static_cast<size_t>(n) + n_seqs + n_out + 2 * tiles.size() + n_slots + n_out;
+  SGL_RETURN_IF_ERROR(ensure_scratch(n, n_out, max_kv, meta_elems));
+
+  // Batch description: tokens | positions | out_slots | token_seq | token_skip | seq begins |
+  // logit rows | tiles | slots | (argmax output).
+  int32_t* hm = pinned_;
+  std::memcpy(hm, batch.tokens.data(), n * 4);
+  std::memcpy(hm + n, batch.positions.data(), n * 4);
+  std::memcpy(hm + 2 * n, batch.out_slots.data(), n * 4);
+  int32_t* token_seq = hm + 3 * n;
+  int32_t* token_skip = hm + 4 * n;
+  int32_t* seq_begin = hm + 5 * n;
+  int32_t* rows = seq_begin + n_seqs;
+  int32_t* tile_data = rows + n_out;
+  int32_t* slots = tile_data + 2 * n_tiles;
+  std::memcpy(rows, batch.logit_rows.data(), n_out * 4);
+  std::memset(token_skip, 0, n * 4);
+  for (int i = 0; i < n_tiles; ++i) {
+    tile_data[2 * i] = tiles[i][1];
+    tile_data[2 * i + 1] = tiles[i][2];
+    for (int r = 0; r < tiles[i][2]; ++r) token_skip[tiles[i][1] + r] = 1;
+  }
+  size_t off = 0;
+  for (int si = 0; si < n_seqs; ++si) {
+    const SequenceView& sv = batch.seqs[si];
+    for (int t = 0; t < sv.n_new; ++t) token_seq[sv.token_begin + t] = si;
+    seq_begin[si] = static_cast<int32_t>(off);
+    const size_t len = static_cast<size_t>(sv.n_past) + sv.n_new;
+    std::memcpy(slots + off, sv.slots, len * 4);
+    off += len;
+  }
+  const size_t upload = static_cast<size_t>(slots - hm) + n_slots;
+  SGL_CUDA_OK(cudaMemcpyAsync(meta_, hm, upload * 4, cudaMemcpyHostToDevice, s), "batch upload");
+  const int32_t* d_tokens = meta_;
+  const int32_t* d_pos = meta_ + n;
+  const int32_t* d_out_slots = meta_ + 2 * n;
+  const int32_t* d_token_seq = meta_ + 3 * n;
+  const int32_t* d_token_skip = meta_ + 4 * n;
+  const int32_t* d_seq_begin = meta_ + 5 * n;
+  rows_ = meta_ + 5 * n + n_seqs;
+  const int32_t* d_tiles = rows_ + n_out;
+  const int32_t* d_slots = d_tiles + 2 * n_tiles;
+  argmax_ = meta_ + upload;  // n_out entries after the uploaded part
+
+  const int E = static_cast<int>(c.n_embd), F = static_cast<int>(c.n_ff);
+  const int D = static_cast<int>(c.head_dim);
+  const int q_dim = static_cast<int>(c.n_head) * D;
+  const int qkv = q_dim + 2 * static_cast<int>(kv_row_elems_);
+  cuda::launch_embedding(tok_embd_, d_tokens, n, E, x_, s);
+  cuda::launch_rope_table(inv_freq_, rope_dim_, d_pos, n, cos_sin_, s);
+  cuda::launch_rms_norm(x_, layers_[0].attn_norm, h_, n, E, c.rms_eps, s);
+  for (uint32_t il = 0; il < c.n_layer; ++il) {
+    const Layer& L = layers_[il];
+    SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wqkv, f_, cuda::GemmOut::kF32, n, qkv, E, s));
+    cuda::QkvRopeArgs qa;
+    qa.qkv = f_;
+    qa.bias = L.bqkv;
+    qa.cos_sin = cos_sin_;
+    qa.out_slots = d_out_slots;
+    qa.n = n;
+    qa.n_head = static_cast<int>(c.n_head);
+    qa.n_head_kv = static_cast<int>(c.n_head_kv);
+    qa.head_dim = D;
+    qa.rope_dim = rope_dim_;
+    qa.neox = c.rope_type == model::RopeType::kNeox;
+    qa.q_out = q_;
+    qa.k_cache = k_cache_[il];
+    qa.v_cache = v_cache_[il];
+    qa.kv_elem = kv_bf16_ ? cuda::KvElem::kBF16 : cuda::KvElem::kF16;
+    cuda::launch_qkv_rope_store(qa, s);
+    cuda::AttentionArgs aa;
+    aa.q = q_;
+    aa.k_cache = k_cache_[il];
+    aa.v_cache = v_cache_[il];
+    aa.kv_elem = qa.kv_elem;
+    aa.positions = d_pos;
+    aa.token_seq = d_token_seq;
+    aa.seq_slots_begin = d_seq_begin;
+    aa.slots = d_slots;
+    aa.n_tokens = n;
+    aa.n_head = qa.n_head;
+    aa.n_head_kv = qa.n_head_kv;
+    aa.head_dim = D;
+    aa.max_kv = max_kv;
+    aa.scale = 1.0f / std::sqrt(static_cast<float>(D));
+    aa.out = h_;
+    aa.workspace = attn_ws_;
+    aa.n_sm = n_sm_;
+    if (n_tiles > 0) {
+      aa.token_skip = d_token_skip;
+      if (!cuda::launch_attention_prefill_tc(aa, d_tiles, n_tiles, s))
+        return internal_error("CUDA: the tensor-core prefill attention could not be launched");
+    }
+    cuda::launch_attention(aa, s);
+    SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wo, f_, cuda::GemmOut::kF32, n, E, q_dim, s));
+    cuda::launch_add_rms_norm(x_, f_, L.ffn_norm, h_, n, E, c.rms_eps, s);
+    SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wgu, f_, cuda::GemmOut::kF32, n, 2 * F, E, s));
+    cuda::launch_silu_mul(f_, n, F, h_, s);
+    SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wdown, f_, cuda::GemmOut::kF32, n, E, F, s));
+    // The residual add fused with the next layer's attention norm (the last layer's output
+    // norm result in h_ goes unused: the head norms only the requested rows).
+    const float* next_norm = il + 1 < c.n_layer ? layers_[il + 1].attn_norm : output_norm_;
+    cuda::launch_add_rms_norm(x_, f_, next_norm, h_, n, E, c.rms_eps, s);
+    SGL_CUDA_OK(cudaGetLastError(), "layer " + std::to_string(il));
+  }
+  return Status::ok();
+}
+
+Status CudaBackend::run_head(const ForwardBatch& batch) {
+  const auto& c = config_;
+  cudaStream_t s = as_stream(stream_);
+  const int n_out = static_cast<int>(batch.logit_rows.size());
+  if (n_out == 0) return Status::ok();
+  const int E = static_cast<int>(c.n_embd);
+  cuda::launch_gather_rms_norm(x_, rows_, n_out, E, output_norm_, c.rms_eps, head_x_, s);
+  SGL_RETURN_IF_ERROR(gemm_->run(head_x_, output_, logits_, cuda::GemmOut::kF32, n_out,
+                                 static_cast<int>(c.n_vocab), E, s));
+  SGL_CUDA_OK(cudaGetLastError(), "LM head");
+  return Status::ok();
+}
+
+Status CudaBackend::forward(const ForwardBatch& batch, Logits* logits) {
+  const auto& c = config_;
+  SGL_RETURN_IF_ERROR(batch.validate(kv_capacity_, static_cast<int32_t>(c.n_vocab)));
+  SGL_CUDA_OK(cudaSetDevice(device_), "set device");
+  logits->n_rows = static_cast<int32_t>(batch.logit_rows.size());
+  logits->n_vocab = static_cast<int32_t>(c.n_vocab);
+  logits->data.resize(static_cast<size_t>(logits->n_rows) * c.n_vocab);
+  if (batch.n_tokens() == 0) return Status::ok();
+  SGL_RETURN_IF_ERROR(run_layers(batch));
+  SGL_RETURN_IF_ERROR(run_head(batch));
+  cudaStream_t s = as_stream(stream_);
+  if (!logits->data.empty())
+    SGL_CUDA_OK(cudaMemcpyAsync(logits->data.data(), logits_, logits->data.size() * 4,
+                                cudaMemcpyDeviceToHost, s),
+                "logits download");
+  SGL_CUDA_OK(cudaStreamSynchronize(s), "forward");
+  return Status::ok();
+}
+
+Status CudaBackend::forward_greedy(const ForwardBatch& batch, std::vector<int32_t>* tokens) {
+  const auto& c = config_;
+  SGL_RETURN_IF_ERROR(batch.validate(kv_capacity_, static_cast<int32_t>(c.n_vocab)));
+  SGL_CUDA_OK(cudaSetDevice(device_), "set device");
+  const int n_out = static_cast<int>(batch.logit_rows.size());
+  tokens->assign(n_out, 0);
+  if (batch.n_tokens() == 0) return Status::ok();
+  SGL_RETURN_IF_ERROR(run_layers(batch));
+  SGL_RETURN_IF_ERROR(run_head(batch));
+  cudaStream_t s = as_stream(stream_);
+  if (n_out > 0) {
+    cuda::launch_argmax(logits_, n_out, static_cast<int>(c.n_vocab), argmax_, s);
+    SGL_CUDA_OK(cudaGetLastError(), "argmax");
+    SGL_CUDA_OK(cudaMemcpyAsync(tokens->data(), argmax_, n_out * 4, cudaMemcpyDeviceToHost, s),
+                "argmax download");
+  }
+  SGL_CUDA_OK(cudaStreamSynchronize(s), "forward");
+  return Status::ok();
+}
+
+}  // namespace sgl::backend

@@ -1,0 +1,143 @@
+// The CUDA backend: runs the Llama family on one NVIDIA GPU with bf16 weights in device memory,
+// bf16 GEMMs through cuBLASLt (f32 accumulation), the backend's own kernels for everything else
+// (kernels.h), and a token-granular KV pool [layer][slot][kv_head][head_dim] in bf16 or f16 in
+// device memory, sized by mem_fraction_static unless kv_capacity is given.
+//
+// Weights come from the model's WeightSource (safetensors F32/F16/BF16; GGUF F16/BF16/F32 and
+// every quantized type model::dequantize_row handles, dequantized at load) or, for benchmarks, are
+// generated on the device from a config alone (create_dummy).
+//
+// Per layer: RMSNorm -> fused QKV GEMM (f32 out) -> bias + RoPE + K/V store (one kernel) ->
+// attention (bf16 out) -> O GEMM -> fused residual add + RMSNorm -> fused gate|up GEMM -> SiLU*up
+// -> down GEMM -> fused residual add (+ next layer's norm). Logits: the requested rows are gathered
+// and normed, then the LM head GEMM runs on those rows only.
+//
+// Unlike the CPU backend, results are not batch invariant: cuBLASLt may pick a different kernel
+// for a different number of rows.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "backend/backend.h"
+#include "models/loader.h"
+#include "support/status.h"
+
+namespace sgl::backend::cuda {
+class Gemm;
+}
+
+namespace sgl::backend {
+
+struct CudaBackendOptions {
+  int device = 0;
+  KvDtype kv_dtype = KvDtype::kBF16;  // bf16 or f16 (f32 is refused)
+  int64_t kv_capacity = 0;            // KV pool size in tokens; 0 = from mem_fraction_static
+  // Fraction of the GPU's memory for weights + KV pool (the rest: activations, cuBLASLt, the
+  // CUDA context). Used only when kv_capacity is 0.
+  double mem_fraction_static = 0.85;
+  bool progress = true;  // print loading progress to stderr
+  // Prefill chunks of 32+ tokens on the tensor-core attention kernel (head_dim 64/128, bf16 KV);
+  // the environment variable SGL_CUDA_PREFILL_TC=0 also turns it off.
+  bool prefill_tc = true;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  // Copies (and converts to bf16) every weight of `model` to the GPU. The model may be released
+  // afterwards.
+  static Result<std::unique_ptr<CudaBackend>> create(const models::LoadedModel& model,
+                                                     const CudaBackendOptions& options);
+  // Random weights of the shape `config` describes (matrices uniform in +-1/sqrt(n_in), norms
+  // 1), generated on the device from `seed`: for benchmarks of real model shapes.
+  static Result<std::unique_ptr<CudaBackend>> create_dummy(const model::ModelConfig& config,
+                                                           const CudaBackendOptions& options,
+                                                           uint64_t seed = 1);
+  ~CudaBackend() override;
+
+  std::string_view name() const override { return "cuda"; }
+  const model::ModelConfig& config() const override { return config_; }
+  int64_t kv_capacity() const override { return kv_capacity_; }
+  Status forward(const ForwardBatch& batch, Logits* logits) override;
+  // The same forward pass, but returns only the greedy token (argmax, computed on the GPU) of
+  // each logit row: no logits are copied to the host.
+  Status forward_greedy(const ForwardBatch& batch, std::vector<int32_t>* tokens);
+
+  // Bytes of weights on the device, and of the KV pool.
+  size_t weight_bytes() const { return weight_bytes_; }
+  size_t kv_bytes() const;
+  std::string device_name() const { return device_name_; }
+
+ private:
+  explicit CudaBackend(const model::ModelConfig& config);
+  Status init_device(const CudaBackendOptions& options);
+  Status alloc_weights();
+  Status load_weights(const models::LoadedModel& model);
+  Status fill_dummy(uint64_t seed);
+  Status init_rope(const std::vector<double>& file_factors);
+  Status init_kv(const CudaBackendOptions& options);
+  Status ensure_scratch(int n_tokens, int n_logits, int max_kv, size_t meta_elems);
+  Status run_layers(const ForwardBatch& batch);
+  Status run_head(const ForwardBatch& batch);
+
+  template <typename T>
+  Status dev_alloc(T** p, size_t count, const char* what);
+
+  struct Layer {
+    uint16_t* wqkv = nullptr;    // [(n_head + 2 n_head_kv) * head_dim, n_embd] bf16
+    float* bqkv = nullptr;       // [(n_head + 2 n_head_kv) * head_dim] or null
+    uint16_t* wo = nullptr;      // [n_embd, n_head * head_dim]
+    uint16_t* wgu = nullptr;     // [2 n_ff, n_embd]: gate rows, then up rows
+    uint16_t* wdown = nullptr;   // [n_embd, n_ff]
+    float* attn_norm = nullptr;  // [n_embd]
+    float* ffn_norm = nullptr;   // [n_embd]
+  };
+
+  model::ModelConfig config_;
+  int device_ = -1;
+  bool progress_ = true;
+  int n_sm_ = 0;
+  std::string device_name_;
+  void* stream_ = nullptr;  // cudaStream_t
+  std::unique_ptr<cuda::Gemm> gemm_;
+  std::vector<void*> allocations_;  // every cudaMalloc'd block, freed in the destructor
+  size_t weight_bytes_ = 0;
+
+  uint16_t* tok_embd_ = nullptr;  // [n_vocab, n_embd]
+  uint16_t* output_ = nullptr;    // [n_vocab, n_embd] (== tok_embd_ when tied)
+  float* output_norm_ = nullptr;
+  std::vector<Layer> layers_;
+  double* inv_freq_ = nullptr;  // [rope_dim / 2]
+  int rope_dim_ = 0;
+
+  bool kv_bf16_ = true;
+  bool use_tc_ = false;                           // tensor-core prefill attention
+  std::vector<std::array<int32_t, 3>> tc_tiles_;  // per forward: (keys, first token, rows)
+  int64_t kv_capacity_ = 0;
+  size_t kv_row_elems_ = 0;  // n_head_kv * head_dim
+  std::vector<void*> k_cache_, v_cache_;
+
+  // Per-forward scratch (device), grown to the largest batch seen.
+  size_t cap_x_ = 0, cap_f_ = 0, cap_h_ = 0, cap_q_ = 0, cap_cs_ = 0, cap_meta_ = 0;
+  size_t cap_head_x_ = 0, cap_logits_ = 0, cap_ws_ = 0;  // bytes
+  float* x_ = nullptr;                                   // [n, n_embd] residual stream
+  float* f_ = nullptr;        // [n, max(qkv width, 2 n_ff, n_embd)] GEMM outputs
+  uint16_t* h_ = nullptr;     // [n, max(n_embd, n_ff, q_dim)] bf16 GEMM inputs
+  uint16_t* q_ = nullptr;     // [n, q_dim] bf16
+  float* cos_sin_ = nullptr;  // [n, rope_dim]
+  // tokens | positions | out_slots | token_seq | seq begins | logit rows | slots | argmax out
+  int32_t* meta_ = nullptr;
+  int32_t* rows_ = nullptr;     // [n_logits], inside meta_
+  int32_t* argmax_ = nullptr;   // [n_logits], inside meta_
+  uint16_t* head_x_ = nullptr;  // [n_logits, n_embd]
+  float* logits_ = nullptr;     // [n_logits, n_vocab]
+  float* attn_ws_ = nullptr;
+  int32_t* pinned_ = nullptr;  // host staging of meta (pinned)
+  size_t pinned_elems_ = 0;
+};
+
+}  // namespace sgl::backend

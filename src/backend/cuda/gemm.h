@@ -1,0 +1,52 @@
+// bf16 GEMMs through cuBLASLt: y[n, m] = x[n, k] * W[m, k]^T (row-major activations times a
+// row-major weight matrix of m output rows), f32 accumulation, f32 or bf16 output. The algorithm
+// for each (n, m, k, output type) is chosen once, on first use, and cached: cuBLASLt's heuristic,
+// and for decode-sized shapes (n <= 16) the fastest of its top candidates, timed.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <tuple>
+
+#include <cuda_runtime_api.h>
+
+#include "support/status.h"
+
+namespace sgl::backend::cuda {
+
+enum class GemmOut { kF32, kBF16 };
+
+class Gemm {
+ public:
+  // Creates the cuBLASLt handle and a workspace of `workspace_bytes` on the current device.
+  static Result<std::unique_ptr<Gemm>> create(size_t workspace_bytes = size_t{32} << 20);
+  ~Gemm();
+  Gemm(const Gemm&) = delete;
+  Gemm& operator=(const Gemm&) = delete;
+
+  // y = x * W^T. x: [n, k] bf16 (raw bits), w: [m, k] bf16, y: [n, m] f32 or bf16.
+  // REQUIRES: device pointers 16-byte aligned; k a multiple of 8.
+  Status run(const uint16_t* x, const uint16_t* w, void* y, GemmOut out, int n, int m, int k,
+             cudaStream_t stream);
+
+  // Number of distinct shapes planned so far.
+  size_t n_plans() const { return plans_.size(); }
+
+ private:
+  struct Plan;
+  Gemm();
+  // The plan of a shape, made on first use: cuBLASLt's heuristic, and for n <= kTuneMaxRows the
+  // fastest of its candidates timed on the given buffers.
+  Result<const Plan*> plan(int n, int m, int k, GemmOut out, const uint16_t* x, const uint16_t* w,
+                           void* y, cudaStream_t stream);
+  static constexpr int kTuneMaxRows = 16;
+
+  void* handle_ = nullptr;  // cublasLtHandle_t
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 0;
+  std::map<std::tuple<int, int, int, int>, std::unique_ptr<Plan>> plans_;
+};
+
+}  // namespace sgl::backend::cuda

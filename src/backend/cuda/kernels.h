@@ -1,0 +1,114 @@
+// The CUDA backend's own kernels, as host-callable launchers on device pointers. Each enqueues work
+// on `stream` and returns at once; callers check cudaGetLastError() (the backend does after every
+// layer). bf16 buffers are passed as uint16_t* holding raw bfloat16 bits so that this header
+// needs no CUDA type beyond cudaStream_t. Shapes are row-major, given in comments as [rows, cols].
+//
+// Numerics: activations that feed GEMMs are bf16, the residual stream and GEMM outputs are f32,
+// every reduction (norms, attention softmax, dot products) accumulates in f32, RoPE angles are
+// computed in double (as the CPU backend's rope_table does).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include <cuda_runtime_api.h>
+
+namespace sgl::backend::cuda {
+
+// Element type of the KV pool.
+enum class KvElem { kBF16, kF16 };
+
+// x[t, :] = float(table[tokens[t], :]).  table: [n_vocab, n_embd] bf16, x: [n, n_embd] f32.
+// REQUIRES: every token id is a valid row.
+void launch_embedding(const uint16_t* table, const int32_t* tokens, int n, int n_embd, float* x,
+                      cudaStream_t stream);
+
+// y[t] = bf16(x[t] / sqrt(mean(x[t]^2) + eps) * w).  x: [n, dim] f32, w: [dim] f32, y bf16.
+void launch_rms_norm(const float* x, const float* w, uint16_t* y, int n, int dim, float eps,
+                     cudaStream_t stream);
+
+// Fused residual add + RMS norm: x[t] += delta[t] (in place, f32), then y[t] = rms_norm(x[t]) * w.
+void launch_add_rms_norm(float* x, const float* delta, const float* w, uint16_t* y, int n, int dim,
+                         float eps, cudaStream_t stream);
+
+// y[r] = rms_norm(x[rows[r]]) * w for r < n_rows: the logits row selection before the LM head.
+void launch_gather_rms_norm(const float* x, const int32_t* rows, int n_rows, int dim,
+                            const float* w, float eps, uint16_t* y, cudaStream_t stream);
+
+// cos_sin [n, rope_dim]: per token the rope_dim/2 cosines then the rope_dim/2 sines of
+// positions[t] * inv_freq[i] (inv_freq: [rope_dim/2] doubles on the device, scaling folded in).
+void launch_rope_table(const double* inv_freq, int rope_dim, const int32_t* positions, int n,
+                       float* cos_sin, cudaStream_t stream);
+
+struct QkvRopeArgs {
+  const float* qkv = nullptr;          // [n, (n_head + 2 n_head_kv) * head_dim] f32: Q | K | V
+  const float* bias = nullptr;         // [(n_head + 2 n_head_kv) * head_dim] f32, or null
+  const float* cos_sin = nullptr;      // [n, rope_dim] from launch_rope_table
+  const int32_t* out_slots = nullptr;  // [n] KV slot of each token
+  int n = 0, n_head = 0, n_head_kv = 0, head_dim = 0, rope_dim = 0;
+  bool neox = false;          // rotate halves (i, i + rope_dim/2) instead of pairs (2i, 2i+1)
+  uint16_t* q_out = nullptr;  // [n, n_head * head_dim] bf16, rotated
+  void* k_cache = nullptr;    // [slot, n_head_kv, head_dim] KvElem, K rotated
+  void* v_cache = nullptr;
+  KvElem kv_elem = KvElem::kBF16;
+};
+// Adds the bias, rotates Q and K, writes Q (bf16) and stores K, V into their slots.
+void launch_qkv_rope_store(const QkvRopeArgs& a, cudaStream_t stream);
+
+// out[t, f] = bf16(silu(gu[t, f]) * gu[t, n_ff + f]).  gu: [n, 2 n_ff] f32 (gate | up).
+void launch_silu_mul(const float* gu, int n, int n_ff, uint16_t* out, cudaStream_t stream);
+
+// out[r] = the index of the largest of logits[r, 0..n_vocab) (lowest index on ties).
+void launch_argmax(const float* logits, int n_rows, int n_vocab, int32_t* out, cudaStream_t stream);
+
+struct AttentionArgs {
+  const uint16_t* q = nullptr;    // [n_tokens, n_head, head_dim] bf16
+  const void* k_cache = nullptr;  // [slot, n_head_kv, head_dim] KvElem
+  const void* v_cache = nullptr;
+  KvElem kv_elem = KvElem::kBF16;
+  const int32_t* positions = nullptr;        // [n_tokens]; a query at position p sees keys 0..p
+  const int32_t* token_seq = nullptr;        // [n_tokens] sequence of each token
+  const int32_t* seq_slots_begin = nullptr;  // [n_seqs] offset of each sequence's slot list
+  const int32_t* slots = nullptr;            // concatenated slot lists
+  int n_tokens = 0, n_head = 0, n_head_kv = 0, head_dim = 0;
+  int max_kv = 0;              // the largest position + 1 over the batch
+  float scale = 0.0f;          // softmax scale (1/sqrt(head_dim))
+  uint16_t* out = nullptr;     // [n_tokens, n_head, head_dim] bf16
+  float* workspace = nullptr;  // attention_workspace_floats() floats
+  int n_sm = 132;              // multiprocessors (sizes the split over the sequence)
+  // [n_tokens] or null: launch_attention leaves tokens with token_skip[t] != 0 alone (their
+  // outputs come from launch_attention_prefill_tc).
+  const int32_t* token_skip = nullptr;
+};
+// True iff the attention kernels handle this head dimension (8, 16, 32, 64, 128, 256).
+bool attention_head_dim_supported(int head_dim);
+// Floats of workspace the split-sequence attention needs for these sizes.
+size_t attention_workspace_floats(int n_tokens, int n_head, int n_head_kv, int head_dim, int max_kv,
+                                  int n_sm);
+// Causal GQA attention over slot lists: each query reads the keys of its sequence up to its own
+// position, split over the sequence into chunks whose partial softmax states are merged after.
+// REQUIRES: attention_head_dim_supported(head_dim); n_head % n_head_kv == 0.
+void launch_attention(const AttentionArgs& a, cudaStream_t stream);
+
+// Prefill attention on tensor cores (WMMA bf16, FlashAttention-2 style tiles of 64 queries x 64
+// keys, online softmax in f32) for head_dim 64 or 128 with a bf16 KV pool. Same contract as
+// launch_attention (causal, slot lists, cached prefix) for the queries of the given tiles only:
+// tiles is [n_tiles][2] on the device, each (first token index, number of rows <= 64), the rows
+// being consecutive tokens of one sequence. Returns false (launching nothing) when it does not
+// apply (prefill_tc_supported) or the kernel cannot be configured.
+bool prefill_tc_supported(int head_dim, KvElem kv_elem);
+bool launch_attention_prefill_tc(const AttentionArgs& a, const int32_t* tiles, int n_tiles,
+                                 cudaStream_t stream);
+constexpr int kPrefillTcRows = 64;
+
+// Deterministic pseudo-random fill (dummy weights): p[i] = bf16(scale * u_i), u_i uniform in
+// [-1, 1) from a hash of (seed, i).
+void launch_fill_uniform_bf16(uint16_t* p, size_t n, float scale, uint64_t seed,
+                              cudaStream_t stream);
+void launch_fill_f32(float* p, size_t n, float value, cudaStream_t stream);
+
+// dst = src over `bytes` (a multiple of 16, both 16-byte aligned) with 16-byte loads and stores:
+// the copy kernel that measures device memory bandwidth.
+void launch_copy(const void* src, void* dst, size_t bytes, int n_sm, cudaStream_t stream);
+
+}  // namespace sgl::backend::cuda

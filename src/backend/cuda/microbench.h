@@ -1,0 +1,27 @@
+// Micro-benchmarks of the CUDA backend's building blocks on the current GPU, for sgl-bench
+// (`sgl-bench cuda-kernels`) and docs/cuda.md: device memory bandwidth (a 16-byte copy kernel),
+// the cuBLASLt bf16 GEMM rate, and the attention kernels (decode bandwidth, prefill TFLOP/s).
+// Every figure is the median of timed repetitions (CUDA events) after a warm-up, on random data.
+#pragma once
+
+#include <cstddef>
+#include <nlohmann/json.hpp>
+
+#include "support/status.h"
+
+namespace sgl::backend::cuda {
+
+// {"bytes", "ms", "gb_per_s"}: copying `bytes` device-to-device; read + written bytes counted.
+Result<nlohmann::json> bench_copy(int device, size_t bytes);
+// {"n", "m", "k", "ms", "tflop_per_s"}: y[n, m] = x[n, k] W[m, k]^T, bf16 in/out.
+Result<nlohmann::json> bench_gemm(int device, int n, int m, int k);
+// {"batch", "kv_len", ..., "ms", "gb_per_s"}: one decode token per sequence, each over kv_len
+// cached tokens at scattered slots; bandwidth counts the K/V bytes read (bf16).
+Result<nlohmann::json> bench_decode_attention(int device, int batch, int kv_len, int n_head,
+                                              int n_head_kv, int head_dim);
+// {"seq_len", ..., "ms", "tflop_per_s"}: causal prefill of one sequence of seq_len tokens;
+// FLOPs = 4 * n_head * head_dim * seq_len * (seq_len + 1) / 2.
+Result<nlohmann::json> bench_prefill_attention(int device, int seq_len, int n_head, int n_head_kv,
+                                               int head_dim);
+
+}  // namespace sgl::backend::cuda

@@ -1,0 +1,96 @@
+#include "backend/factory.h"
+
+#include <charconv>
+
+#include "backend/cpu_backend.h"
+#ifdef SGL_WITH_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
+
+namespace sgl::backend {
+
+namespace {
+
+// "cuda" -> 0, "cuda:N" -> N; nullopt-like -1 for anything else.
+int cuda_index(const std::string& device) {
+  if (device == "cuda") return 0;
+  if (device.rfind("cuda:", 0) != 0) return -1;
+  int i = -1;
+  const char* b = device.data() + 5;
+  const char* e = device.data() + device.size();
+  auto [p, ec] = std::from_chars(b, e, i);
+  return ec == std::errc() && p == e && b != e ? i : -1;
+}
+
+#ifndef SGL_WITH_CUDA
+Status no_cuda() {
+  return unsupported(
+      "--device cuda: this build has no CUDA backend (built without CUDA; configure with "
+      "-DSGL_CUDA=ON)");
+}
+#endif
+
+#ifdef SGL_WITH_CUDA
+CudaBackendOptions cuda_options(const BackendOptions& o, int index) {
+  CudaBackendOptions c;
+  c.device = index;
+  c.kv_dtype = o.kv_dtype;
+  c.kv_capacity = o.kv_capacity;
+  c.mem_fraction_static = o.mem_fraction_static;
+  c.progress = o.progress;
+  return c;
+}
+#endif
+
+}  // namespace
+
+bool cuda_compiled() {
+#ifdef SGL_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+Result<std::unique_ptr<Backend>> create_backend(const models::LoadedModel& model,
+                                                const BackendOptions& options) {
+  if (options.device == "cpu") {
+    CpuBackendOptions c;
+    c.n_threads = options.n_threads;
+    c.kv_dtype = options.kv_dtype;
+    c.kv_capacity = options.kv_capacity;
+    SGL_ASSIGN_OR_RETURN(std::unique_ptr<CpuBackend> b, CpuBackend::create(model, c));
+    return std::unique_ptr<Backend>(std::move(b));
+  }
+  const int index = cuda_index(options.device);
+  if (index < 0)
+    return invalid_argument("unknown device '" + options.device +
+                            "' (expected cpu, cuda or cuda:N)");
+#ifdef SGL_WITH_CUDA
+  SGL_ASSIGN_OR_RETURN(std::unique_ptr<CudaBackend> b,
+                       CudaBackend::create(model, cuda_options(options, index)));
+  return std::unique_ptr<Backend>(std::move(b));
+#else
+  return no_cuda();
+#endif
+}
+
+Result<std::unique_ptr<Backend>> create_dummy_backend(const model::ModelConfig& config,
+                                                      const BackendOptions& options,
+                                                      uint64_t seed) {
+  const int index = cuda_index(options.device);
+  if (index < 0)
+    return invalid_argument("--load-format dummy needs --device cuda (got '" + options.device +
+                            "')");
+#ifdef SGL_WITH_CUDA
+  SGL_ASSIGN_OR_RETURN(std::unique_ptr<CudaBackend> b,
+                       CudaBackend::create_dummy(config, cuda_options(options, index), seed));
+  return std::unique_ptr<Backend>(std::move(b));
+#else
+  (void)config;
+  (void)seed;
+  return no_cuda();
+#endif
+}
+
+}  // namespace sgl::backend

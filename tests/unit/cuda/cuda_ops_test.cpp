@@ -1,0 +1,471 @@
+// Kernel parity suite of the CUDA backend: every CUDA op against the CPU backend's reference (or
+// a double-precision computation for GEMMs) on fresh random inputs of many shapes, with
+// normalized-error thresholds suited to bf16 outputs. Skips without CUDA or without a GPU.
+//
+// Thresholds: ||gpu - ref|| / ||ref||. A bf16 output alone carries up to 2^-9 relative rounding
+// per element (about 1.1e-3 in the L2 norm for uniform data), so ops with bf16 outputs pass at
+// 4e-3; f32-output GEMMs (bf16 inputs, f32 accumulation, compared with double sums of the same
+// bf16 inputs) at 1e-4; attention (bf16 q/K/V, f32 softmax, bf16 output) at 5e-3.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "cuda_test_util.h"
+
+#ifdef SGL_WITH_CUDA
+
+#include "backend/cpu/attention.h"
+#include "backend/cpu/ops.h"
+#include "backend/cuda/gemm.h"
+#include "backend/cuda/kernels.h"
+#include "runtime/sampler.h"
+
+namespace sgl::cuda_test {
+namespace {
+
+namespace cu = backend::cuda;
+namespace cpu = backend::cpu;
+
+constexpr double kBf16OutTol = 4e-3;
+
+TEST(CudaOps, Embedding) {
+  SGL_REQUIRE_GPU();
+  std::mt19937 rng(1);
+  for (int dim : {64, 576, 4096}) {
+    const int vocab = 1000, n = 37;
+    const auto table = to_bf16(random_floats(size_t(vocab) * dim, rng));
+    std::vector<int32_t> toks(n);
+    for (auto& t : toks) t = rng() % vocab;
+    DevBuf<uint16_t> d_table(table);
+    DevBuf<int32_t> d_toks(toks);
+    DevBuf<float> d_x(size_t(n) * dim);
+    cu::launch_embedding(d_table.get(), d_toks.get(), n, dim, d_x.get(), nullptr);
+    SGL_CUDA_ASSERT(cudaGetLastError());
+    const auto x = d_x.host();
+    for (int t = 0; t < n; ++t)
+      for (int i = 0; i < dim; ++i)
+        ASSERT_EQ(x[size_t(t) * dim + i], bf16_to_fp32(table[size_t(toks[t]) * dim + i]));
+  }
+}
+
+TEST(CudaOps, RmsNormAndFusedAdd) {
+  SGL_REQUIRE_GPU();
+  std::mt19937 rng(2);
+  for (int dim : {64, 576, 896, 4096, 8192}) {
+    for (int n : {1, 5, 33}) {
+      const auto x = random_floats(size_t(n) * dim, rng, -3, 3);
+      const auto delta = random_floats(size_t(n) * dim, rng);
+      const auto w = random_floats(dim, rng, 0.5f, 1.5f);
+      const float eps = 1e-5f;
+      // Plain norm.
+      {
+        DevBuf<float> dx(x), dw(w);
+        DevBuf<uint16_t> dy(size_t(n) * dim);
+        cu::launch_rms_norm(dx.get(), dw.get(), dy.get(), n, dim, eps, nullptr);
+        SGL_CUDA_ASSERT(cudaGetLastError());
+        std::vector<float> ref(x.size());
+        cpu::rms_norm(x.data(), w.data(), ref.data(), n, dim, eps);
+        EXPECT_LT(norm_err(from_bf16(dy.host()), ref), kBf16OutTol) << dim << " " << n;
+      }
+      // x += delta, then norm.
+      {
+        DevBuf<float> dx(x), dd(delta), dw(w);
+        DevBuf<uint16_t> dy(size_t(n) * dim);
+        cu::launch_add_rms_norm(dx.get(), dd.get(), dw.get(), dy.get(), n, dim, eps, nullptr);
+        SGL_CUDA_ASSERT(cudaGetLastError());
+        std::vector<float> sum(x.size()), ref(x.size());
+        cpu::add(x.data(), delta.data(), sum.data(), static_cast<int64_t>(x.size()));
+        cpu::rms_norm(sum.data(), w.data(), ref.data(), n, dim, eps);
+        EXPECT_EQ(dx.host(), sum);  // f32 adds are exact-rounded on both sides
+        EXPECT_LT(norm_err(from_bf16(dy.host()), ref), kBf16OutTol) << dim << " " << n;
+      }
+      // Logit-row selection: gather + norm.
+      {
+        std::vector<int32_t> rows;
+        for (int r = n - 1; r >= 0; r -= 2) rows.push_back(r);
+        std::reverse(rows.begin(), rows.end());
+        DevBuf<float> dx(x), dw(w);
+        DevBuf<int32_t> dr(rows);
+        DevBuf<uint16_t> dy(rows.size() * dim);
+        cu::launch_gather_rms_norm(dx.get(), dr.get(), int(rows.size()), dim, dw.get(), eps,
+                                   dy.get(), nullptr);
+        SGL_CUDA_ASSERT(cudaGetLastError());
+        std::vector<float> ref(rows.size() * dim);
+        for (size_t r = 0; r < rows.size(); ++r)
+          cpu::rms_norm(x.data() + size_t(rows[r]) * dim, w.data(), ref.data() + r * dim, 1, dim,
+                        eps);
+        EXPECT_LT(norm_err(from_bf16(dy.host()), ref), kBf16OutTol);
+      }
+    }
+  }
+}
+
+TEST(CudaOps, SiluMul) {
+  SGL_REQUIRE_GPU();
+  std::mt19937 rng(3);
+  for (int F : {128, 1536, 14336}) {
+    for (int n : {1, 9}) {
+      const auto gu = random_floats(size_t(n) * 2 * F, rng, -6, 6);
+      DevBuf<float> dgu(gu);
+      DevBuf<uint16_t> dout(size_t(n) * F);
+      cu::launch_silu_mul(dgu.get(), n, F, dout.get(), nullptr);
+      SGL_CUDA_ASSERT(cudaGetLastError());
+      std::vector<float> ref(size_t(n) * F);
+      for (int t = 0; t < n; ++t)
+        cpu::silu_mul(gu.data() + size_t(t) * 2 * F, gu.data() + size_t(t) * 2 * F + F,
+                      ref.data() + size_t(t) * F, F);
+      EXPECT_LT(norm_err(from_bf16(dout.host()), ref), kBf16OutTol) << F << " " << n;
+    }
+  }
+}
+
+struct RopeCase {
+  int n_head, n_head_kv, head_dim, rope_dim;
+  bool neox, bias;
+  float base;
+  bool factors;
+};
+
+TEST(CudaOps, RopeTableAndQkvStore) {
+  SGL_REQUIRE_GPU();
+  std::mt19937 rng(4);
+  const RopeCase cases[] = {
+      {4, 2, 16, 16, false, false, 10000.0f, false},    {4, 2, 16, 16, true, true, 10000.0f, false},
+      {32, 8, 128, 128, false, false, 500000.0f, true}, {32, 8, 128, 128, true, false, 5e5f, true},
+      {14, 2, 64, 64, true, true, 1e6f, false},         {8, 8, 64, 32, false, false, 1e4f, false},
+      {8, 4, 64, 32, true, true, 1e4f, false},
+  };
+  for (const auto& rc : cases) {
+    for (const auto kv_elem : {cu::KvElem::kBF16, cu::KvElem::kF16}) {
+      const int n = 13, D = rc.head_dim;
+      const int width = (rc.n_head + 2 * rc.n_head_kv) * D;
+      const int capacity = 64;
+      std::vector<int32_t> pos(n), slots(n);
+      for (int t = 0; t < n; ++t) pos[t] = int(rng() % 100000);
+      std::vector<int32_t> perm(capacity);
+      std::iota(perm.begin(), perm.end(), 0);
+      std::shuffle(perm.begin(), perm.end(), rng);
+      std::copy(perm.begin(), perm.begin() + n, slots.begin());
+      std::vector<float> factors;
+      if (rc.factors) factors = random_floats(rc.rope_dim / 2, rng, 1.0f, 8.0f);
+      cpu::RopeParams rp;
+      rp.layout = rc.neox ? cpu::RopeLayout::kNeox : cpu::RopeLayout::kNorm;
+      rp.head_dim = D;
+      rp.rope_dim = rc.rope_dim;
+      rp.freq_base = rc.base;
+      rp.freq_factors = factors.empty() ? nullptr : factors.data();
+      // The device takes inv_freq with the factors folded in (as CudaBackend computes it).
+      std::vector<double> inv(rc.rope_dim / 2);
+      for (int i = 0; i < rc.rope_dim / 2; ++i) {
+        inv[i] = std::pow(double(rc.base), -2.0 * i / rc.rope_dim);
+        if (!factors.empty()) inv[i] /= factors[i];
+      }
+      DevBuf<double> dinv(inv);
+      DevBuf<int32_t> dpos(pos), dslots(slots);
+      DevBuf<float> dcs(size_t(n) * rc.rope_dim);
+      cu::launch_rope_table(dinv.get(), rc.rope_dim, dpos.get(), n, dcs.get(), nullptr);
+      SGL_CUDA_ASSERT(cudaGetLastError());
+      std::vector<float> cs_ref(size_t(n) * rc.rope_dim);
+      cpu::rope_table(rp, pos.data(), n, cs_ref.data());
+      const auto cs = dcs.host();
+      for (size_t i = 0; i < cs.size(); ++i) ASSERT_NEAR(cs[i], cs_ref[i], 2e-6) << i;
+
+      const auto qkv = random_floats(size_t(n) * width, rng, -2, 2);
+      const auto bias = rc.bias ? random_floats(width, rng) : std::vector<float>();
+      DevBuf<float> dqkv(qkv), dbias(bias), dcs_ref(cs_ref);
+      DevBuf<uint16_t> dq(size_t(n) * rc.n_head * D);
+      DevBuf<uint16_t> dk(size_t(capacity) * rc.n_head_kv * D),
+          dv(size_t(capacity) * rc.n_head_kv * D);
+      cu::QkvRopeArgs a;
+      a.qkv = dqkv.get();
+      a.bias = rc.bias ? dbias.get() : nullptr;
+      a.cos_sin = dcs_ref.get();
+      a.out_slots = dslots.get();
+      a.n = n;
+      a.n_head = rc.n_head;
+      a.n_head_kv = rc.n_head_kv;
+      a.head_dim = D;
+      a.rope_dim = rc.rope_dim;
+      a.neox = rc.neox;
+      a.q_out = dq.get();
+      a.k_cache = dk.get();
+      a.v_cache = dv.get();
+      a.kv_elem = kv_elem;
+      cu::launch_qkv_rope_store(a, nullptr);
+      SGL_CUDA_ASSERT(cudaGetLastError());
+
+      // Reference: bias, rope_apply on Q and K, then the rows.
+      std::vector<float> ref = qkv;
+      if (rc.bias)
+        for (int t = 0; t < n; ++t)
+          cpu::add(ref.data() + size_t(t) * width, bias.data(), ref.data() + size_t(t) * width,
+                   width);
+      cpu::rope_apply(rp, cs_ref.data(), ref.data(), n, rc.n_head, width);
+      cpu::rope_apply(rp, cs_ref.data(), ref.data() + rc.n_head * D, n, rc.n_head_kv, width);
+      const auto q = from_bf16(dq.host());
+      const auto k_raw = dk.host(), v_raw = dv.host();
+      auto kv_val = [&](uint16_t b) {
+        return kv_elem == cu::KvElem::kBF16 ? bf16_to_fp32(b) : fp16_to_fp32(b);
+      };
+      std::vector<float> q_ref, k_got, k_ref, v_got, v_ref;
+      for (int t = 0; t < n; ++t) {
+        const float* r = ref.data() + size_t(t) * width;
+        q_ref.insert(q_ref.end(), r, r + rc.n_head * D);
+        k_ref.insert(k_ref.end(), r + rc.n_head * D, r + (rc.n_head + rc.n_head_kv) * D);
+        v_ref.insert(v_ref.end(), r + (rc.n_head + rc.n_head_kv) * D, r + width);
+        for (int i = 0; i < rc.n_head_kv * D; ++i) {
+          k_got.push_back(kv_val(k_raw[size_t(slots[t]) * rc.n_head_kv * D + i]));
+          v_got.push_back(kv_val(v_raw[size_t(slots[t]) * rc.n_head_kv * D + i]));
+        }
+      }
+      EXPECT_LT(norm_err(q, q_ref), kBf16OutTol) << D << " neox " << rc.neox;
+      EXPECT_LT(norm_err(k_got, k_ref), kBf16OutTol) << D << " neox " << rc.neox;
+      EXPECT_LT(norm_err(v_got, v_ref), kBf16OutTol) << D << " neox " << rc.neox;
+      // A wrong layout must fail the same threshold (the check has teeth).
+      cpu::RopeParams wrong = rp;
+      wrong.layout = rc.neox ? cpu::RopeLayout::kNorm : cpu::RopeLayout::kNeox;
+      std::vector<float> bad = qkv;
+      if (rc.bias)
+        for (int t = 0; t < n; ++t)
+          cpu::add(bad.data() + size_t(t) * width, bias.data(), bad.data() + size_t(t) * width,
+                   width);
+      cpu::rope_apply(wrong, cs_ref.data(), bad.data(), n, rc.n_head, width);
+      std::vector<float> q_bad;
+      for (int t = 0; t < n; ++t)
+        q_bad.insert(q_bad.end(), bad.data() + size_t(t) * width,
+                     bad.data() + size_t(t) * width + rc.n_head * D);
+      EXPECT_GT(norm_err(q, q_bad), 0.05);
+    }
+  }
+}
+
+TEST(CudaOps, Argmax) {
+  SGL_REQUIRE_GPU();
+  std::mt19937 rng(5);
+  for (int V : {7, 1000, 49152, 128256}) {
+    const int rows = 6;
+    auto x = random_floats(size_t(rows) * V, rng, -10, 10);
+    // Row 1: a tie between two positions (the lower index must win); row 2: all equal.
+    if (V > 3) {
+      x[size_t(V) + V - 1] = 50.0f;
+      x[size_t(V) + V / 2] = 50.0f;
+    }
+    std::fill(x.begin() + 2 * V, x.begin() + 3 * V, 1.0f);
+    DevBuf<float> dx(x);
+    DevBuf<int32_t> dout(rows);
+    cu::launch_argmax(dx.get(), rows, V, dout.get(), nullptr);
+    SGL_CUDA_ASSERT(cudaGetLastError());
+    const auto out = dout.host();
+    for (int r = 0; r < rows; ++r)
+      EXPECT_EQ(out[r], runtime::Sampler::argmax({x.data() + size_t(r) * V, size_t(V)}))
+          << "V " << V << " row " << r;
+  }
+}
+
+TEST(CudaOps, GemmMatchesDoubleReference) {
+  SGL_REQUIRE_GPU();
+  auto gemm = backend::cuda::Gemm::create();
+  ASSERT_TRUE(gemm.is_ok()) << gemm.status().to_string();
+  std::mt19937 rng(6);
+  struct Shape {
+    int n, m, k;
+  };
+  for (const Shape s : {Shape{1, 4096, 4096}, Shape{3, 6144, 4096}, Shape{7, 1000, 64},
+                        Shape{64, 384, 576}, Shape{200, 1536, 896}, Shape{33, 128256 / 16, 512}}) {
+    const auto x = bf16_round(random_floats(size_t(s.n) * s.k, rng));
+    const auto w = bf16_round(random_floats(size_t(s.m) * s.k, rng));
+    DevBuf<uint16_t> dx(to_bf16(x)), dw(to_bf16(w));
+    DevBuf<float> dy(size_t(s.n) * s.m);
+    DevBuf<uint16_t> dyb(size_t(s.n) * s.m);
+    ASSERT_TRUE((*gemm)
+                    ->run(dx.get(), dw.get(), dy.get(), backend::cuda::GemmOut::kF32, s.n, s.m, s.k,
+                          nullptr)
+                    .is_ok());
+    ASSERT_TRUE((*gemm)
+                    ->run(dx.get(), dw.get(), dyb.get(), backend::cuda::GemmOut::kBF16, s.n, s.m,
+                          s.k, nullptr)
+                    .is_ok());
+    std::vector<float> ref(size_t(s.n) * s.m);
+    for (int i = 0; i < s.n; ++i)
+      for (int j = 0; j < s.m; ++j) {
+        double acc = 0;
+        for (int kk = 0; kk < s.k; ++kk)
+          acc += double(x[size_t(i) * s.k + kk]) * w[size_t(j) * s.k + kk];
+        ref[size_t(i) * s.m + j] = float(acc);
+      }
+    EXPECT_LT(norm_err(dy.host(), ref), 1e-4) << s.n << "x" << s.m << "x" << s.k;
+    EXPECT_LT(norm_err(from_bf16(dyb.host()), ref), kBf16OutTol) << s.n << "x" << s.m;
+  }
+}
+
+// A ragged batch: each sequence has n_past cached tokens and n_new new ones; the KV pool holds
+// random K/V at scattered slots. GPU attention vs cpu::attention per sequence.
+struct AttnCase {
+  int n_head, n_head_kv, head_dim;
+  std::vector<std::pair<int, int>> seqs;  // (n_past, n_new)
+};
+
+TEST(CudaOps, AttentionMatchesCpu) {
+  SGL_REQUIRE_GPU();
+  std::mt19937 rng(7);
+  const AttnCase cases[] = {
+      {4, 2, 16, {{0, 5}, {3, 1}, {10, 4}}},
+      {9, 3, 64, {{0, 1}, {0, 70}, {200, 1}, {31, 17}}},
+      {32, 8, 128, {{1023, 1}, {0, 1}, {4000, 1}, {100, 40}}},
+      {14, 2, 64, {{0, 129}, {300, 1}}},
+      {16, 1, 128, {{2500, 1}, {7, 3}}},  // group 16: two head chunks
+      {8, 8, 256, {{0, 3}, {600, 1}}},
+      {4, 4, 32, {{50, 1}, {0, 2}, {5, 1}, {1, 1}, {0, 1}}},
+      {6, 2, 8, {{20, 3}}},
+      {32, 8, 128, {{100, 300}, {0, 64}, {5, 1}, {0, 33}}},
+      {8, 2, 64, {{0, 200}, {63, 65}}},
+  };
+  for (const auto& ac : cases) {
+    for (const auto kv_elem : {cu::KvElem::kBF16, cu::KvElem::kF16}) {
+      const int D = ac.head_dim, H = ac.n_head, Hkv = ac.n_head_kv;
+      int n_tokens = 0, total_kv = 0, max_kv = 1;
+      for (auto [p, nn] : ac.seqs) {
+        n_tokens += nn;
+        total_kv += p + nn;
+        max_kv = std::max(max_kv, p + nn);
+      }
+      const int capacity = total_kv + 17;
+      std::vector<int32_t> perm(capacity);
+      std::iota(perm.begin(), perm.end(), 0);
+      std::shuffle(perm.begin(), perm.end(), rng);
+      const auto kf = random_floats(size_t(capacity) * Hkv * D, rng, -2, 2);
+      const auto vf = random_floats(size_t(capacity) * Hkv * D, rng);
+      std::vector<uint16_t> kraw(kf.size()), vraw(vf.size());
+      for (size_t i = 0; i < kf.size(); ++i) {
+        kraw[i] = kv_elem == cu::KvElem::kBF16 ? fp32_to_bf16(kf[i]) : fp32_to_fp16(kf[i]);
+        vraw[i] = kv_elem == cu::KvElem::kBF16 ? fp32_to_bf16(vf[i]) : fp32_to_fp16(vf[i]);
+      }
+      const auto q = bf16_round(random_floats(size_t(n_tokens) * H * D, rng, -2, 2));
+      std::vector<int32_t> positions, token_seq, seq_begin, slots;
+      std::vector<std::vector<int32_t>> seq_slots;
+      int used = 0;
+      for (size_t s = 0; s < ac.seqs.size(); ++s) {
+        auto [p, nn] = ac.seqs[s];
+        seq_begin.push_back(int32_t(slots.size()));
+        std::vector<int32_t> ss(perm.begin() + used, perm.begin() + used + p + nn);
+        used += p + nn;
+        slots.insert(slots.end(), ss.begin(), ss.end());
+        seq_slots.push_back(ss);
+        for (int t = 0; t < nn; ++t) {
+          positions.push_back(p + t);
+          token_seq.push_back(int32_t(s));
+        }
+      }
+      DevBuf<uint16_t> dq(to_bf16(q)), dk(kraw), dv(vraw);
+      DevBuf<int32_t> dpos(positions), dts(token_seq), dsb(seq_begin), dslots(slots);
+      DevBuf<uint16_t> dout(size_t(n_tokens) * H * D);
+      cu::AttentionArgs a;
+      a.q = dq.get();
+      a.k_cache = dk.get();
+      a.v_cache = dv.get();
+      a.kv_elem = kv_elem;
+      a.positions = dpos.get();
+      a.token_seq = dts.get();
+      a.seq_slots_begin = dsb.get();
+      a.slots = dslots.get();
+      a.n_tokens = n_tokens;
+      a.n_head = H;
+      a.n_head_kv = Hkv;
+      a.head_dim = D;
+      a.max_kv = max_kv;
+      a.scale = 1.0f / std::sqrt(float(D));
+      a.n_sm = 132;
+      DevBuf<float> dws(
+          std::max<size_t>(1, cu::attention_workspace_floats(n_tokens, H, Hkv, D, max_kv, 132)));
+      a.workspace = dws.get();
+      a.out = dout.get();
+      cu::launch_attention(a, nullptr);
+      SGL_CUDA_ASSERT(cudaGetLastError());
+      const auto out = from_bf16(dout.host());
+
+      std::vector<float> ref(out.size());
+      int tb = 0;
+      for (size_t s = 0; s < ac.seqs.size(); ++s) {
+        auto [p, nn] = ac.seqs[s];
+        cpu::AttentionParams cp;
+        cp.q = q.data() + size_t(tb) * H * D;
+        cp.positions = positions.data() + tb;
+        cp.n_tokens = nn;
+        cp.n_head = H;
+        cp.n_head_kv = Hkv;
+        cp.head_dim = D;
+        cp.k_cache = kraw.data();
+        cp.v_cache = vraw.data();
+        cp.kv_type = kv_elem == cu::KvElem::kBF16 ? model::GgmlType::kBF16 : model::GgmlType::kF16;
+        cp.slots = seq_slots[s].data();
+        cp.n_kv = p + nn;
+        cp.out = ref.data() + size_t(tb) * H * D;
+        cpu::attention(cp, nullptr);
+        tb += nn;
+      }
+      EXPECT_LT(norm_err(out, ref), 5e-3) << "H " << H << " Hkv " << Hkv << " D " << D;
+
+      // The tensor-core prefill kernel on every sequence (tiles of up to 64 queries).
+      if (cu::prefill_tc_supported(D, kv_elem)) {
+        std::vector<int32_t> tiles;
+        int t0 = 0;
+        for (auto [p, nn] : ac.seqs) {
+          for (int qb = 0; qb < nn; qb += cu::kPrefillTcRows) {
+            tiles.push_back(t0 + qb);
+            tiles.push_back(std::min(cu::kPrefillTcRows, nn - qb));
+          }
+          t0 += nn;
+        }
+        DevBuf<int32_t> dtiles(tiles);
+        DevBuf<uint16_t> dout_tc(size_t(n_tokens) * H * D);
+        a.out = dout_tc.get();
+        ASSERT_TRUE(
+            cu::launch_attention_prefill_tc(a, dtiles.get(), int(tiles.size() / 2), nullptr));
+        SGL_CUDA_ASSERT(cudaGetLastError());
+        EXPECT_LT(norm_err(from_bf16(dout_tc.host()), ref), 5e-3)
+            << "tensor cores: H " << H << " Hkv " << Hkv << " D " << D;
+      }
+    }
+  }
+}
+
+TEST(CudaOps, FillAndCopy) {
+  SGL_REQUIRE_GPU();
+  const size_t n = (size_t{1} << 20) + 24;
+  DevBuf<uint16_t> d(n);
+  cu::launch_fill_uniform_bf16(d.get(), n, 0.5f, 42, nullptr);
+  SGL_CUDA_ASSERT(cudaGetLastError());
+  const auto v = from_bf16(d.host());
+  double mean = 0;
+  float lo = 1, hi = -1;
+  for (float x : v) {
+    mean += x;
+    lo = std::min(lo, x);
+    hi = std::max(hi, x);
+  }
+  mean /= double(n);
+  EXPECT_GE(lo, -0.5f);
+  EXPECT_LE(hi, 0.5f);
+  EXPECT_LT(hi - lo, 1.01f);
+  EXPECT_GT(hi - lo, 0.98f);
+  EXPECT_LT(std::abs(mean), 0.01);
+  DevBuf<uint16_t> c(n);
+  cu::launch_copy(d.get(), c.get(), n * 2 / 16 * 16, 132, nullptr);
+  SGL_CUDA_ASSERT(cudaGetLastError());
+  const auto w = c.host();
+  const auto raw = d.host();
+  for (size_t i = 0; i < n * 2 / 16 * 8; ++i) ASSERT_EQ(w[i], raw[i]) << i;
+}
+
+}  // namespace
+}  // namespace sgl::cuda_test
+
+#else  // !SGL_WITH_CUDA
+
+TEST(CudaOps, SkippedWithoutCuda) { GTEST_SKIP() << "built without CUDA (-DSGL_CUDA=ON)"; }
+
+#endif
