@@ -37,6 +37,7 @@
 
 #include "grammar/grammar.h"
 #include "model/gguf.h"
+#include "support/utf8.h"
 #include "tokenizer/tokenizer.h"
 
 namespace {
@@ -108,24 +109,6 @@ std::vector<Case> cases() {
        "number ::= \"-\"? ( \"0\" | [1-9] [0-9]* ) ( \".\" [0-9]+ )? ( [eE] [-+]? [0-9]+ )?\n"
        "ws ::= [ \\t\\n]*\n"},
   };
-}
-
-void append_utf8(std::string& s, uint32_t cp) {
-  if (cp < 0x80) {
-    s += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    s += static_cast<char>(0xC0 | (cp >> 6));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    s += static_cast<char>(0xE0 | (cp >> 12));
-    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    s += static_cast<char>(0xF0 | (cp >> 18));
-    s += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  }
 }
 
 // A 128 256-token byte-level BPE-like vocabulary: the 49k tokens (same ids, same EOS) plus, in
@@ -204,11 +187,11 @@ std::vector<std::string> make_vocab_128k(const std::vector<std::string>& base) {
       const std::string& w = lower[rng() % lower.size()];
       size_t cut = rng() % (w.size() + 1);
       t += w.substr(0, cut);
-      append_utf8(t, sc.lo + rng() % (sc.hi - sc.lo + 1));
+      sgl::utf8::append(t, sc.lo + rng() % (sc.hi - sc.lo + 1));
       t += w.substr(cut);
     } else {
       int len = sc.min_len + static_cast<int>(rng() % (sc.max_len - sc.min_len + 1));
-      for (int i = 0; i < len; ++i) append_utf8(t, sc.lo + rng() % (sc.hi - sc.lo + 1));
+      for (int i = 0; i < len; ++i) sgl::utf8::append(t, sc.lo + rng() % (sc.hi - sc.lo + 1));
     }
     add(t);
   }
