@@ -117,15 +117,7 @@ std::shared_ptr<const TokenVocab> corpus_vocab() {
   return v;
 }
 
-std::shared_ptr<const TokenVocab> model_vocab() {
-  std::string path = std::string(SGL_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-  if (!std::filesystem::exists(path)) return nullptr;
-  auto gguf = model::GgufFile::open(path);
-  if (!gguf.is_ok()) return nullptr;
-  auto tok = tokenizer::Tokenizer::from_gguf(*gguf);
-  if (!tok.is_ok()) return nullptr;
-  return TokenVocab::from_tokenizer(*tok);
-}
+using testing::model_vocab;
 
 struct Counts {
   size_t grammars = 0, dfa_states = 0, pda_steps = 0;

@@ -17,18 +17,7 @@
 namespace sgl::grammar {
 namespace {
 
-std::shared_ptr<const TokenVocab> model_vocab() {
-  static std::shared_ptr<const TokenVocab> vocab = []() -> std::shared_ptr<const TokenVocab> {
-    std::string path = std::string(SGL_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-    if (!std::filesystem::exists(path)) return nullptr;
-    auto gguf = model::GgufFile::open(path);
-    if (!gguf.is_ok()) return nullptr;
-    auto tok = tokenizer::Tokenizer::from_gguf(*gguf);
-    if (!tok.is_ok()) return nullptr;
-    return TokenVocab::from_tokenizer(*tok);
-  }();
-  return vocab;
-}
+using testing::model_vocab;
 
 bool bit(const std::vector<uint32_t>& mask, int32_t id) { return (mask[id >> 5] >> (id & 31)) & 1; }
 

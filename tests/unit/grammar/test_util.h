@@ -1,6 +1,7 @@
 // Shared helpers for the grammar tests.
 #pragma once
 
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -9,6 +10,8 @@
 
 #include "grammar/grammar.h"
 #include "grammar/token_vocab.h"
+#include "model/gguf.h"
+#include "tokenizer/tokenizer.h"
 
 namespace sgl::grammar::testing {
 
@@ -46,6 +49,20 @@ inline size_t feed_bytes(Matcher& m, const std::string& s) {
 inline bool full_match(const CompiledGrammarPtr& g, const std::string& s) {
   Matcher m(g);
   return feed_bytes(m, s) == s.size() && m.can_end();
+}
+
+// The default model's vocabulary (built once), or nullptr when models/ has no model file.
+inline std::shared_ptr<const TokenVocab> model_vocab() {
+  static std::shared_ptr<const TokenVocab> vocab = []() -> std::shared_ptr<const TokenVocab> {
+    std::string path = std::string(SGL_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    if (!std::filesystem::exists(path)) return nullptr;
+    auto gguf = model::GgufFile::open(path);
+    if (!gguf.is_ok()) return nullptr;
+    auto tok = tokenizer::Tokenizer::from_gguf(*gguf);
+    if (!tok.is_ok()) return nullptr;
+    return TokenVocab::from_tokenizer(*tok);
+  }();
+  return vocab;
 }
 
 }  // namespace sgl::grammar::testing
