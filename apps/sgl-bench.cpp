@@ -46,7 +46,7 @@
 //   RUNTIME OPTIONS: [--threads 2] [--max-running-requests 64] [--max-total-tokens N (default:
 //       max running requests x the longest sequence)] [--disable-radix-cache] [--seed 1]
 //       [--json] [--dump-prompts FILE (the prompts' token ids as JSON)] [--prompts-only (dump
-//       and exit without running)]. MODEL defaults to models/SmolLM2-135M-Instruct.Q4_1.gguf.
+//       and exit without running)] [--device cpu|cuda (the engine's backend)]. MODEL defaults to models/SmolLM2-135M-Instruct.Q4_1.gguf.
 //       Prompts are deterministic random English-word text tokenized with MODEL's tokenizer.
 //
 // Subcommands are rows of kCommands; add one by writing a run function and a row.
@@ -545,6 +545,7 @@ struct RuntimeBenchOptions {
   bool json = false;
   std::string dump_prompts;   // write the workload's token ids here
   bool prompts_only = false;  // ... and stop there (no engine)
+  std::string device = "cpu";  // the engine's backend (cpu, cuda, cuda:N)
 };
 
 // Parses the options every runtime workload shares, plus the workload's own integer options
@@ -553,7 +554,7 @@ Result<RuntimeBenchOptions> parse_runtime_options(
     int argc, char** argv, std::vector<std::pair<std::string, int64_t>>& ints) {
   std::vector<std::string> valued = {
       "-m",     "--model",      "--threads",     "--max-running-requests", "--max-total-tokens",
-      "--seed", "--output-len", "--dump-prompts"};
+      "--seed", "--output-len", "--dump-prompts", "--device"};
   for (const auto& [k, v] : ints) valued.push_back(k);
   SGL_ASSIGN_OR_RETURN(Args args, parse_args(argc, argv, valued));
   RuntimeBenchOptions o;
@@ -582,6 +583,7 @@ Result<RuntimeBenchOptions> parse_runtime_options(
   if (const std::string* m = args.get("-m")) o.model = *m;
   if (const std::string* m = args.get("--model")) o.model = *m;
   if (const std::string* d = args.get("--dump-prompts")) o.dump_prompts = *d;
+  if (const std::string* d = args.get("--device")) o.device = *d;
   SGL_ASSIGN_OR_RETURN(int64_t threads, parse_int("--threads", 0, 1024, o.threads));
   SGL_ASSIGN_OR_RETURN(int64_t mrr,
                        parse_int("--max-running-requests", 1, 1 << 16, o.max_running_requests));
@@ -614,6 +616,7 @@ Result<std::unique_ptr<sgl::runtime::Engine>> make_bench_engine(const RuntimeBen
       o.max_total_tokens > 0 ? o.max_total_tokens : o.max_running_requests * max_seq_len;
   eo.disable_radix_cache = o.disable_radix_cache;
   eo.random_seed = o.seed;
+  eo.device = o.device;
   SGL_ASSIGN_OR_RETURN(auto engine, sgl::runtime::Engine::create(o.model, eo));
   // Warm-up outside the clock (page in the weights, size the scratch buffers), then an empty cache.
   sgl::runtime::GenerateRequest w;
@@ -1079,7 +1082,7 @@ int usage(FILE* out) {
   std::fprintf(out,
                "\nruntime options: [--threads 2] [--max-running-requests 64] "
                "[--max-total-tokens N] [--disable-radix-cache] [--seed 1] [--json] "
-               "[--dump-prompts FILE] [--prompts-only]\n");
+               "[--dump-prompts FILE] [--prompts-only] [--device cpu|cuda]\n");
   return out == stderr ? 2 : 0;
 }
 

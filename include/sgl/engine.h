@@ -294,6 +294,7 @@ class Engine {
   std::unique_ptr<grammar::GrammarCompiler> grammars_;  // thread-safe compile cache
   EngineOptions opts_;
   int32_t n_vocab_ = 0;
+  int32_t tok_vocab_ = 0;  // tokens the tokenizer knows (<= n_vocab_); ids past it are masked
   int32_t context_length_ = 0;
   int64_t kv_capacity_ = 0;
 

@@ -296,6 +296,7 @@ Result<std::unique_ptr<Engine>> Engine::create(std::string model_path, EngineOpt
   bo.mem_fraction_static = options.mem_fraction_static;
   SGL_ASSIGN_OR_RETURN(e->backend_, backend::create_backend(*e->model_, bo));
   e->n_vocab_ = static_cast<int32_t>(e->backend_->config().n_vocab);
+  e->tok_vocab_ = e->model_->tok().vocab_size();
   e->context_length_ = static_cast<int32_t>(e->backend_->config().context_length);
   e->kv_capacity_ = e->backend_->kv_capacity();
   e->pool_ = std::make_unique<KvPool>(e->kv_capacity_);
@@ -1120,6 +1121,9 @@ void Engine::step() {
     Req& r = *row.r;
     if (r.done) continue;
     std::span<float> lg(logits.row(static_cast<int32_t>(i)), static_cast<size_t>(n_vocab_));
+    // Embedding rows past the tokenizer's vocabulary (padding, e.g. Qwen2's 151936 rows for
+    // 151665 tokens) are never sampled: they have no text.
+    if (tok_vocab_ < n_vocab_) std::fill(lg.begin() + tok_vocab_, lg.end(), -INFINITY);
     if (r.sp.has_penalties() || !r.sp.logit_bias.empty())
       Sampler::apply_penalties(lg, r.sp, *r.sampler);
     if (r.matcher) {

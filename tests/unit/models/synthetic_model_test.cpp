@@ -44,6 +44,7 @@
 #include "model/quant.h"
 #include "model/safetensors.h"
 #include "models/loader.h"
+#include "sgl/engine.h"
 #include "reference_forward.h"
 #include "test_util.h"
 
@@ -129,6 +130,9 @@ struct TinySpec {
   bool qkv_bias = false;
   bool rope_freqs = false;
   uint32_t seed = 1;
+  // config.json's vocab_size when the embedding has more rows than the tokenizer has tokens
+  // (0 = the tokenizer's size), as Qwen2 checkpoints pad theirs.
+  uint32_t padded_vocab = 0;
   // The KV cache the backend runs with (not part of the file). With f32, float weights leave
   // only f32 rounding between the backend and the reference.
   backend::KvDtype kv_dtype = backend::KvDtype::kF16;
@@ -290,7 +294,7 @@ Status write_hf(const std::string& dir, const TinySpec& s, const TinyVocab& v,
       {"num_hidden_layers", s.n_layer},
       {"num_attention_heads", s.n_head},
       {"num_key_value_heads", s.n_head_kv},
-      {"vocab_size", v.tokens.size()},
+      {"vocab_size", s.padded_vocab > 0 ? size_t{s.padded_vocab} : v.tokens.size()},
       {"max_position_embeddings", 512},
       {"rope_theta", s.rope_base},
       {"rms_norm_eps", s.rms_eps},
@@ -636,6 +640,40 @@ TEST_F(SyntheticModelTest, Qwen2StyleMatchesReferenceAndHuggingFaceCheckpoint) {
           std::memcmp(hf_logits[i][t].data(), ours[i][t].data(), ours[i][t].size() * sizeof(float)),
           0)
           << "prompt " << i << " position " << t << ": HF and GGUF logits differ";
+  }
+}
+
+TEST_F(SyntheticModelTest, EngineNeverSamplesEmbeddingRowsPastTheTokenizer) {
+  // A checkpoint whose embedding is padded past its tokenizer (vocab_size > tokens): random
+  // weights give the padding rows ordinary logits, so sampling at temperature 1 would pick them
+  // within a few dozen tokens unless the engine masks them.
+  TinySpec spec = qwen2_spec();
+  const TinyVocab vocab = tiny_vocab();
+  const uint32_t n_tok = static_cast<uint32_t>(vocab.tokens.size());
+  spec.padded_vocab = n_tok + 64;
+  const std::string hf_dir = dir_ + "/padded";
+  ASSERT_TRUE(write_hf(hf_dir, spec, vocab, make_tensors(spec, spec.padded_vocab)).is_ok());
+  runtime::EngineOptions o;
+  o.threads = 2;
+  o.max_total_tokens = 2048;
+  auto e = runtime::Engine::create(hf_dir, o);
+  ASSERT_TRUE(e.is_ok()) << e.status().to_string();
+  EXPECT_EQ((*e)->n_vocab(), static_cast<int32_t>(spec.padded_vocab));
+  for (uint64_t seed = 1; seed <= 4; ++seed) {
+    runtime::GenerateRequest r;
+    r.rid = "padded-" + std::to_string(seed);
+    r.input_ids = {5, 17, 42, 99};
+    r.params.max_new_tokens = 96;
+    r.params.temperature = 1.0f;
+    r.params.ignore_eos = true;
+    r.params.sampling_seed = seed;
+    auto h = (*e)->submit(std::move(r));
+    ASSERT_TRUE(h.is_ok()) << h.status().to_string();
+    auto out = (*h)->wait();
+    ASSERT_TRUE(out.is_ok());
+    EXPECT_EQ(out->finish_reason.kind, runtime::FinishReason::kLength) << out->finish_reason.message;
+    EXPECT_EQ(out->output_ids.size(), 96u);
+    for (int32_t id : out->output_ids) EXPECT_LT(id, static_cast<int32_t>(n_tok));
   }
 }
 
