@@ -41,6 +41,9 @@ import sys
 import threading
 import time
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from serving_bench import vmrss_kib  # noqa: E402
+
 try:
     import jsonschema
 except ImportError:  # schema outputs are then only checked to be JSON objects
@@ -61,16 +64,6 @@ SCHEMA = {"type": "object",
           "required": ["name", "age", "city"], "additionalProperties": False}
 MIX = [("native", 30), ("native_regex", 12), ("native_schema", 12), ("completions", 18),
        ("chat", 16), ("chat_schema", 12)]
-
-
-def vmrss_kib(pid):
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def http_json(base, method, path, obj=None, timeout=30):
