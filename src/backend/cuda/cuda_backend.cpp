@@ -594,6 +594,11 @@ Status CudaBackend::run_head(const ForwardBatch& batch) {
   return Status::ok();
 }
 
+Status CudaBackend::forward_device(const ForwardBatch& batch) {
+  SGL_RETURN_IF_ERROR(run_layers(batch));
+  return run_head(batch);
+}
+
 Status CudaBackend::forward(const ForwardBatch& batch, Logits* logits) {
   const auto& c = config_;
   SGL_RETURN_IF_ERROR(batch.validate(kv_capacity_, static_cast<int32_t>(c.n_vocab)));
@@ -602,8 +607,7 @@ Status CudaBackend::forward(const ForwardBatch& batch, Logits* logits) {
   logits->n_vocab = static_cast<int32_t>(c.n_vocab);
   logits->data.resize(static_cast<size_t>(logits->n_rows) * c.n_vocab);
   if (batch.n_tokens() == 0) return Status::ok();
-  SGL_RETURN_IF_ERROR(run_layers(batch));
-  SGL_RETURN_IF_ERROR(run_head(batch));
+  SGL_RETURN_IF_ERROR(forward_device(batch));
   cudaStream_t s = as_stream(stream_);
   if (!logits->data.empty())
     SGL_CUDA_OK(cudaMemcpyAsync(logits->data.data(), logits_, logits->data.size() * 4,
@@ -620,8 +624,7 @@ Status CudaBackend::forward_greedy(const ForwardBatch& batch, std::vector<int32_
   const int n_out = static_cast<int>(batch.logit_rows.size());
   tokens->assign(n_out, 0);
   if (batch.n_tokens() == 0) return Status::ok();
-  SGL_RETURN_IF_ERROR(run_layers(batch));
-  SGL_RETURN_IF_ERROR(run_head(batch));
+  SGL_RETURN_IF_ERROR(forward_device(batch));
   cudaStream_t s = as_stream(stream_);
   if (n_out > 0) {
     cuda::launch_argmax(logits_, n_out, static_cast<int>(c.n_vocab), argmax_, s);

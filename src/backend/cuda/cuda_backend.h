@@ -83,6 +83,10 @@ class CudaBackend final : public Backend {
   Status ensure_scratch(int n_tokens, int n_logits, int max_kv, size_t meta_elems);
   Status run_layers(const ForwardBatch& batch);
   Status run_head(const ForwardBatch& batch);
+  // The layers and the LM head, asynchronously on stream_: leaves the f32 logits of
+  // batch.logit_rows in logits_ ([n_logits, n_vocab], row i = logit_rows[i]). The caller
+  // synchronizes.
+  Status forward_device(const ForwardBatch& batch);
 
   template <typename T>
   Status dev_alloc(T** p, size_t count, const char* what);
