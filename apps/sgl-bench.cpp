@@ -43,10 +43,20 @@
 //       S-token context, earlier questions and the model's answers) plus a new Q-token question,
 //       after turn t-1 finished. Prints the same figures as shared-prefix.
 //
+//   sgl-bench offline [--num-prompts 1000] [--input-len 1024] [--output-len 32] [RUNTIME OPTIONS]
+//       SGLang's bench_offline_throughput (random dataset): N prompts of I random token ids, all
+//       submitted at once, O output tokens each; the KV pool is the backend's default size.
+//       E.g. the Llama-3.1-8B shape on a GPU: -m tests/data/configs/llama-3.1-8b.json
+//       --load-format dummy --tokenizer-path tests/data/tokenizer/hf_llama3 --device cuda
+//       --output-len 1024 --max-running-requests 512 --chunked-prefill-size 8192.
+//
 //   RUNTIME OPTIONS: [--threads 2] [--max-running-requests 64] [--max-total-tokens N (default:
 //       max running requests x the longest sequence)] [--disable-radix-cache] [--seed 1]
 //       [--json] [--dump-prompts FILE (the prompts' token ids as JSON)] [--prompts-only (dump
-//       and exit without running)] [--device cpu|cuda (the engine's backend)]. MODEL defaults to models/SmolLM2-135M-Instruct.Q4_1.gguf.
+//       and exit without running)] [--device cpu|cuda (the engine's backend)] [--load-format
+//       auto|dummy] [--tokenizer-path PATH (dummy)] [--mem-fraction-static 0.85]
+//       [--chunked-prefill-size 512] [--kv-dtype f16|bf16]. MODEL defaults to
+//       models/SmolLM2-135M-Instruct.Q4_1.gguf.
 //       Prompts are deterministic random English-word text tokenized with MODEL's tokenizer.
 //
 // Subcommands are rows of kCommands; add one by writing a run function and a row.
@@ -546,6 +556,11 @@ struct RuntimeBenchOptions {
   std::string dump_prompts;   // write the workload's token ids here
   bool prompts_only = false;  // ... and stop there (no engine)
   std::string device = "cpu";  // the engine's backend (cpu, cuda, cuda:N)
+  std::string load_format = "auto";  // or "dummy": -m is a config.json, random weights (cuda)
+  std::string tokenizer_path;        // dummy: the tokenizer (GGUF file or HF directory)
+  double mem_fraction_static = 0.85;  // cuda: weights + KV pool share of GPU memory
+  int chunked_prefill_size = 512;
+  std::string kv_dtype = "f16";
 };
 
 // Parses the options every runtime workload shares, plus the workload's own integer options
@@ -554,7 +569,8 @@ Result<RuntimeBenchOptions> parse_runtime_options(
     int argc, char** argv, std::vector<std::pair<std::string, int64_t>>& ints) {
   std::vector<std::string> valued = {
       "-m",     "--model",      "--threads",     "--max-running-requests", "--max-total-tokens",
-      "--seed", "--output-len", "--dump-prompts", "--device"};
+      "--seed", "--output-len", "--dump-prompts", "--device", "--load-format",
+      "--tokenizer-path", "--mem-fraction-static", "--chunked-prefill-size", "--kv-dtype"};
   for (const auto& [k, v] : ints) valued.push_back(k);
   SGL_ASSIGN_OR_RETURN(Args args, parse_args(argc, argv, valued));
   RuntimeBenchOptions o;
@@ -584,6 +600,19 @@ Result<RuntimeBenchOptions> parse_runtime_options(
   if (const std::string* m = args.get("--model")) o.model = *m;
   if (const std::string* d = args.get("--dump-prompts")) o.dump_prompts = *d;
   if (const std::string* d = args.get("--device")) o.device = *d;
+  if (const std::string* f = args.get("--load-format")) o.load_format = *f;
+  if (const std::string* t = args.get("--tokenizer-path")) o.tokenizer_path = *t;
+  if (const std::string* k = args.get("--kv-dtype")) o.kv_dtype = *k;
+  if (const std::string* f = args.get("--mem-fraction-static")) {
+    char* end = nullptr;
+    o.mem_fraction_static = std::strtod(f->c_str(), &end);
+    if (end == f->c_str() || *end != '\0' || !(o.mem_fraction_static > 0.0) ||
+        o.mem_fraction_static > 1.0)
+      return sgl::invalid_argument("--mem-fraction-static must be in (0, 1], got '" + *f + "'");
+  }
+  SGL_ASSIGN_OR_RETURN(int64_t chunk, parse_int("--chunked-prefill-size", 1, 1 << 20,
+                                                o.chunked_prefill_size));
+  o.chunked_prefill_size = static_cast<int>(chunk);
   SGL_ASSIGN_OR_RETURN(int64_t threads, parse_int("--threads", 0, 1024, o.threads));
   SGL_ASSIGN_OR_RETURN(int64_t mrr,
                        parse_int("--max-running-requests", 1, 1 << 16, o.max_running_requests));
@@ -612,11 +641,19 @@ Result<std::unique_ptr<sgl::runtime::Engine>> make_bench_engine(const RuntimeBen
   sgl::runtime::EngineOptions eo;
   eo.threads = o.threads;
   eo.max_running_requests = o.max_running_requests;
-  eo.max_total_tokens =
-      o.max_total_tokens > 0 ? o.max_total_tokens : o.max_running_requests * max_seq_len;
+  // max_seq_len < 0: the backend's own default (the GPU pool sized by --mem-fraction-static).
+  eo.max_total_tokens = o.max_total_tokens > 0 ? o.max_total_tokens
+                        : max_seq_len < 0      ? 0
+                                               : o.max_running_requests * max_seq_len;
   eo.disable_radix_cache = o.disable_radix_cache;
   eo.random_seed = o.seed;
   eo.device = o.device;
+  eo.load_format = o.load_format;
+  eo.tokenizer_path = o.tokenizer_path;
+  eo.mem_fraction_static = o.mem_fraction_static;
+  eo.chunked_prefill_size = o.chunked_prefill_size;
+  eo.max_prefill_tokens = std::max(eo.max_prefill_tokens, o.chunked_prefill_size);
+  SGL_ASSIGN_OR_RETURN(eo.kv_dtype, sgl::backend::parse_kv_dtype(o.kv_dtype));
   SGL_ASSIGN_OR_RETURN(auto engine, sgl::runtime::Engine::create(o.model, eo));
   // Warm-up outside the clock (page in the weights, size the scratch buffers), then an empty cache.
   sgl::runtime::GenerateRequest w;
@@ -930,6 +967,52 @@ int run_multi_turn(int argc, char** argv) {
   return 0;
 }
 
+// SGLang's bench_offline_throughput with its random dataset: N prompts of I random token ids,
+// all submitted at once, each generating exactly O tokens (greedy, ignore_eos). The figure is
+// output tokens / wall time from the first submit to the last finish. Unlike the workloads
+// above, the KV pool defaults to the backend's own size (on the GPU: --mem-fraction-static), and
+// --max-running-requests bounds the decode batch.
+int run_offline(int argc, char** argv) {
+  std::vector<std::pair<std::string, int64_t>> ints = {
+      {"--num-prompts", 1000}, {"--input-len", 1024}};
+  auto o = parse_runtime_options(argc, argv, ints);
+  if (!o.is_ok()) return fail("offline: " + o.status().message());
+  const int n_prompts = static_cast<int>(ints[0].second);
+  const int input_len = static_cast<int>(ints[1].second);
+
+  auto engine = make_bench_engine(*o, -1);
+  if (!engine.is_ok()) return fail(engine.status().to_string());
+  sgl::runtime::Engine& e = **engine;
+  // Random ids the tokenizer knows (a dummy model's test tokenizer may know fewer than the
+  // config's vocabulary), away from the low ids where special tokens usually sit.
+  const int32_t vocab = std::max<int32_t>(e.model().tok().vocab_size(), 400);
+  std::vector<std::vector<int32_t>> prompts;
+  prompts.reserve(static_cast<size_t>(n_prompts));
+  for (int i = 0; i < n_prompts; ++i)
+    prompts.push_back(bench_tokens(input_len, 1000 + i, vocab));
+  nlohmann::json sizes = {
+      {"num_prompts", n_prompts}, {"input_len", input_len}, {"output_len", o->output_len}};
+  const sgl::runtime::EngineStats s0 = settled_stats(e);
+  RunTotals t;
+  const double t0 = now_s();
+  std::vector<sgl::runtime::GenerateRequest> reqs;
+  for (int i = 0; i < n_prompts; ++i)
+    reqs.push_back(bench_request("off-" + std::to_string(i), std::move(prompts[i]), o->output_len));
+  auto handles = e.submit_batch(std::move(reqs));
+  if (!handles.is_ok()) return fail(handles.status().to_string());
+  for (auto& h : *handles) {
+    auto out = h->wait();
+    if (!out.is_ok()) return fail(out.status().to_string());
+    if (out->finish_reason.kind == sgl::runtime::FinishReason::kAbort)
+      return fail("request " + h->rid() + " aborted: " + out->finish_reason.message);
+    add_output(t, *out);
+  }
+  t.wall_s = now_s() - t0;
+  const sgl::runtime::EngineStats s1 = settled_stats(e);
+  report_run(*o, "offline", sizes, t, s0, s1, e.max_total_tokens());
+  return 0;
+}
+
 // ---- backend checks and kernel benchmarks ------------------------------------------------------
 
 // Parses "1,2,3" into integers; false on anything else.
@@ -1074,6 +1157,9 @@ const Command kCommands[] = {
      "multi-turn [-m MODEL] [--clients 16] [--turns 4] [--system-len 256] [--question-len 256] "
      "[--output-len 32] [RUNTIME OPTIONS]",
      run_multi_turn},
+    {"offline",
+     "offline [--num-prompts 1000] [--input-len 1024] [--output-len 32] [RUNTIME OPTIONS]",
+     run_offline},
 };
 
 int usage(FILE* out) {
@@ -1082,7 +1168,9 @@ int usage(FILE* out) {
   std::fprintf(out,
                "\nruntime options: [--threads 2] [--max-running-requests 64] "
                "[--max-total-tokens N] [--disable-radix-cache] [--seed 1] [--json] "
-               "[--dump-prompts FILE] [--prompts-only] [--device cpu|cuda]\n");
+               "[--dump-prompts FILE] [--prompts-only] [--device cpu|cuda] "
+               "[--load-format auto|dummy] [--tokenizer-path PATH] [--mem-fraction-static F] "
+               "[--chunked-prefill-size 512] [--kv-dtype f16|bf16]\n");
   return out == stderr ? 2 : 0;
 }
 

@@ -199,6 +199,12 @@ struct EngineOptions {
   std::string device = "cpu";
   // cuda: the share of free GPU memory for weights + KV pool (SGLang's --mem-fraction-static).
   double mem_fraction_static = 0.85;
+  // "auto": model_path is a model (GGUF file or Hugging Face directory). "dummy" (SGLang's
+  // --load-format dummy, for benchmarks of a real shape without its weights): model_path is a
+  // Hugging Face config.json (or its directory), the weights are random (CUDA backend only), and
+  // the tokenizer comes from tokenizer_path.
+  std::string load_format = "auto";
+  std::string tokenizer_path;  // a GGUF file or a Hugging Face directory; dummy only
 };
 
 struct EngineStats {

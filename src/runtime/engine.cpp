@@ -287,14 +287,28 @@ Result<std::unique_ptr<Engine>> Engine::create(std::string model_path, EngineOpt
   std::unique_ptr<Engine> e(new Engine());
   e->opts_ = options;
   e->model_path_ = model_path;
-  SGL_ASSIGN_OR_RETURN(e->model_, models::load_model(model_path));
+  if (options.load_format != "auto" && options.load_format != "dummy")
+    return invalid_argument("load_format must be auto or dummy, got '" + options.load_format +
+                            "'");
+  const bool dummy = options.load_format == "dummy";
+  if (!dummy && !options.tokenizer_path.empty())
+    return invalid_argument("tokenizer_path is only used with load_format dummy");
+  if (dummy) {
+    SGL_ASSIGN_OR_RETURN(e->model_, models::load_dummy_model(model_path, options.tokenizer_path));
+  } else {
+    SGL_ASSIGN_OR_RETURN(e->model_, models::load_model(model_path));
+  }
   backend::BackendOptions bo;
   bo.device = options.device;
   bo.n_threads = options.threads;
   bo.kv_dtype = options.kv_dtype;
   bo.kv_capacity = options.max_total_tokens;
   bo.mem_fraction_static = options.mem_fraction_static;
-  SGL_ASSIGN_OR_RETURN(e->backend_, backend::create_backend(*e->model_, bo));
+  if (dummy) {
+    SGL_ASSIGN_OR_RETURN(e->backend_, backend::create_dummy_backend(e->model_->config, bo));
+  } else {
+    SGL_ASSIGN_OR_RETURN(e->backend_, backend::create_backend(*e->model_, bo));
+  }
   e->n_vocab_ = static_cast<int32_t>(e->backend_->config().n_vocab);
   e->tok_vocab_ = e->model_->tok().vocab_size();
   e->context_length_ = static_cast<int32_t>(e->backend_->config().context_length);

@@ -161,6 +161,20 @@ const std::vector<Flag>& flags() {
          a.mem_fraction_static = x;
          return Status::ok();
        }},
+      {"--load-format", "FORMAT",
+       "auto (default: --model-path is a GGUF file or Hugging Face directory) or dummy "
+       "(--model-path is a Hugging Face config.json; random weights of its shape, --device cuda "
+       "only, with the tokenizer from --tokenizer-path: for benchmarks).",
+       [](ServerArgs& a, const std::string& v) {
+         if (v != "auto" && v != "dummy")
+           return invalid_argument("--load-format: expected auto or dummy, got " +
+                                   quote_for_message(v));
+         a.load_format = v;
+         return Status::ok();
+       }},
+      {"--tokenizer-path", "PATH",
+       "With --load-format dummy: the tokenizer (a GGUF file or a Hugging Face directory).",
+       str_flag(&ServerArgs::tokenizer_path)},
       {"--disable-jump-forward", nullptr,
        "Constrained decoding samples every token instead of appending grammar-forced text in one "
        "step.",
@@ -275,13 +289,15 @@ Result<runtime::EngineOptions> engine_options(const ServerArgs& a) {
   o.disable_jump_forward = a.disable_jump_forward;
   o.device = a.device;
   o.mem_fraction_static = a.mem_fraction_static;
+  o.load_format = a.load_format;
+  o.tokenizer_path = a.tokenizer_path;
   return o;
 }
 
 Json server_args_json(const ServerArgs& a) {
   Json j = Json::object();
   j["model_path"] = a.model_path;
-  j["tokenizer_path"] = a.model_path;
+  j["tokenizer_path"] = a.tokenizer_path.empty() ? a.model_path : a.tokenizer_path;
   j["host"] = a.host;
   j["port"] = a.port;
   j["served_model_name"] = a.model_name();
@@ -316,7 +332,7 @@ Json server_args_json(const ServerArgs& a) {
   j["device"] = a.device;
   j["mem_fraction_static"] = a.mem_fraction_static;
   j["tp_size"] = 1;
-  j["load_format"] = "auto";
+  j["load_format"] = a.load_format;
   return j;
 }
 

@@ -9,7 +9,9 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <string>
 #include <thread>
@@ -946,6 +948,59 @@ TEST_F(EngineTest, UnknownOrMissingDeviceIsAClearErrorNotACrash) {
     EXPECT_NE(c.status().message().find("built without CUDA"), std::string::npos)
         << c.status().to_string();
   }
+}
+
+TEST_F(EngineTest, DummyLoadFormatChecksItsInputs) {
+  // --load-format dummy: a config.json plus a separate tokenizer; random weights exist only on
+  // the GPU backend, so on the CPU it is a clear error, as are missing or unknown inputs.
+  const std::string cfg = std::string(SGL_SOURCE_DIR) + "/tests/data/configs/qwen2.5-0.5b.json";
+  EngineOptions o;
+  o.threads = 2;
+  o.load_format = "dummy";
+  auto no_tok = Engine::create(cfg, o);
+  ASSERT_FALSE(no_tok.is_ok());
+  EXPECT_NE(no_tok.status().message().find("tokenizer"), std::string::npos)
+      << no_tok.status().to_string();
+  o.tokenizer_path = kModelPath;  // a GGUF file's tokenizer
+  auto cpu = Engine::create(cfg, o);
+  ASSERT_FALSE(cpu.is_ok());
+  EXPECT_NE(cpu.status().message().find("--device cuda"), std::string::npos)
+      << cpu.status().to_string();
+  o.load_format = "safetensors-please";
+  auto bad = Engine::create(cfg, o);
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("load_format"), std::string::npos);
+  o.load_format = "auto";
+  auto tok_without_dummy = Engine::create(kModelPath, o);
+  ASSERT_FALSE(tok_without_dummy.is_ok());
+  EXPECT_NE(tok_without_dummy.status().message().find("tokenizer_path"), std::string::npos);
+}
+
+TEST(LoadDummyModel, ConfigFromJsonTokenizerFromElsewhere) {
+  const std::string cfg = std::string(SGL_SOURCE_DIR) + "/tests/data/configs/llama-3.1-8b.json";
+  auto m = models::load_dummy_model(cfg, kModelPath);
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  EXPECT_TRUE((*m)->dummy);
+  EXPECT_EQ((*m)->weights, nullptr);
+  EXPECT_EQ((*m)->config.n_vocab, 128256);
+  EXPECT_EQ((*m)->config.n_layer, 32);
+  EXPECT_EQ((*m)->tok().vocab_size(), 49152);  // SmolLM2's tokenizer: fewer ids, allowed
+  auto missing = models::load_dummy_model(cfg + ".nope", kModelPath);
+  EXPECT_FALSE(missing.is_ok());
+  EXPECT_FALSE(models::load_dummy_model(std::string(SGL_SOURCE_DIR) + "/README.md", kModelPath)
+                   .is_ok());  // not a config
+  // A tokenizer with more ids than the config's vocabulary cannot work with it.
+  std::ifstream in(cfg);
+  nlohmann::json j = nlohmann::json::parse(in);
+  j["vocab_size"] = 1000;
+  j["bos_token_id"] = 1;
+  j["eos_token_id"] = 2;
+  const std::string small = ::testing::TempDir() + "/small_vocab_config.json";
+  std::ofstream(small) << j.dump();
+  auto too_small = models::load_dummy_model(small, kModelPath);
+  ASSERT_FALSE(too_small.is_ok());
+  EXPECT_NE(too_small.status().message().find("49152"), std::string::npos)
+      << too_small.status().to_string();
 }
 
 }  // namespace

@@ -158,6 +158,16 @@ TEST(ServerArgs, ErrorsAndHelp) {
   EXPECT_FALSE(parse_server_args({"--model-path", "m", "--schedule-policy", "x"}, &help).is_ok());
   EXPECT_FALSE(parse_server_args({"--model-path"}, &help).is_ok());
   EXPECT_FALSE(parse_server_args({"--model-path", "m", "--enable-metrics=1"}, &help).is_ok());
+  EXPECT_FALSE(parse_server_args({"--model-path", "m", "--load-format", "pt"}, &help).is_ok());
+  auto d = parse_server_args({"--model-path", "config.json", "--load-format", "dummy",
+                              "--tokenizer-path", "tok.gguf", "--device", "cuda"},
+                             &help);
+  ASSERT_TRUE(d.is_ok()) << d.status().to_string();
+  auto eo = engine_options(*d);
+  ASSERT_TRUE(eo.is_ok());
+  EXPECT_EQ(eo->load_format, "dummy");
+  EXPECT_EQ(eo->tokenizer_path, "tok.gguf");
+  EXPECT_EQ(server_args_json(*d)["load_format"], "dummy");
   EXPECT_TRUE(parse_server_args({"--help"}, &help).is_ok());
   EXPECT_TRUE(help);
   const std::string h = server_args_help();
