@@ -2,8 +2,8 @@
 // style rope_freqs) and Qwen2 (QKV bias, NEOX RoPE) models written as GGUF with f32 weights; the
 // CPU backend (KV f32) is the reference. The CUDA side runs the prompts mixed in one ragged batch,
 // one of them chunked over two passes (cached prefix), then decodes both together. Also: greedy
-// argmax on the GPU equals the argmax of the copied logits, bad input gives an error, and (when
-// the default model is present) the default model's greedy tokens GPU vs CPU.
+// argmax on the GPU equals the argmax of the copied logits, and bad input gives an error. (The
+// default model GPU vs CPU: cuda_default_model_test.cpp.)
 //
 // Tolerance: ||gpu - cpu|| / ||cpu|| per logits row < 5e-2. The GPU rounds weights, GEMM inputs,
 // Q and the KV cache to bf16 (relative 2^-9 each); these random models have large attention
@@ -289,45 +289,6 @@ TEST(CudaFactory, DeviceNames) {
   o.device = "tpu";
   EXPECT_FALSE(backend::create_dummy_backend(c, o).is_ok());
   EXPECT_TRUE(backend::cuda_compiled());
-}
-
-// The default model (when setup.sh fetched it): greedy tokens on the GPU vs the CPU backend.
-TEST(CudaDefaultModel, GreedyTokensMatchCpu) {
-  SGL_REQUIRE_GPU();
-  const std::string path = std::string(SGL_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-  if (!std::filesystem::exists(path)) GTEST_SKIP() << "default model not present";
-  auto m = models::load_model(path);
-  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
-  backend::BackendOptions o;
-  o.kv_capacity = 256;
-  o.progress = false;
-  o.device = "cpu";
-  auto cpu = backend::create_backend(**m, o);
-  o.device = "cuda";
-  auto gpu = backend::create_backend(**m, o);
-  ASSERT_TRUE(cpu.is_ok() && gpu.is_ok());
-  const auto prompt = (*m)->tok().encode("The capital of France is", true, false);
-  auto greedy = [&](backend::Backend& be) {
-    std::vector<int32_t> toks = prompt, slots;
-    for (int i = 0; i < 64; ++i) slots.push_back(i);
-    backend::ForwardBatch fb;
-    backend::Logits lg;
-    fb.add_sequence(toks.data(), int(toks.size()), 0, slots.data(), true);
-    std::vector<int32_t> out;
-    for (int s = 0; s < 16; ++s) {
-      EXPECT_TRUE(be.forward(fb, &lg).is_ok());
-      out.push_back(runtime::Sampler::argmax({lg.row(0), size_t(lg.n_vocab)}));
-      toks.push_back(out.back());
-      fb.clear();
-      fb.add_sequence(&toks.back(), 1, int(toks.size()) - 1, slots.data(), true);
-    }
-    return out;
-  };
-  const auto a = greedy(**cpu), b = greedy(**gpu);
-  int same = 0;
-  while (same < int(a.size()) && a[same] == b[same]) ++same;
-  std::printf("[ default model ] greedy tokens equal for %d of %zu steps\n", same, a.size());
-  EXPECT_GE(same, 4);
 }
 
 }  // namespace
