@@ -29,6 +29,7 @@
 
 namespace sgl::backend::cuda {
 class Gemm;
+struct SampleBuffers;  // sampling.h / cuda_sample.cpp
 }
 
 namespace sgl::backend {
@@ -142,6 +143,21 @@ class CudaBackend final : public Backend {
   float* attn_ws_ = nullptr;
   int32_t* pinned_ = nullptr;  // host staging of meta (pinned)
   size_t pinned_elems_ = 0;
+
+  // ---- Device sampling (cuda_sample.cpp, kernels in sampling.cu) ----
+ public:
+  bool supports_sampling() const override { return true; }
+  // forward_device, then the sampling kernel on logits_ (overwritten); the rows' parameters and
+  // grammar bitsets go up in one copy from pinned staging, only the tokens come back.
+  Status forward_sample(const ForwardBatch& batch, std::span<const SampleRow> rows,
+                        std::vector<int32_t>* tokens) override;
+
+ private:
+  struct SampleBuffersDeleter {
+    void operator()(cuda::SampleBuffers* b) const;  // frees its device and pinned memory
+  };
+  std::unique_ptr<cuda::SampleBuffers, SampleBuffersDeleter> sample_;
+  // ---- end of device sampling ----
 };
 
 }  // namespace sgl::backend
