@@ -29,7 +29,6 @@
 
 namespace sgl::backend::cuda {
 class Gemm;
-struct SampleBuffers;  // sampling.h / cuda_sample.cpp
 }
 
 namespace sgl::backend {
@@ -153,10 +152,11 @@ class CudaBackend final : public Backend {
                         std::vector<int32_t>* tokens) override;
 
  private:
+  struct SampleBuffers;  // staging and token buffers, grown on demand (cuda_sample.cpp)
   struct SampleBuffersDeleter {
-    void operator()(cuda::SampleBuffers* b) const;  // frees its device and pinned memory
+    void operator()(SampleBuffers* b) const;  // frees its device and pinned memory
   };
-  std::unique_ptr<cuda::SampleBuffers, SampleBuffersDeleter> sample_;
+  std::unique_ptr<SampleBuffers, SampleBuffersDeleter> sample_;
   // ---- end of device sampling ----
 };
 

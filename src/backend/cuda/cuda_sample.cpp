@@ -10,11 +10,10 @@
 #include "backend/cuda/sampling.h"
 
 namespace sgl::backend {
-namespace cuda {
 
 // Grown-on-demand buffers of forward_sample: the upload (row parameters, then the bitsets) in
 // pinned host memory and its device copy, and the tokens (device, pinned host).
-struct SampleBuffers {
+struct CudaBackend::SampleBuffers {
   void* host = nullptr;  // pinned
   void* dev = nullptr;
   size_t bytes = 0;
@@ -22,8 +21,6 @@ struct SampleBuffers {
   int32_t* tokens_host = nullptr;  // pinned
   size_t n_tokens = 0;
 };
-
-}  // namespace cuda
 
 namespace {
 
@@ -40,7 +37,7 @@ Status cuda_fail(const char* what, cudaError_t e) {
 
 }  // namespace
 
-void CudaBackend::SampleBuffersDeleter::operator()(cuda::SampleBuffers* b) const {
+void CudaBackend::SampleBuffersDeleter::operator()(SampleBuffers* b) const {
   if (b == nullptr) return;
   if (b->host) cudaFreeHost(b->host);
   if (b->dev) cudaFree(b->dev);
@@ -80,8 +77,8 @@ Status CudaBackend::forward_sample(const ForwardBatch& batch, std::span<const Sa
     if (r.mask != nullptr) words += std::min<size_t>(static_cast<size_t>(r.mask_words), max_words);
   const size_t params_bytes = n_out * sizeof(cuda::SampleParams);
   const size_t bytes = params_bytes + words * 4;
-  if (!sample_) sample_.reset(new cuda::SampleBuffers());
-  cuda::SampleBuffers& b = *sample_;
+  if (!sample_) sample_.reset(new SampleBuffers());
+  SampleBuffers& b = *sample_;
   if (b.bytes < bytes) {
     const size_t want = std::max(bytes, 2 * b.bytes) + 4096;
     if (b.host) cudaFreeHost(b.host);
