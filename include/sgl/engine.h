@@ -222,6 +222,7 @@ struct EngineStats {
   int64_t finished = 0;            // requests ended (any reason)
   int64_t generated_tokens = 0;
   int64_t jump_forward_tokens = 0; // output tokens appended by jump-forward, not decoded
+  int64_t device_sampled_tokens = 0;  // tokens sampled by the backend (no logits copied back)
   double forward_seconds = 0;      // time inside backend forward passes
   double step_seconds = 0;         // total scheduler step time (forward included)
   double cache_hit_rate() const {
@@ -286,6 +287,11 @@ class Engine {
   bool emit_token(Req& r, int32_t tok, std::optional<PositionLogprobs> lp);
   bool jump_forward(Req& r, int32_t tok, std::span<const float> lg,
                     std::vector<int32_t>& scratch_ids);
+  // Device sampling (Backend::forward_sample): whether this step's logit rows allow it, and
+  // one row's parameters (fills its grammar mask and draws its random number).
+  template <typename Rows>
+  bool samples_on_device(const Rows& rows) const;
+  backend::SampleRow device_sample_row(Req& r);
   bool defer_to_share(const Req& r, int32_t limit);
   // Shared prompt tokens with a running prefill worth waiting for instead of recomputing.
   static constexpr size_t kMinSharedPrefix = 32;

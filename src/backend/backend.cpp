@@ -21,4 +21,9 @@ Result<KvDtype> parse_kv_dtype(std::string_view name) {
                           "' (expected f16, bf16 or f32)");
 }
 
+Status Backend::forward_sample(const ForwardBatch&, std::span<const SampleRow>,
+                               std::vector<int32_t>*) {
+  return unsupported("the " + std::string(name()) + " backend does not sample on the device");
+}
+
 }  // namespace sgl::backend

@@ -13,7 +13,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string_view>
+#include <vector>
 
 #include "backend/forward_batch.h"
 #include "model/model_config.h"
@@ -25,6 +27,22 @@ enum class KvDtype { kF16, kBF16, kF32 };
 std::string_view kv_dtype_name(KvDtype t);
 Result<KvDtype> parse_kv_dtype(std::string_view name);  // "f16"/"fp16", "bf16", "f32"/"fp32"
 
+// One logits row to sample on the device (Backend::forward_sample), with the meaning of
+// runtime::Sampler::sample: the same filters in the same order, and the draw that the host's
+// RNG value `u` makes there (so a seeded request stays reproducible for given logits).
+struct SampleRow {
+  float temperature = 1.0f;  // < 1e-6: greedy (argmax, lowest id on ties); u is then unused
+  int32_t top_k = -1;        // <= 0: all
+  float top_p = 1.0f;        // (0, 1]
+  float min_p = 0.0f;        // [0, 1]
+  double u = 0.0;            // uniform in [0, 1), drawn on the host from the request's RNG
+  // Grammar bitset (bit i = word i/32, bit i%32; as grammar::apply_mask): ids whose bit is clear
+  // or that lie past mask_words * 32 are never sampled. Null: no mask. Read during the call only.
+  const uint32_t* mask = nullptr;
+  int32_t mask_words = 0;
+  int32_t vocab_limit = 0;  // ids >= vocab_limit are never sampled; <= 0: the model's n_vocab
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -33,6 +51,13 @@ class Backend {
   // Number of token slots in the KV pool.
   virtual int64_t kv_capacity() const = 0;
   virtual Status forward(const ForwardBatch& batch, Logits* logits) = 0;
+
+  // Optional: the same forward pass, then one token sampled per logit row on the device (rows[i]
+  // for batch.logit_rows[i]), so no logits reach the host. Penalties, logit bias and logprobs
+  // need the host path (forward + runtime::Sampler).
+  virtual bool supports_sampling() const { return false; }
+  virtual Status forward_sample(const ForwardBatch& batch, std::span<const SampleRow> rows,
+                                std::vector<int32_t>* tokens);
 };
 
 }  // namespace sgl::backend

@@ -1005,6 +1005,42 @@ Engine::Req* Engine::pick_victim() {
   return victim;
 }
 
+template <typename Rows>
+bool Engine::samples_on_device(const Rows& rows) const {
+  // The host path is needed by input logprob rows, by output logprobs (also of the first
+  // jump-forward token), and by penalties and logit bias (applied to the host's logits rows).
+  for (const auto& row : rows) {
+    if (!row.sample) return false;
+    const Req& r = *row.r;
+    if (r.done) continue;
+    if (r.params.return_logprob || r.sp.has_penalties() || !r.sp.logit_bias.empty()) return false;
+  }
+  return !rows.empty();
+}
+
+backend::SampleRow Engine::device_sample_row(Req& r) {
+  backend::SampleRow s;
+  if (r.done) {  // finished while in the batch: its token is dropped; greedy costs least
+    s.temperature = 0.0f;
+    return s;
+  }
+  s.temperature = r.sp.temperature;
+  s.top_k = r.sp.top_k;
+  s.top_p = r.sp.top_p;
+  s.min_p = r.sp.min_p;
+  // The host path draws exactly once per non-greedy sample (Sampler::sample), so a seeded
+  // request gets the same stream either way; the one difference is a row with nothing allowed,
+  // where the host draws nothing, but such a request is aborted below anyway.
+  if (!r.sp.greedy()) s.u = r.sampler->rng().next_double();
+  if (tok_vocab_ < n_vocab_) s.vocab_limit = tok_vocab_;
+  if (r.matcher) {
+    r.matcher->fill_mask(r.mask);
+    s.mask = r.mask.data();
+    s.mask_words = static_cast<int32_t>(r.mask.size());
+  }
+  return s;
+}
+
 void Engine::step() {
   admit();
   ++counters_.steps;
@@ -1092,9 +1128,20 @@ void Engine::step() {
     return;
   }
 
+  // Sampling on the device when the backend can and no row needs the logits on the host: then
+  // only the tokens come back. Masks are filled and each request's RNG drawn here, before the
+  // pass (neither depends on it), in the same order and number as the host path would.
+  const bool on_device = backend_->supports_sampling() && samples_on_device(rows);
+  std::vector<backend::SampleRow> sample_rows;
+  std::vector<int32_t> device_tokens;
+  if (on_device) {
+    sample_rows.reserve(rows.size());
+    for (const Row& row : rows) sample_rows.push_back(device_sample_row(*row.r));
+  }
   backend::Logits& logits = logits_;  // reused: no per-step allocation of the rows
   const auto t0 = Clock::now();
-  Status s = backend_->forward(batch, &logits);
+  Status s = on_device ? backend_->forward_sample(batch, sample_rows, &device_tokens)
+                       : backend_->forward(batch, &logits);
   counters_.forward_seconds += seconds_between(t0, Clock::now());
   if (!s.is_ok()) {
     for (Req* r : in_batch) abort_req(*r, "forward pass failed: " + s.to_string());
@@ -1134,17 +1181,24 @@ void Engine::step() {
     if (!row.sample) continue;
     Req& r = *row.r;
     if (r.done) continue;
-    std::span<float> lg(logits.row(static_cast<int32_t>(i)), static_cast<size_t>(n_vocab_));
-    // Embedding rows past the tokenizer's vocabulary (padding, e.g. Qwen2's 151936 rows for
-    // 151665 tokens) are never sampled: they have no text.
-    if (tok_vocab_ < n_vocab_) std::fill(lg.begin() + tok_vocab_, lg.end(), -INFINITY);
-    if (r.sp.has_penalties() || !r.sp.logit_bias.empty())
-      Sampler::apply_penalties(lg, r.sp, *r.sampler);
-    if (r.matcher) {
-      r.matcher->fill_mask(r.mask);
-      grammar::apply_mask(lg, r.mask);
+    std::span<float> lg;  // empty when sampled on the device (then no row needs it)
+    int32_t tok;
+    if (on_device) {
+      tok = device_tokens[i];
+      ++counters_.device_sampled_tokens;
+    } else {
+      lg = std::span<float>(logits.row(static_cast<int32_t>(i)), static_cast<size_t>(n_vocab_));
+      // Embedding rows past the tokenizer's vocabulary (padding, e.g. Qwen2's 151936 rows for
+      // 151665 tokens) are never sampled: they have no text.
+      if (tok_vocab_ < n_vocab_) std::fill(lg.begin() + tok_vocab_, lg.end(), -INFINITY);
+      if (r.sp.has_penalties() || !r.sp.logit_bias.empty())
+        Sampler::apply_penalties(lg, r.sp, *r.sampler);
+      if (r.matcher) {
+        r.matcher->fill_mask(r.mask);
+        grammar::apply_mask(lg, r.mask);
+      }
+      tok = Sampler::sample(lg, r.sp, *r.sampler, scratch);
     }
-    const int32_t tok = Sampler::sample(lg, r.sp, *r.sampler, scratch);
     if (r.matcher && !r.matcher->accept(tok)) {
       // Only possible when the grammar allows nothing (every logit masked).
       abort_req(r, "constrained decoding: the grammar allows no token here");

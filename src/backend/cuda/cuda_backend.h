@@ -142,6 +142,22 @@ class CudaBackend final : public Backend {
   float* attn_ws_ = nullptr;
   int32_t* pinned_ = nullptr;  // host staging of meta (pinned)
   size_t pinned_elems_ = 0;
+
+  // ---- Device sampling (cuda_sample.cpp, kernels in sampling.cu) ----
+ public:
+  bool supports_sampling() const override { return true; }
+  // forward_device, then the sampling kernel on logits_ (overwritten); the rows' parameters and
+  // grammar bitsets go up in one copy from pinned staging, only the tokens come back.
+  Status forward_sample(const ForwardBatch& batch, std::span<const SampleRow> rows,
+                        std::vector<int32_t>* tokens) override;
+
+ private:
+  struct SampleBuffers;  // staging and token buffers, grown on demand (cuda_sample.cpp)
+  struct SampleBuffersDeleter {
+    void operator()(SampleBuffers* b) const;  // frees its device and pinned memory
+  };
+  std::unique_ptr<SampleBuffers, SampleBuffersDeleter> sample_;
+  // ---- end of device sampling ----
 };
 
 }  // namespace sgl::backend

@@ -1,0 +1,141 @@
+// CudaBackend::forward_sample: the forward pass, then sampling on the GPU (sampling.cu); only the
+// sampled tokens are copied back.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/sampling.h"
+
+namespace sgl::backend {
+
+// Grown-on-demand buffers of forward_sample: the upload (row parameters, then the bitsets) in
+// pinned host memory and its device copy, and the tokens (device, pinned host).
+struct CudaBackend::SampleBuffers {
+  void* host = nullptr;  // pinned
+  void* dev = nullptr;
+  size_t bytes = 0;
+  int32_t* tokens_dev = nullptr;
+  int32_t* tokens_host = nullptr;  // pinned
+  size_t n_tokens = 0;
+};
+
+namespace {
+
+Status cuda_fail(const char* what, cudaError_t e) {
+  return Status(StatusCode::kInternal,
+                std::string("CUDA: ") + what + ": " + cudaGetErrorString(e));
+}
+
+#define SGL_SAMPLE_CUDA_OK(call, what)                   \
+  do {                                                   \
+    cudaError_t e_ = (call);                             \
+    if (e_ != cudaSuccess) return cuda_fail((what), e_); \
+  } while (0)
+
+}  // namespace
+
+void CudaBackend::SampleBuffersDeleter::operator()(SampleBuffers* b) const {
+  if (b == nullptr) return;
+  if (b->host) cudaFreeHost(b->host);
+  if (b->dev) cudaFree(b->dev);
+  if (b->tokens_host) cudaFreeHost(b->tokens_host);
+  if (b->tokens_dev) cudaFree(b->tokens_dev);
+  delete b;
+}
+
+Status CudaBackend::forward_sample(const ForwardBatch& batch, std::span<const SampleRow> rows,
+                                   std::vector<int32_t>* tokens) {
+  const auto& c = config_;
+  SGL_RETURN_IF_ERROR(batch.validate(kv_capacity_, static_cast<int32_t>(c.n_vocab)));
+  const size_t n_out = batch.logit_rows.size();
+  if (rows.size() != n_out)
+    return invalid_argument("forward_sample: " + std::to_string(rows.size()) +
+                            " sampling rows for " + std::to_string(n_out) + " logit rows");
+  for (const SampleRow& r : rows) {
+    if (r.mask != nullptr && r.mask_words < 0)
+      return invalid_argument("forward_sample: negative mask_words");
+    if (!(r.u >= 0.0 && r.u < 1.0))
+      return invalid_argument("forward_sample: u must be in [0, 1), got " + std::to_string(r.u));
+  }
+  SGL_SAMPLE_CUDA_OK(cudaSetDevice(device_), "set device");
+  tokens->assign(n_out, 0);
+  if (batch.n_tokens() == 0) return Status::ok();
+  SGL_RETURN_IF_ERROR(forward_device(batch));
+  if (n_out == 0) {
+    SGL_SAMPLE_CUDA_OK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)), "forward");
+    return Status::ok();
+  }
+
+  // One upload: the parameter array, then every row's bitset (words past n_vocab are not sent).
+  const int32_t n_vocab = static_cast<int32_t>(c.n_vocab);
+  const size_t max_words = (static_cast<size_t>(n_vocab) + 31) / 32;
+  size_t words = 0;
+  for (const SampleRow& r : rows)
+    if (r.mask != nullptr) words += std::min<size_t>(static_cast<size_t>(r.mask_words), max_words);
+  const size_t params_bytes = n_out * sizeof(cuda::SampleParams);
+  const size_t bytes = params_bytes + words * 4;
+  if (!sample_) sample_.reset(new SampleBuffers());
+  SampleBuffers& b = *sample_;
+  if (b.bytes < bytes) {
+    const size_t want = std::max(bytes, 2 * b.bytes) + 4096;
+    if (b.host) cudaFreeHost(b.host);
+    if (b.dev) cudaFree(b.dev);
+    b.host = b.dev = nullptr;
+    b.bytes = 0;
+    SGL_SAMPLE_CUDA_OK(cudaMallocHost(&b.host, want), "sampling staging (pinned)");
+    SGL_SAMPLE_CUDA_OK(cudaMalloc(&b.dev, want), "sampling staging (device)");
+    b.bytes = want;
+  }
+  if (b.n_tokens < n_out) {
+    if (b.tokens_host) cudaFreeHost(b.tokens_host);
+    if (b.tokens_dev) cudaFree(b.tokens_dev);
+    b.tokens_host = b.tokens_dev = nullptr;
+    b.n_tokens = 0;
+    const size_t want = std::max<size_t>(n_out, 64);
+    SGL_SAMPLE_CUDA_OK(cudaMallocHost(&b.tokens_host, want * 4), "sampled tokens (pinned)");
+    SGL_SAMPLE_CUDA_OK(cudaMalloc(&b.tokens_dev, want * 4), "sampled tokens (device)");
+    b.n_tokens = want;
+  }
+  auto* params = static_cast<cuda::SampleParams*>(b.host);
+  auto* mask_words = reinterpret_cast<uint32_t*>(static_cast<char*>(b.host) + params_bytes);
+  size_t at = 0;
+  for (size_t i = 0; i < n_out; ++i) {
+    const SampleRow& r = rows[i];
+    cuda::SampleParams p;
+    p.u = r.u;
+    p.temperature = r.temperature;
+    p.top_p = r.top_p;
+    p.min_p = r.min_p;
+    p.top_k = r.top_k;
+    p.vocab_limit = r.vocab_limit > 0 ? std::min(r.vocab_limit, n_vocab) : n_vocab;
+    if (r.mask != nullptr) {
+      const size_t nw = std::min<size_t>(static_cast<size_t>(r.mask_words), max_words);
+      std::memcpy(mask_words + at, r.mask, nw * 4);
+      p.mask_offset = static_cast<int32_t>(at);
+      // Ids past the sent words stay masked: past mask_words by the contract, past n_vocab anyway.
+      p.mask_words = static_cast<int32_t>(nw);
+      at += nw;
+    }
+    params[i] = p;
+  }
+  cudaStream_t s = static_cast<cudaStream_t>(stream_);
+  SGL_SAMPLE_CUDA_OK(cudaMemcpyAsync(b.dev, b.host, bytes, cudaMemcpyHostToDevice, s),
+                     "sampling upload");
+  const auto* dev_params = static_cast<const cuda::SampleParams*>(b.dev);
+  const auto* dev_masks =
+      reinterpret_cast<const uint32_t*>(static_cast<const char*>(b.dev) + params_bytes);
+  cuda::launch_sample(logits_, logits_, static_cast<int>(n_out), n_vocab, dev_params, dev_masks,
+                      b.tokens_dev, s);
+  SGL_SAMPLE_CUDA_OK(cudaGetLastError(), "sampling kernel");
+  SGL_SAMPLE_CUDA_OK(
+      cudaMemcpyAsync(b.tokens_host, b.tokens_dev, n_out * 4, cudaMemcpyDeviceToHost, s),
+      "sampled tokens download");
+  SGL_SAMPLE_CUDA_OK(cudaStreamSynchronize(s), "forward_sample");
+  std::copy(b.tokens_host, b.tokens_host + n_out, tokens->begin());
+  return Status::ok();
+}
+
+}  // namespace sgl::backend
