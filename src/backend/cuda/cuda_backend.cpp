@@ -75,7 +75,7 @@ CudaBackend::~CudaBackend() {
   for (void* p : allocations_) cudaFree(p);
   for (void* p :
        {static_cast<void*>(x_), static_cast<void*>(f_), static_cast<void*>(h_),
-        static_cast<void*>(q_), static_cast<void*>(cos_sin_), static_cast<void*>(meta_),
+        static_cast<void*>(q_), static_cast<void*>(act_), static_cast<void*>(cos_sin_), static_cast<void*>(meta_),
         static_cast<void*>(head_x_), static_cast<void*>(logits_), static_cast<void*>(attn_ws_)})
     if (p) cudaFree(p);
   if (pinned_) cudaFreeHost(pinned_);
@@ -423,6 +423,8 @@ Status CudaBackend::ensure_scratch(int n, int n_logits, int max_kv, size_t meta_
   SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&f_), &cap_f_, N * f_w * 4, "f"));
   SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&h_), &cap_h_, N * h_w * 2, "h"));
   SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&q_), &cap_q_, N * q_dim * 2, "q"));
+  SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&act_), &cap_act_,
+                           std::min<size_t>(N, cuda::kGemvMaxRows) * c.n_ff * 2, "act"));
   SGL_RETURN_IF_ERROR(
       grow(reinterpret_cast<void**>(&cos_sin_), &cap_cs_, N * rope_dim_ * 4, "rope"));
   SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&meta_), &cap_meta_, meta_elems * 4, "meta"));
@@ -569,9 +571,18 @@ Status CudaBackend::run_layers(const ForwardBatch& batch) {
     cuda::launch_attention(aa, s);
     SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wo, f_, cuda::GemmOut::kF32, n, E, q_dim, s));
     cuda::launch_add_rms_norm(x_, f_, L.ffn_norm, h_, n, E, c.rms_eps, s);
-    SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wgu, f_, cuda::GemmOut::kF32, n, 2 * F, E, s));
-    cuda::launch_silu_mul(f_, n, F, h_, s);
-    SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wdown, f_, cuda::GemmOut::kF32, n, E, F, s));
+    // Where the plain GEMV beat cuBLASLt on the gate|up shape, its gated form computes
+    // SiLU(gate) * up in the epilogue: one launch, and no f32 [n, 2 n_ff] round trip.
+    SGL_ASSIGN_OR_RETURN(const bool gated_gemv,
+                         gemm_->prefers_gemv(h_, L.wgu, f_, n, 2 * F, E, s));
+    if (gated_gemv) {
+      cuda::launch_gemv_gate_up_silu(h_, L.wgu, act_, n, F, E, s);
+      SGL_RETURN_IF_ERROR(gemm_->run(act_, L.wdown, f_, cuda::GemmOut::kF32, n, E, F, s));
+    } else {
+      SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wgu, f_, cuda::GemmOut::kF32, n, 2 * F, E, s));
+      cuda::launch_silu_mul(f_, n, F, h_, s);
+      SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wdown, f_, cuda::GemmOut::kF32, n, E, F, s));
+    }
     // The residual add fused with the next layer's attention norm (the last layer's output
     // norm result in h_ goes unused: the head norms only the requested rows).
     const float* next_norm = il + 1 < c.n_layer ? layers_[il + 1].attn_norm : output_norm_;

@@ -132,6 +132,8 @@ class CudaBackend final : public Backend {
   float* f_ = nullptr;        // [n, max(qkv width, 2 n_ff, n_embd)] GEMM outputs
   uint16_t* h_ = nullptr;     // [n, max(n_embd, n_ff, q_dim)] bf16 GEMM inputs
   uint16_t* q_ = nullptr;     // [n, q_dim] bf16
+  uint16_t* act_ = nullptr;   // [min(n, kGemvMaxRows), n_ff] bf16: SiLU(gate) * up of the GEMV
+  size_t cap_act_ = 0;
   float* cos_sin_ = nullptr;  // [n, rope_dim]
   // tokens | positions | out_slots | token_seq | seq begins | logit rows | slots | argmax out
   int32_t* meta_ = nullptr;

@@ -101,6 +101,22 @@ bool launch_attention_prefill_tc(const AttentionArgs& a, const int32_t* tiles, i
                                  cudaStream_t stream);
 constexpr int kPrefillTcRows = 64;
 
+// Skinny GEMM for decode batches (gemv.cu): y[n, N] (f32) = x[n, K] (bf16) * W[N, K]^T (bf16,
+// row-major as stored), f32 accumulation, for n <= kGemvMaxRows activation rows. A pure weight
+// stream (16-byte loads, several in flight per lane, one warp per few output rows, no split over
+// K): deterministic, and independent of n in its per-row arithmetic order. `variant` 0 is the
+// tuned default; 1..4 are alternative tilings kept for benchmarks.
+// REQUIRES: gemv_supported(n, N, K); x, w 16-byte aligned.
+constexpr int kGemvMaxRows = 8;
+bool gemv_supported(int n, int N, int K);
+void launch_gemv(const uint16_t* x, const uint16_t* w, float* y, int n, int N, int K,
+                 cudaStream_t stream, int variant = 0);
+// The same over the fused gate|up matrix w_gu [2 n_ff, K] with the SiLU-and-multiply epilogue:
+// out[t, f] = bf16(silu(g) * u), g = x[t] . w_gu[f], u = x[t] . w_gu[n_ff + f] (f32 sums), the
+// expression launch_silu_mul uses. out: [n, n_ff] bf16.
+void launch_gemv_gate_up_silu(const uint16_t* x, const uint16_t* w_gu, uint16_t* out, int n,
+                              int n_ff, int K, cudaStream_t stream, int variant = 0);
+
 // Deterministic pseudo-random fill (dummy weights): p[i] = bf16(scale * u_i), u_i uniform in
 // [-1, 1) from a hash of (seed, i).
 void launch_fill_uniform_bf16(uint16_t* p, size_t n, float scale, uint64_t seed,
