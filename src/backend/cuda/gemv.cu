@@ -15,8 +15,11 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/pdl.cuh"
 
 namespace sgl::backend::cuda {
 namespace {
@@ -86,13 +89,21 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int j = 0; j < R; ++j) acc[r][j] = 0.0f;
 
-  for (int k0 = lane * 8; k0 < K; k0 += 256 * U) {
-    uint4 wv[U][R];
+  pdl_trigger();
+  uint4 wv[U][R];
+  auto load = [&](int k0) {
 #pragma unroll
     for (int u = 0; u < U; ++u)
 #pragma unroll
       for (int j = 0; j < R; ++j)
         wv[u][j] = k0 + u * 256 < K ? ld_stream(wr[j] + k0 + u * 256) : make_uint4(0, 0, 0, 0);
+  };
+  // The first weight loads do not depend on the previous kernel: under programmatic dependent
+  // launch they overlap its tail. The activations are read only after the wait.
+  load(lane * 8);
+  pdl_wait();
+  for (int k0 = lane * 8; k0 < K; k0 += 256 * U) {
+    if (k0 != lane * 8) load(k0);
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int kk = k0 + u * 256;
@@ -136,19 +147,37 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
+// Programmatic dependent launch of the GEMVs, unless SGL_CUDA_PDL=0.
+bool pdl_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("SGL_CUDA_PDL");
+    return !(e != nullptr && std::strcmp(e, "0") == 0);
+  }();
+  return on;
+}
+
 // Rows per warp and steps in flight for each activation-row count: more weight rows per warp
 // share each activation load (L1 traffic n / R per weight byte), and R * U 16-byte loads per lane
 // keep enough bytes in flight to cover HBM latency.
 template <int NR, bool kGated>
 void launch_nr(const uint16_t* x, const uint16_t* w, void* out, int N, int K, int variant,
                cudaStream_t stream) {
-  // variant 0 = default; 1..4 = alternatives kept for the benchmark.
+  // variant 0 = default; 1..4 = alternatives kept for the benchmark (v0 was <2, 4> at n <= 2).
   const int rows = kGated ? N / 2 : N;
   auto go = [&](auto kernel, int r_per_warp) {
     const int out_per_warp = kGated ? r_per_warp / 2 : r_per_warp;
     const int warps = (rows + out_per_warp - 1) / out_per_warp;
     const int blocks = (warps + kWarps - 1) / kWarps;
-    kernel<<<blocks, kWarps * 32, 0, stream>>>(x, w, out, N, K);
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(blocks);
+    cfg.blockDim = dim3(kWarps * 32);
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl_enabled() ? 1 : 0;
+    cudaLaunchKernelEx(&cfg, kernel, x, w, out, N, K);
   };
   switch (variant) {
     case 1:
@@ -164,7 +193,9 @@ void launch_nr(const uint16_t* x, const uint16_t* w, void* out, int N, int K, in
       go(gemv_kernel<NR, 4, 4, kGated>, 4);
       break;
     default:
-      if constexpr (NR <= 2)
+      // Measured on the H100 (8B decode shapes): 4 rows x 2 steps is the best or within 2% of it
+      // for every n; the gated form at n <= 2 does best with one gate/up pair x 4 steps.
+      if constexpr (kGated && NR <= 2)
         go(gemv_kernel<NR, 2, 4, kGated>, 2);
       else
         go(gemv_kernel<NR, 4, 2, kGated>, 4);

@@ -72,6 +72,9 @@ struct AttentionArgs {
   const int32_t* slots = nullptr;            // concatenated slot lists
   int n_tokens = 0, n_head = 0, n_head_kv = 0, head_dim = 0;
   int max_kv = 0;              // the largest position + 1 over the batch
+  // > 0: split every token's keys into exactly this many chunks (of its own length), whatever
+  // max_kv is: the launch then depends on n_tokens alone, as CUDA graph replays need.
+  int fixed_splits = 0;
   float scale = 0.0f;          // softmax scale (1/sqrt(head_dim))
   uint16_t* out = nullptr;     // [n_tokens, n_head, head_dim] bf16
   float* workspace = nullptr;  // attention_workspace_floats() floats
@@ -84,7 +87,10 @@ struct AttentionArgs {
 bool attention_head_dim_supported(int head_dim);
 // Floats of workspace the split-sequence attention needs for these sizes.
 size_t attention_workspace_floats(int n_tokens, int n_head, int n_head_kv, int head_dim, int max_kv,
-                                  int n_sm);
+                                  int n_sm, int fixed_splits = 0);
+// The split count for AttentionArgs::fixed_splits at this batch size: enough blocks to fill
+// n_sm multiprocessors about four times over, at most 16.
+int attention_fixed_splits(int n_tokens, int n_head, int n_head_kv, int n_sm);
 // Causal GQA attention over slot lists: each query reads the keys of its sequence up to its own
 // position, split over the sequence into chunks whose partial softmax states are merged after.
 // REQUIRES: attention_head_dim_supported(head_dim); n_head % n_head_kv == 0.
