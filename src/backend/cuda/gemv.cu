@@ -147,11 +147,12 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-// Programmatic dependent launch of the GEMVs, unless SGL_CUDA_PDL=0.
+// Programmatic dependent launch of the GEMVs with SGL_CUDA_PDL=1. Off by default: on the H100
+// it did not move the 8B batch-1 decode step beyond run-to-run noise (docs/cuda.md).
 bool pdl_enabled() {
   static const bool on = [] {
     const char* e = std::getenv("SGL_CUDA_PDL");
-    return !(e != nullptr && std::strcmp(e, "0") == 0);
+    return e != nullptr && std::strcmp(e, "1") == 0;
   }();
   return on;
 }
@@ -183,8 +184,8 @@ void launch_nr(const uint16_t* x, const uint16_t* w, void* out, int N, int K, in
     case 1:
       go(gemv_kernel<NR, 2, 2, kGated>, 2);
       break;
-    case 2:
-      go(gemv_kernel<NR, 2, 8, kGated>, 2);
+    case 2:  // one row per warp (a gate/up pair when gated), many warps
+      go(gemv_kernel<NR, kGated ? 2 : 1, 8, kGated>, kGated ? 2 : 1);
       break;
     case 3:
       go(gemv_kernel<NR, 4, 2, kGated>, 4);
@@ -236,6 +237,18 @@ void launch_any(const uint16_t* x, const uint16_t* w, void* out, int n, int N, i
 
 }  // namespace
 
+namespace {
+// SGL_CUDA_GEMV_VARIANT=1..4 replaces the default tiling (benchmarks of the whole model).
+int default_variant() {
+  static const int v = [] {
+    const char* e = std::getenv("SGL_CUDA_GEMV_VARIANT");
+    const int x = e != nullptr ? std::atoi(e) : 0;
+    return x >= 1 && x <= 4 ? x : 0;
+  }();
+  return v;
+}
+}  // namespace
+
 bool gemv_supported(int n, int N, int K) {
   return n >= 1 && n <= kGemvMaxRows && N >= 1 && K >= 8 && K % 8 == 0;
 }
@@ -243,13 +256,14 @@ bool gemv_supported(int n, int N, int K) {
 void launch_gemv(const uint16_t* x, const uint16_t* w, float* y, int n, int N, int K,
                  cudaStream_t stream, int variant) {
   if (!gemv_supported(n, N, K)) return;
-  launch_any<false>(x, w, y, n, N, K, variant, stream);
+  launch_any<false>(x, w, y, n, N, K, variant != 0 ? variant : default_variant(), stream);
 }
 
 void launch_gemv_gate_up_silu(const uint16_t* x, const uint16_t* w_gu, uint16_t* out, int n,
                               int n_ff, int K, cudaStream_t stream, int variant) {
   if (!gemv_supported(n, 2 * n_ff, K)) return;
-  launch_any<true>(x, w_gu, out, n, 2 * n_ff, K, variant, stream);
+  launch_any<true>(x, w_gu, out, n, 2 * n_ff, K, variant != 0 ? variant : default_variant(),
+                   stream);
 }
 
 }  // namespace sgl::backend::cuda

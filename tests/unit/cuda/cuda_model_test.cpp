@@ -14,7 +14,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -24,10 +27,13 @@
 
 #ifdef SGL_WITH_CUDA
 
+#include <cuda_profiler_api.h>
+
 #include "backend/cpu_backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/factory.h"
 #include "model/gguf_writer.h"
+#include "model/model_config.h"
 #include "models/loader.h"
 #include "runtime/sampler.h"
 
@@ -361,6 +367,48 @@ TEST(CudaFactory, DeviceNames) {
   o.device = "tpu";
   EXPECT_FALSE(backend::create_dummy_backend(c, o).is_ok());
   EXPECT_TRUE(backend::cuda_compiled());
+}
+
+// Not a test: the Llama-3.1-8B decode step (dummy weights, batch 1, 1k context) for profiling.
+// Times 32 greedy steps (median, host clock around each synchronous step), then runs two more
+// between cudaProfilerStart/Stop, so `ncu --profile-from-start off` sees exactly those kernels.
+// Run from the repository root with --gtest_also_run_disabled_tests
+// --gtest_filter='*DecodeStepProfile*' (SGL_PROFILE_CONFIG names another config.json).
+TEST(CudaBench, DISABLED_DecodeStepProfile) {
+  SGL_REQUIRE_GPU();
+  const char* env = std::getenv("SGL_PROFILE_CONFIG");
+  const std::string path = env ? env : "tests/data/configs/llama-3.1-8b.json";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not found";
+  auto config = model::ModelConfig::from_hf_config_file(path);
+  ASSERT_TRUE(config.is_ok()) << config.status().to_string();
+  backend::CudaBackendOptions go;
+  go.kv_capacity = 2048;
+  go.progress = false;
+  auto be = backend::CudaBackend::create_dummy(*config, go);
+  ASSERT_TRUE(be.is_ok()) << be.status().to_string();
+  std::mt19937 rng(5);
+  const int prompt = 1024, steps = 40;
+  std::vector<int32_t> toks(prompt + steps), slots(prompt + steps);
+  for (auto& t : toks) t = int32_t(rng() % 32000);
+  for (int i = 0; i < prompt + steps; ++i) slots[i] = i;
+  backend::ForwardBatch fb;
+  std::vector<int32_t> out;
+  fb.add_sequence(toks.data(), prompt, 0, slots.data(), true);
+  ASSERT_TRUE((*be)->forward_greedy(fb, &out).is_ok());
+  std::vector<double> ms;
+  for (int s = 0; s < steps; ++s) {
+    fb.clear();
+    fb.add_sequence(&toks[prompt + s], 1, prompt + s, slots.data(), true);
+    if (s == steps - 2) cudaProfilerStart();
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE((*be)->forward_greedy(fb, &out).is_ok());
+    const auto t1 = std::chrono::steady_clock::now();
+    if (s >= 4 && s < steps - 2) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  cudaProfilerStop();
+  std::sort(ms.begin(), ms.end());
+  std::printf("[ decode step ] batch 1, %d context: median %.3f ms over %zu steps\n", prompt,
+              ms[ms.size() / 2], ms.size());
 }
 
 // The default model (when setup.sh fetched it): greedy tokens on the GPU vs the CPU backend.
