@@ -68,7 +68,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   bool live[R];
 #pragma unroll
   for (int j = 0; j < R; ++j) {
-    if (kGated) {
+    if constexpr (kGated) {
       const int g = warp * (R / 2) + (j % (R / 2));
       live[j] = g < F;
       row[j] = (j < R / 2 ? g : F + g);
@@ -126,7 +126,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       for (int o = 16; o > 0; o >>= 1) acc[r][j] += __shfl_xor_sync(0xffffffffu, acc[r][j], o);
 
   // Every lane now holds every sum; lane r * R + j (or r * R/2 + j, gated) stores one.
-  if (kGated) {
+  if constexpr (kGated) {
     uint16_t* y = static_cast<uint16_t*>(out);
 #pragma unroll
     for (int r = 0; r < NR; ++r)
