@@ -23,10 +23,9 @@ using bf16 = __nv_bfloat16;
 
 constexpr int kWarps = 4;
 constexpr int kMinSplitKeys = 128;
-// Upper bound of attention_fixed_splits: at batch 1 (8 KV heads x 32 splits) enough blocks to fill
-// the chip twice and short per-warp load chains at 1k keys (16 measured 11.5 us a layer there),
-// few enough that short contexts do not pay much for empty splits and the merge.
-constexpr int kMaxFixedSplits = 32;
+// Upper bound of attention_fixed_splits: enough blocks to fill the chip at batch 1 (8 KV heads x
+// 16), few enough that short contexts do not pay much for empty splits and the merge.
+constexpr int kMaxFixedSplits = 16;
 
 __device__ __forceinline__ void load8(const bf16* p, float* f) {
   const uint4 u = *reinterpret_cast<const uint4*>(p);
@@ -60,24 +59,6 @@ __device__ __forceinline__ void merge_state(float& m1, float& l1, float* a1, flo
 #pragma unroll
   for (int i = 0; i < 8; ++i) a1[i] = a1[i] * c1 + a2[i] * c2;
   m1 = m;
-}
-
-// Merges the n_splits partial states of one (token, query head) row for element d: the split
-// merge of combine_kernel and of the fused merge in attention_kernel (the same expression, so both
-// round alike). Reads through L2 (__ldcg): the states were written by other blocks.
-__device__ __forceinline__ float merge_splits(const float* p, int n_splits, int D, int d) {
-  float mx = -INFINITY;
-  for (int s = 0; s < n_splits; ++s) mx = fmaxf(mx, __ldcg(p + s * (D + 2)));
-  float sum = 0.0f, lsum = 0.0f;
-  if (mx != -INFINITY) {
-    for (int s = 0; s < n_splits; ++s) {
-      const float ms = __ldcg(p + s * (D + 2));
-      const float c = ms == -INFINITY ? 0.0f : exp2f(ms - mx);
-      sum += __ldcg(p + s * (D + 2) + 2 + d) * c;
-      lsum += __ldcg(p + s * (D + 2) + 1) * c;
-    }
-  }
-  return lsum > 0 ? sum / lsum : 0.0f;
 }
 
 struct KernelArgs {
@@ -231,27 +212,6 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(KernelArgs ka) {
       }
     }
   }
-  if (ka.n_splits == 1 || a.split_counters == nullptr) return;
-  // Fused merge: the last block of this (token, head group) to finish merges every split's
-  // state (the others' writes are fenced before their ticket), then resets the counter for the
-  // next launch. The merge order is fixed by split index, so the result is deterministic.
-  __shared__ int s_last;
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    int* ctr = a.split_counters + static_cast<size_t>(t) * gridDim.y + blockIdx.y;
-    s_last = atomicAdd(ctr, 1) == ka.n_splits - 1;
-    if (s_last) *ctr = 0;
-  }
-  __syncthreads();
-  if (!s_last) return;
-  __threadfence();
-  for (int idx = threadIdx.x; idx < ng * D; idx += blockDim.x) {
-    const int g = idx / D, d = idx % D;
-    const size_t row = static_cast<size_t>(t) * a.n_head + h0 + g;
-    a.out[row * D + d] = __bfloat16_as_ushort(__float2bfloat16_rn(
-        merge_splits(a.workspace + row * ka.n_splits * (D + 2), ka.n_splits, D, d)));
-  }
 }
 
 // One block of head_dim threads per (token, query head): merges the splits' states.
@@ -260,8 +220,20 @@ __global__ void combine_kernel(const float* __restrict__ ws, int n_splits, int D
   pdl_trigger();
   const size_t row = blockIdx.x;
   if (token_skip != nullptr && token_skip[row / n_head] != 0) return;
-  out[row * D + threadIdx.x] = __bfloat16_as_ushort(__float2bfloat16_rn(
-      merge_splits(ws + row * n_splits * (D + 2), n_splits, D, threadIdx.x)));
+  const float* p = ws + row * n_splits * (D + 2);
+  float mx = -INFINITY;
+  for (int s = 0; s < n_splits; ++s) mx = fmaxf(mx, p[s * (D + 2)]);
+  const int d = threadIdx.x;
+  float sum = 0.0f, lsum = 0.0f;
+  if (mx != -INFINITY) {
+    for (int s = 0; s < n_splits; ++s) {
+      const float ms = p[s * (D + 2)];
+      const float c = ms == -INFINITY ? 0.0f : exp2f(ms - mx);
+      sum += p[s * (D + 2) + 2 + d] * c;
+      lsum += p[s * (D + 2) + 1] * c;
+    }
+  }
+  out[row * D + d] = __bfloat16_as_ushort(__float2bfloat16_rn(lsum > 0 ? sum / lsum : 0.0f));
 }
 
 int group_chunk(int group) { return group > 4 ? 8 : group > 2 ? 4 : group > 1 ? 2 : 1; }
@@ -327,12 +299,6 @@ bool attention_head_dim_supported(int d) {
   return d == 8 || d == 16 || d == 32 || d == 64 || d == 128 || d == 256;
 }
 
-size_t attention_counter_ints(int n_tokens, int n_head, int n_head_kv) {
-  const int group = n_head / n_head_kv;
-  const int gch = (group + group_chunk(group) - 1) / group_chunk(group);
-  return static_cast<size_t>(n_tokens) * n_head_kv * gch;
-}
-
 int attention_fixed_splits(int n_tokens, int n_head, int n_head_kv, int n_sm) {
   const int group = n_head / n_head_kv;
   const long gch = (group + group_chunk(group) - 1) / group_chunk(group);
@@ -365,7 +331,7 @@ void launch_attention(const AttentionArgs& a, cudaStream_t stream) {
     launch_kv<bf16>(ka, group, grid, stream);
   else
     launch_kv<__half>(ka, group, grid, stream);
-  if (ka.n_splits > 1 && a.split_counters == nullptr)
+  if (ka.n_splits > 1)
     combine_kernel<<<a.n_tokens * a.n_head, a.head_dim, 0, stream>>>(
         a.workspace, ka.n_splits, a.head_dim, a.n_head, a.token_skip, a.out);
 }

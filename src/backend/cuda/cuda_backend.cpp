@@ -78,8 +78,7 @@ CudaBackend::~CudaBackend() {
   for (void* p :
        {static_cast<void*>(x_), static_cast<void*>(f_), static_cast<void*>(h_),
         static_cast<void*>(q_), static_cast<void*>(act_), static_cast<void*>(cos_sin_), static_cast<void*>(meta_),
-        static_cast<void*>(head_x_), static_cast<void*>(logits_), static_cast<void*>(attn_ws_),
-        static_cast<void*>(attn_ctr_)})
+        static_cast<void*>(head_x_), static_cast<void*>(logits_), static_cast<void*>(attn_ws_)})
     if (p) cudaFree(p);
   if (pinned_) cudaFreeHost(pinned_);
   if (stream_) cudaStreamDestroy(as_stream(stream_));
@@ -447,16 +446,6 @@ Status CudaBackend::ensure_scratch(int n, int n_logits, int max_kv, size_t meta_
       cuda::attention_workspace_floats(n, static_cast<int>(c.n_head), static_cast<int>(c.n_head_kv),
                                        static_cast<int>(c.head_dim), max_kv, n_sm_, attn_splits);
   SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&attn_ws_), &cap_ws_, ws * 4, "attention", &moved));
-  // The fused split merge's counters: zeroed when (re)allocated, left zero by every launch.
-  bool ctr_moved = false;
-  const size_t ctr = cuda::attention_counter_ints(n, static_cast<int>(c.n_head),
-                                                  static_cast<int>(c.n_head_kv));
-  SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&attn_ctr_), &cap_ctr_, ctr * 4,
-                           "attention counters", &ctr_moved));
-  if (ctr_moved) {
-    SGL_CUDA_OK(cudaMemsetAsync(attn_ctr_, 0, cap_ctr_, as_stream(stream_)), "attention counters");
-    moved = true;
-  }
   if (moved) drop_graphs();
   return ensure_pinned(meta_elems);
 }
@@ -598,7 +587,6 @@ Status CudaBackend::enqueue_layers(const StepInputs& in) {
     aa.scale = 1.0f / std::sqrt(static_cast<float>(D));
     aa.out = h_;
     aa.workspace = attn_ws_;
-    aa.split_counters = attn_ctr_;
     aa.n_sm = n_sm_;
     if (n_tiles > 0) {
       aa.token_skip = in.token_skip;

@@ -165,8 +165,6 @@ class CudaBackend final : public Backend {
   uint16_t* head_x_ = nullptr;  // [n_logits, n_embd]
   float* logits_ = nullptr;     // [n_logits, n_vocab]
   float* attn_ws_ = nullptr;
-  int* attn_ctr_ = nullptr;  // attention split-merge counters (AttentionArgs::split_counters)
-  size_t cap_ctr_ = 0;
   int32_t* pinned_ = nullptr;  // host staging of meta (pinned)
   // Decode graphs: padded batch size -> cudaGraphExec_t; the sizes already run once eagerly (their
   // GEMMs planned); the fixed-address inputs (header + slot lists, see forward_graph).

@@ -82,20 +82,14 @@ struct AttentionArgs {
   // [n_tokens] or null: launch_attention leaves tokens with token_skip[t] != 0 alone (their
   // outputs come from launch_attention_prefill_tc).
   const int32_t* token_skip = nullptr;
-  // attention_counter_ints() ints, zero before the first launch (each launch leaves them zero),
-  // or null. Given, the last block of each split group merges the splits itself and no separate
-  // merge kernel runs.
-  int* split_counters = nullptr;
 };
 // True iff the attention kernels handle this head dimension (8, 16, 32, 64, 128, 256).
 bool attention_head_dim_supported(int head_dim);
 // Floats of workspace the split-sequence attention needs for these sizes.
 size_t attention_workspace_floats(int n_tokens, int n_head, int n_head_kv, int head_dim, int max_kv,
                                   int n_sm, int fixed_splits = 0);
-// Ints of AttentionArgs::split_counters for n_tokens queries.
-size_t attention_counter_ints(int n_tokens, int n_head, int n_head_kv);
 // The split count for AttentionArgs::fixed_splits at this batch size: enough blocks to fill
-// n_sm multiprocessors about four times over, at most 32.
+// n_sm multiprocessors about four times over, at most 16.
 int attention_fixed_splits(int n_tokens, int n_head, int n_head_kv, int n_sm);
 // Causal GQA attention over slot lists: each query reads the keys of its sequence up to its own
 // position, split over the sequence into chunks whose partial softmax states are merged after.
