@@ -10,7 +10,9 @@
 // Per layer: RMSNorm -> fused QKV GEMM (f32 out) -> bias + RoPE + K/V store (one kernel) ->
 // attention (bf16 out) -> O GEMM -> fused residual add + RMSNorm -> fused gate|up GEMM -> SiLU*up
 // -> down GEMM -> fused residual add (+ next layer's norm). Logits: the requested rows are gathered
-// and normed, then the LM head GEMM runs on those rows only.
+// and normed, then the LM head GEMM runs on those rows only. GEMMs of up to 8 rows may run on the
+// backend's own GEMV (gemv.cu), gate|up then with SiLU*up fused; decode-only batches replay CUDA
+// graphs captured per padded batch size (forward_graph).
 //
 // Unlike the CPU backend, results are not batch invariant: cuBLASLt may pick a different kernel
 // for a different number of rows.
@@ -108,8 +110,8 @@ class CudaBackend final : public Backend {
   Status forward_graph(const ForwardBatch& batch);
   void drop_graphs();
   // The layers and the LM head, asynchronously on stream_: leaves the f32 logits of
-  // batch.logit_rows in logits_ ([n_logits, n_vocab], row i = logit_rows[i]). The caller
-  // synchronizes.
+  // batch.logit_rows in logits_ ([n_logits, n_vocab], row i = logit_rows[i]; a decode batch run
+  // as a graph may leave padding rows after them). The caller synchronizes.
   Status forward_device(const ForwardBatch& batch);
 
   template <typename T>
