@@ -75,10 +75,10 @@ CudaBackend::~CudaBackend() {
   if (gmeta_) cudaFree(gmeta_);
   gemm_.reset();
   for (void* p : allocations_) cudaFree(p);
-  for (void* p :
-       {static_cast<void*>(x_), static_cast<void*>(f_), static_cast<void*>(h_),
-        static_cast<void*>(q_), static_cast<void*>(act_), static_cast<void*>(cos_sin_), static_cast<void*>(meta_),
-        static_cast<void*>(head_x_), static_cast<void*>(logits_), static_cast<void*>(attn_ws_)})
+  for (void* p : {static_cast<void*>(x_), static_cast<void*>(f_), static_cast<void*>(h_),
+                  static_cast<void*>(q_), static_cast<void*>(act_), static_cast<void*>(cos_sin_),
+                  static_cast<void*>(meta_), static_cast<void*>(head_x_),
+                  static_cast<void*>(logits_), static_cast<void*>(attn_ws_)})
     if (p) cudaFree(p);
   if (pinned_) cudaFreeHost(pinned_);
   if (stream_) cudaStreamDestroy(as_stream(stream_));
@@ -433,10 +433,12 @@ Status CudaBackend::ensure_scratch(int n, int n_logits, int max_kv, size_t meta_
   SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&f_), &cap_f_, N * f_w * 4, "f", &moved));
   SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&h_), &cap_h_, N * h_w * 2, "h", &moved));
   SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&q_), &cap_q_, N * q_dim * 2, "q", &moved));
-  SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&act_), &cap_act_, std::min<size_t>(N, cuda::kGemvMaxRows) * c.n_ff * 2, "act", &moved));
+  SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&act_), &cap_act_,
+                           std::min<size_t>(N, cuda::kGemvMaxRows) * c.n_ff * 2, "act", &moved));
   SGL_RETURN_IF_ERROR(
       grow(reinterpret_cast<void**>(&cos_sin_), &cap_cs_, N * rope_dim_ * 4, "rope", &moved));
-  SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&meta_), &cap_meta_, meta_elems * 4, "meta", &meta_moved));
+  SGL_RETURN_IF_ERROR(
+      grow(reinterpret_cast<void**>(&meta_), &cap_meta_, meta_elems * 4, "meta", &meta_moved));
   const size_t L = static_cast<size_t>(std::max(n_logits, 1));
   SGL_RETURN_IF_ERROR(
       grow(reinterpret_cast<void**>(&head_x_), &cap_head_x_, L * c.n_embd * 2, "head", &moved));
@@ -445,7 +447,8 @@ Status CudaBackend::ensure_scratch(int n, int n_logits, int max_kv, size_t meta_
   const size_t ws =
       cuda::attention_workspace_floats(n, static_cast<int>(c.n_head), static_cast<int>(c.n_head_kv),
                                        static_cast<int>(c.head_dim), max_kv, n_sm_, attn_splits);
-  SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&attn_ws_), &cap_ws_, ws * 4, "attention", &moved));
+  SGL_RETURN_IF_ERROR(
+      grow(reinterpret_cast<void**>(&attn_ws_), &cap_ws_, ws * 4, "attention", &moved));
   if (moved) drop_graphs();
   return ensure_pinned(meta_elems);
 }
@@ -598,8 +601,7 @@ Status CudaBackend::enqueue_layers(const StepInputs& in) {
     cuda::launch_add_rms_norm(x_, f_, L.ffn_norm, h_, n, E, c.rms_eps, s);
     // Where the plain GEMV beat cuBLASLt on the gate|up shape, its gated form computes
     // SiLU(gate) * up in the epilogue: one launch, and no f32 [n, 2 n_ff] round trip.
-    SGL_ASSIGN_OR_RETURN(const bool gated_gemv,
-                         gemm_->prefers_gemv(h_, L.wgu, f_, n, 2 * F, E, s));
+    SGL_ASSIGN_OR_RETURN(const bool gated_gemv, gemm_->prefers_gemv(h_, L.wgu, f_, n, 2 * F, E, s));
     if (gated_gemv) {
       cuda::launch_gemv_gate_up_silu(h_, L.wgu, act_, n, F, E, s);
       SGL_RETURN_IF_ERROR(gemm_->run(act_, L.wdown, f_, cuda::GemmOut::kF32, n, E, F, s));

@@ -155,10 +155,10 @@ class CudaBackend final : public Backend {
   size_t cap_x_ = 0, cap_f_ = 0, cap_h_ = 0, cap_q_ = 0, cap_cs_ = 0, cap_meta_ = 0;
   size_t cap_head_x_ = 0, cap_logits_ = 0, cap_ws_ = 0;  // bytes
   float* x_ = nullptr;                                   // [n, n_embd] residual stream
-  float* f_ = nullptr;        // [n, max(qkv width, 2 n_ff, n_embd)] GEMM outputs
-  uint16_t* h_ = nullptr;     // [n, max(n_embd, n_ff, q_dim)] bf16 GEMM inputs
-  uint16_t* q_ = nullptr;     // [n, q_dim] bf16
-  uint16_t* act_ = nullptr;   // [min(n, kGemvMaxRows), n_ff] bf16: SiLU(gate) * up of the GEMV
+  float* f_ = nullptr;       // [n, max(qkv width, 2 n_ff, n_embd)] GEMM outputs
+  uint16_t* h_ = nullptr;    // [n, max(n_embd, n_ff, q_dim)] bf16 GEMM inputs
+  uint16_t* q_ = nullptr;    // [n, q_dim] bf16
+  uint16_t* act_ = nullptr;  // [min(n, kGemvMaxRows), n_ff] bf16: SiLU(gate) * up of the GEMV
   size_t cap_act_ = 0;
   float* cos_sin_ = nullptr;  // [n, rope_dim]
   // tokens | positions | out_slots | token_seq | seq begins | logit rows | slots | argmax out

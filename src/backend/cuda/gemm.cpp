@@ -122,8 +122,8 @@ Result<const Gemm::Plan*> Gemm::plan(int n, int m, int k, GemmOut out, const uin
             launch_gemv(x, w, static_cast<float*>(y), n, m, k, stream);
             ok = cudaGetLastError() == cudaSuccess;
           } else {
-            ok = cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), p->desc, &alpha, w, p->a,
-                                x, p->b, &beta, y, p->d, y, p->d, &res[c].algo, workspace_,
+            ok = cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), p->desc, &alpha, w, p->a, x,
+                                p->b, &beta, y, p->d, y, p->d, &res[c].algo, workspace_,
                                 workspace_bytes_, stream) == CUBLAS_STATUS_SUCCESS;
           }
           cudaEventRecord(e1, stream);
@@ -163,8 +163,8 @@ Status Gemm::run(const uint16_t* x, const uint16_t* w, void* y, GemmOut out, int
   return Status::ok();
 }
 
-Result<bool> Gemm::prefers_gemv(const uint16_t* x, const uint16_t* w, float* y, int n, int m,
-                                int k, cudaStream_t stream) {
+Result<bool> Gemm::prefers_gemv(const uint16_t* x, const uint16_t* w, float* y, int n, int m, int k,
+                                cudaStream_t stream) {
   if (n <= 0 || m <= 0 || k <= 0) return false;
   SGL_ASSIGN_OR_RETURN(const Plan* p, plan(n, m, k, GemmOut::kF32, x, w, y, stream));
   return p->gemv;

@@ -71,7 +71,7 @@ struct AttentionArgs {
   const int32_t* seq_slots_begin = nullptr;  // [n_seqs] offset of each sequence's slot list
   const int32_t* slots = nullptr;            // concatenated slot lists
   int n_tokens = 0, n_head = 0, n_head_kv = 0, head_dim = 0;
-  int max_kv = 0;              // the largest position + 1 over the batch
+  int max_kv = 0;  // the largest position + 1 over the batch
   // > 0: split every token's keys into exactly this many chunks (of its own length), whatever
   // max_kv is: the launch then depends on n_tokens alone, as CUDA graph replays need.
   int fixed_splits = 0;

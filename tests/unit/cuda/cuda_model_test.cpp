@@ -294,8 +294,8 @@ TEST_P(CudaModelTest, DecodeGraphsMatchEager) {
       const double e = norm_err(row_of(lgr, r), row_of(le, r));
       worst = std::max(worst, e);
       EXPECT_LT(e, 1e-2) << "row " << r << " of " << le.n_rows;
-      same_top1 += runtime::Sampler::argmax(row_of(lgr, r)) ==
-                   runtime::Sampler::argmax(row_of(le, r));
+      same_top1 +=
+          runtime::Sampler::argmax(row_of(lgr, r)) == runtime::Sampler::argmax(row_of(le, r));
       ++rows;
     }
   };
@@ -313,12 +313,12 @@ TEST_P(CudaModelTest, DecodeGraphsMatchEager) {
   prefill({0, 1, 2, 3, 4, 5});
   // Size 4 with one padding row: the first run plans, the second captures, then replays.
   for (int s = 0; s < 4; ++s) decode({0, 1, 2});
-  decode({3, 4});         // size 2
-  decode({0, 1, 2, 3});   // size 4, no padding, other sequences
-  decode({5});            // size 1
+  decode({3, 4});        // size 2
+  decode({0, 1, 2, 3});  // size 4, no padding, other sequences
+  decode({5});           // size 1
   decode({5});
   decode({5});
-  decode({2, 4, 1});      // size 4 again, another order
+  decode({2, 4, 1});  // size 4 again, another order
   prefill({6, 7, 8, 9, 10, 11});
   const std::vector<int> all = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
   for (int s = 0; s < 3; ++s) decode(all);  // size 16 (cuBLASLt GEMMs)
@@ -403,7 +403,8 @@ TEST(CudaBench, DISABLED_DecodeStepProfile) {
     const auto t0 = std::chrono::steady_clock::now();
     ASSERT_TRUE((*be)->forward_greedy(fb, &out).is_ok());
     const auto t1 = std::chrono::steady_clock::now();
-    if (s >= 4 && s < steps - 2) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+    if (s >= 4 && s < steps - 2)
+      ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
   }
   cudaProfilerStop();
   std::sort(ms.begin(), ms.end());

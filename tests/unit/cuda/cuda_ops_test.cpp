@@ -362,8 +362,10 @@ TEST(CudaOpsBench, DISABLED_GemvBandwidth) {
     const char* name;
     int N, K;
   };
-  const Shape shapes[] = {{"qkv", 6144, 4096},       {"o", 4096, 4096},
-                          {"gate_up", 28672, 4096},  {"down", 4096, 14336},
+  const Shape shapes[] = {{"qkv", 6144, 4096},
+                          {"o", 4096, 4096},
+                          {"gate_up", 28672, 4096},
+                          {"down", 4096, 14336},
                           {"lm_head", 128256, 4096}};
   setenv("SGL_CUDA_GEMV", "0", 1);
   auto lt = cu::Gemm::create();
@@ -374,8 +376,8 @@ TEST(CudaOpsBench, DISABLED_GemvBandwidth) {
   cudaEvent_t e0, e1;
   cudaEventCreate(&e0);
   cudaEventCreate(&e1);
-  std::printf("%-8s %2s %9s | %-26s | GB/s (weights read / median time)\n", "shape", "n",
-              "MB", "time us: lt v0 v1 v2 v3 v4 gated0");
+  std::printf("%-8s %2s %9s | %-26s | GB/s (weights read / median time)\n", "shape", "n", "MB",
+              "time us: lt v0 v1 v2 v3 v4 gated0");
   for (const Shape& s : shapes) {
     const size_t wbytes = size_t(s.N) * s.K * 2;
     const int copies = int(std::max<size_t>(2, (size_t(1) << 30) / wbytes));
@@ -393,9 +395,11 @@ TEST(CudaOpsBench, DISABLED_GemvBandwidth) {
           const uint16_t* wr = w.get() + (wbytes / 2) * (r % copies);
           cudaEventRecord(e0, st);
           if (v < 0)
-            ASSERT_TRUE((*lt)->run(x.get(), wr, y.get(), cu::GemmOut::kF32, n, s.N, s.K, st).is_ok());
+            ASSERT_TRUE(
+                (*lt)->run(x.get(), wr, y.get(), cu::GemmOut::kF32, n, s.N, s.K, st).is_ok());
           else if (v == 5)
-            cu::launch_gemv_gate_up_silu(x.get(), wr, x.get() + size_t(8) * s.K, n, s.N / 2, s.K, st);
+            cu::launch_gemv_gate_up_silu(x.get(), wr, x.get() + size_t(8) * s.K, n, s.N / 2, s.K,
+                                         st);
           else
             cu::launch_gemv(x.get(), wr, y.get(), n, s.N, s.K, st, v);
           cudaEventRecord(e1, st);
