@@ -110,7 +110,8 @@ __global__ void __launch_bounds__(kWarps * 32)
       if (kk < K) {
 #pragma unroll
         for (int r = 0; r < NR; ++r) {
-          const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + static_cast<size_t>(r) * K + kk));
+          const uint4 xv =
+              __ldg(reinterpret_cast<const uint4*>(x + static_cast<size_t>(r) * K + kk));
 #pragma unroll
           for (int j = 0; j < R; ++j) acc[r][j] = dot8(wv[u][j], xv, acc[r][j]);
         }
@@ -185,7 +186,7 @@ void launch_nr(const uint16_t* x, const uint16_t* w, void* out, int N, int K, in
       go(gemv_kernel<NR, 2, 2, kGated>, 2);
       break;
     case 2:  // one row per warp (a gate/up pair when gated), many warps
-      go(gemv_kernel<NR, kGated ? 2 : 1, 8, kGated>, kGated ? 2 : 1);
+      go(gemv_kernel < NR, kGated ? 2 : 1, 8, kGated >, kGated ? 2 : 1);
       break;
     case 3:
       go(gemv_kernel<NR, 4, 2, kGated>, 4);
