@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/pdl.cuh"
 
 namespace sgl::backend::cuda {
 namespace {
@@ -22,6 +23,9 @@ using bf16 = __nv_bfloat16;
 
 constexpr int kWarps = 4;
 constexpr int kMinSplitKeys = 128;
+// Upper bound of attention_fixed_splits: enough blocks to fill the chip at batch 1 (8 KV heads x
+// 16), few enough that short contexts do not pay much for empty splits and the merge.
+constexpr int kMaxFixedSplits = 16;
 
 __device__ __forceinline__ void load8(const bf16* p, float* f) {
   const uint4 u = *reinterpret_cast<const uint4*>(p);
@@ -68,6 +72,7 @@ template <typename KV, int D, int GC>
 __global__ void __launch_bounds__(kWarps * 32) attention_kernel(KernelArgs ka) {
   constexpr int L = D / 8;     // lanes per key
   constexpr int KPW = 32 / L;  // keys per warp step
+  pdl_trigger();  // the O GEMV may start loading its weights now
   const AttentionArgs& a = ka.a;
   const int t = blockIdx.x;
   if (a.token_skip != nullptr && a.token_skip[t] != 0) return;
@@ -79,8 +84,10 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(KernelArgs ka) {
   const int ng = min(GC, group - gchunk * GC);
   const int n_keys = a.positions[t] + 1;
   const int32_t* slots = a.slots + a.seq_slots_begin[a.token_seq[t]];
-  const int k_begin = split * ka.split_len;
-  const int k_end = min(n_keys, k_begin + ka.split_len);
+  // split_len 0: the split count is fixed (graph replays) and each token divides its own keys.
+  const int split_len = ka.split_len > 0 ? ka.split_len : (n_keys + ka.n_splits - 1) / ka.n_splits;
+  const int k_begin = split * split_len;
+  const int k_end = min(n_keys, k_begin + split_len);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int sub = lane / L, part = lane % L;
   const float qscale = a.scale * 1.4426950408889634f;
@@ -110,8 +117,6 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(KernelArgs ka) {
 
   const KV* kc = static_cast<const KV*>(a.k_cache);
   const KV* vc = static_cast<const KV*>(a.v_cache);
-  // The next step's K/V rows are loaded (raw 16 bytes) before this step's math, so two steps of
-  // loads are in flight per lane.
   constexpr int kStep = kWarps * KPW;
   auto fetch = [&](int j, uint4* kr, uint4* vr) {
     if (j < k_end) {
@@ -122,6 +127,8 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(KernelArgs ka) {
       *kr = *vr = make_uint4(0, 0, 0, 0);
     }
   };
+  // The next step's K/V rows are loaded (raw 16 bytes) before this step's math, so two steps of
+  // loads are in flight per lane. (Three steps measured 2% slower at batch 64 x 4k on the H100.)
   uint4 k_raw, v_raw;
   fetch(k_begin + warp * KPW + sub, &k_raw, &v_raw);
   for (int base = k_begin + warp * KPW; base < k_end; base += kStep) {
@@ -210,6 +217,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(KernelArgs ka) {
 // One block of head_dim threads per (token, query head): merges the splits' states.
 __global__ void combine_kernel(const float* __restrict__ ws, int n_splits, int D, int n_head,
                                const int32_t* __restrict__ token_skip, uint16_t* __restrict__ out) {
+  pdl_trigger();
   const size_t row = blockIdx.x;
   if (token_skip != nullptr && token_skip[row / n_head] != 0) return;
   const float* p = ws + row * n_splits * (D + 2);
@@ -291,10 +299,18 @@ bool attention_head_dim_supported(int d) {
   return d == 8 || d == 16 || d == 32 || d == 64 || d == 128 || d == 256;
 }
 
+int attention_fixed_splits(int n_tokens, int n_head, int n_head_kv, int n_sm) {
+  const int group = n_head / n_head_kv;
+  const long gch = (group + group_chunk(group) - 1) / group_chunk(group);
+  const long base = static_cast<long>(n_tokens) * n_head_kv * gch;
+  return static_cast<int>(std::clamp<long>((4L * n_sm + base - 1) / base, 1, kMaxFixedSplits));
+}
+
 size_t attention_workspace_floats(int n_tokens, int n_head, int n_head_kv, int head_dim, int max_kv,
-                                  int n_sm) {
+                                  int n_sm, int fixed_splits) {
   int gch, splits, len;
   plan(n_tokens, n_head, n_head_kv, max_kv, n_sm, &gch, &splits, &len);
+  if (fixed_splits > 0) splits = fixed_splits;
   if (splits == 1) return 0;
   return static_cast<size_t>(n_tokens) * n_head * splits * (head_dim + 2);
 }
@@ -305,6 +321,10 @@ void launch_attention(const AttentionArgs& a, cudaStream_t stream) {
   ka.a = a;
   plan(a.n_tokens, a.n_head, a.n_head_kv, a.max_kv, a.n_sm, &ka.n_gchunks, &ka.n_splits,
        &ka.split_len);
+  if (a.fixed_splits > 0) {
+    ka.n_splits = a.fixed_splits;
+    ka.split_len = 0;
+  }
   const int group = a.n_head / a.n_head_kv;
   const dim3 grid(a.n_tokens, a.n_head_kv * ka.n_gchunks, ka.n_splits);
   if (a.kv_elem == KvElem::kBF16)

@@ -71,12 +71,14 @@ CudaBackend::CudaBackend(const model::ModelConfig& config) : config_(config) {}
 CudaBackend::~CudaBackend() {
   if (device_ >= 0) cudaSetDevice(device_);
   if (stream_) cudaStreamSynchronize(as_stream(stream_));
+  drop_graphs();
+  if (gmeta_) cudaFree(gmeta_);
   gemm_.reset();
   for (void* p : allocations_) cudaFree(p);
-  for (void* p :
-       {static_cast<void*>(x_), static_cast<void*>(f_), static_cast<void*>(h_),
-        static_cast<void*>(q_), static_cast<void*>(cos_sin_), static_cast<void*>(meta_),
-        static_cast<void*>(head_x_), static_cast<void*>(logits_), static_cast<void*>(attn_ws_)})
+  for (void* p : {static_cast<void*>(x_), static_cast<void*>(f_), static_cast<void*>(h_),
+                  static_cast<void*>(q_), static_cast<void*>(act_), static_cast<void*>(cos_sin_),
+                  static_cast<void*>(meta_), static_cast<void*>(head_x_),
+                  static_cast<void*>(logits_), static_cast<void*>(attn_ws_)})
     if (p) cudaFree(p);
   if (pinned_) cudaFreeHost(pinned_);
   if (stream_) cudaStreamDestroy(as_stream(stream_));
@@ -139,6 +141,8 @@ Status CudaBackend::init_device(const CudaBackendOptions& o) {
   use_tc_ = o.prefill_tc && !(env != nullptr && std::string(env) == "0") &&
             cuda::prefill_tc_supported(static_cast<int>(c.head_dim),
                                        kv_bf16_ ? cuda::KvElem::kBF16 : cuda::KvElem::kF16);
+  const char* genv = std::getenv("SGL_CUDA_GRAPHS");
+  graphs_enabled_ = o.cuda_graphs && !(genv != nullptr && std::string(genv) == "0");
   if (o.mem_fraction_static <= 0.0 || o.mem_fraction_static > 1.0)
     return invalid_argument("--mem-fraction-static must be in (0, 1]");
   return Status::ok();
@@ -346,8 +350,9 @@ Status CudaBackend::init_kv(const CudaBackendOptions& o) {
                         " already used); raise it");
     kv_capacity_ = static_cast<int64_t>(budget / static_cast<double>(slot_bytes));
   }
-  kv_capacity_ = std::min<int64_t>(kv_capacity_, (int64_t{1} << 31) - 1);
-  const size_t layer_elems = kv_row_elems_ * static_cast<size_t>(kv_capacity_);
+  kv_capacity_ = std::min<int64_t>(kv_capacity_, (int64_t{1} << 31) - 2);
+  // One slot more than the pool's capacity: the K/V sink of the decode graphs' padding rows.
+  const size_t layer_elems = kv_row_elems_ * (static_cast<size_t>(kv_capacity_) + 1);
   for (uint32_t i = 0; i < c.n_layer; ++i) {
     uint16_t *k = nullptr, *v = nullptr;
     SGL_RETURN_IF_ERROR(dev_alloc(&k, layer_elems, "the KV pool (lower the KV pool size)"));
@@ -391,9 +396,11 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create_dummy(const model::Mode
 
 namespace {
 
-// Frees *p and allocates `bytes` (rounded up) when the current block is smaller.
-Status grow(void** p, size_t* cap, size_t bytes, const char* what) {
+// Frees *p and allocates `bytes` (rounded up) when the current block is smaller; sets *moved
+// when it did (captured CUDA graphs hold the old address).
+Status grow(void** p, size_t* cap, size_t bytes, const char* what, bool* moved) {
   if (bytes <= *cap && *p != nullptr) return Status::ok();
+  *moved = true;
   if (*p) cudaFree(*p);
   *p = nullptr;
   *cap = 0;
@@ -411,43 +418,53 @@ Status grow(void** p, size_t* cap, size_t bytes, const char* what) {
 
 }  // namespace
 
-Status CudaBackend::ensure_scratch(int n, int n_logits, int max_kv, size_t meta_elems) {
+Status CudaBackend::ensure_scratch(int n, int n_logits, int max_kv, size_t meta_elems,
+                                   int attn_splits) {
   const auto& c = config_;
+  bool moved = false;
+  bool meta_moved = false;  // meta_ is the eager path's alone: graphs do not hold it
   const size_t N = static_cast<size_t>(n);
   const size_t q_dim = static_cast<size_t>(c.n_head) * c.head_dim;
   const size_t qkv = q_dim + 2 * kv_row_elems_;
   const size_t f_w =
       std::max({qkv, 2 * static_cast<size_t>(c.n_ff), static_cast<size_t>(c.n_embd)});
   const size_t h_w = std::max({static_cast<size_t>(c.n_embd), static_cast<size_t>(c.n_ff), q_dim});
-  SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&x_), &cap_x_, N * c.n_embd * 4, "x"));
-  SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&f_), &cap_f_, N * f_w * 4, "f"));
-  SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&h_), &cap_h_, N * h_w * 2, "h"));
-  SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&q_), &cap_q_, N * q_dim * 2, "q"));
+  SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&x_), &cap_x_, N * c.n_embd * 4, "x", &moved));
+  SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&f_), &cap_f_, N * f_w * 4, "f", &moved));
+  SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&h_), &cap_h_, N * h_w * 2, "h", &moved));
+  SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&q_), &cap_q_, N * q_dim * 2, "q", &moved));
+  SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&act_), &cap_act_,
+                           std::min<size_t>(N, cuda::kGemvMaxRows) * c.n_ff * 2, "act", &moved));
   SGL_RETURN_IF_ERROR(
-      grow(reinterpret_cast<void**>(&cos_sin_), &cap_cs_, N * rope_dim_ * 4, "rope"));
-  SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&meta_), &cap_meta_, meta_elems * 4, "meta"));
+      grow(reinterpret_cast<void**>(&cos_sin_), &cap_cs_, N * rope_dim_ * 4, "rope", &moved));
+  SGL_RETURN_IF_ERROR(
+      grow(reinterpret_cast<void**>(&meta_), &cap_meta_, meta_elems * 4, "meta", &meta_moved));
   const size_t L = static_cast<size_t>(std::max(n_logits, 1));
   SGL_RETURN_IF_ERROR(
-      grow(reinterpret_cast<void**>(&head_x_), &cap_head_x_, L * c.n_embd * 2, "head"));
+      grow(reinterpret_cast<void**>(&head_x_), &cap_head_x_, L * c.n_embd * 2, "head", &moved));
   SGL_RETURN_IF_ERROR(
-      grow(reinterpret_cast<void**>(&logits_), &cap_logits_, L * c.n_vocab * 4, "logits"));
+      grow(reinterpret_cast<void**>(&logits_), &cap_logits_, L * c.n_vocab * 4, "logits", &moved));
   const size_t ws =
       cuda::attention_workspace_floats(n, static_cast<int>(c.n_head), static_cast<int>(c.n_head_kv),
-                                       static_cast<int>(c.head_dim), max_kv, n_sm_);
-  SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&attn_ws_), &cap_ws_, ws * 4, "attention"));
-  if (pinned_elems_ < meta_elems) {
-    if (pinned_) cudaFreeHost(pinned_);
-    pinned_ = nullptr;
-    pinned_elems_ = 0;
-    const size_t want = meta_elems + meta_elems / 4;
-    SGL_CUDA_OK(cudaMallocHost(reinterpret_cast<void**>(&pinned_), want * 4), "pinned staging");
-    pinned_elems_ = want;
-  }
+                                       static_cast<int>(c.head_dim), max_kv, n_sm_, attn_splits);
+  SGL_RETURN_IF_ERROR(
+      grow(reinterpret_cast<void**>(&attn_ws_), &cap_ws_, ws * 4, "attention", &moved));
+  if (moved) drop_graphs();
+  return ensure_pinned(meta_elems);
+}
+
+Status CudaBackend::ensure_pinned(size_t elems) {
+  if (pinned_elems_ >= elems) return Status::ok();
+  if (pinned_) cudaFreeHost(pinned_);
+  pinned_ = nullptr;
+  pinned_elems_ = 0;
+  const size_t want = elems + elems / 4;
+  SGL_CUDA_OK(cudaMallocHost(reinterpret_cast<void**>(&pinned_), want * 4), "pinned staging");
+  pinned_elems_ = want;
   return Status::ok();
 }
 
-Status CudaBackend::run_layers(const ForwardBatch& batch) {
-  const auto& c = config_;
+Status CudaBackend::prepare_eager(const ForwardBatch& batch, StepInputs* in) {
   cudaStream_t s = as_stream(stream_);
   const int n = batch.n_tokens();
   const int n_seqs = static_cast<int>(batch.seqs.size());
@@ -506,23 +523,35 @@ Status CudaBackend::run_layers(const ForwardBatch& batch) {
   }
   const size_t upload = static_cast<size_t>(slots - hm) + n_slots;
   SGL_CUDA_OK(cudaMemcpyAsync(meta_, hm, upload * 4, cudaMemcpyHostToDevice, s), "batch upload");
-  const int32_t* d_tokens = meta_;
-  const int32_t* d_pos = meta_ + n;
-  const int32_t* d_out_slots = meta_ + 2 * n;
-  const int32_t* d_token_seq = meta_ + 3 * n;
-  const int32_t* d_token_skip = meta_ + 4 * n;
-  const int32_t* d_seq_begin = meta_ + 5 * n;
-  rows_ = meta_ + 5 * n + n_seqs;
-  const int32_t* d_tiles = rows_ + n_out;
-  const int32_t* d_slots = d_tiles + 2 * n_tiles;
-  argmax_ = meta_ + upload;  // n_out entries after the uploaded part
+  in->tokens = meta_;
+  in->pos = meta_ + n;
+  in->out_slots = meta_ + 2 * n;
+  in->token_seq = meta_ + 3 * n;
+  in->token_skip = meta_ + 4 * n;
+  in->seq_begin = meta_ + 5 * n;
+  in->rows = meta_ + 5 * n + n_seqs;
+  in->tiles = in->rows + n_out;
+  in->slots = in->tiles + 2 * n_tiles;
+  in->argmax = meta_ + upload;  // n_out entries after the uploaded part
+  in->n = n;
+  in->n_out = n_out;
+  in->n_tiles = n_tiles;
+  in->max_kv = max_kv;
+  in->attn_splits = 0;
+  return Status::ok();
+}
 
+Status CudaBackend::enqueue_layers(const StepInputs& in) {
+  const auto& c = config_;
+  cudaStream_t s = as_stream(stream_);
+  const int n = in.n;
+  const int n_tiles = in.n_tiles;
   const int E = static_cast<int>(c.n_embd), F = static_cast<int>(c.n_ff);
   const int D = static_cast<int>(c.head_dim);
   const int q_dim = static_cast<int>(c.n_head) * D;
   const int qkv = q_dim + 2 * static_cast<int>(kv_row_elems_);
-  cuda::launch_embedding(tok_embd_, d_tokens, n, E, x_, s);
-  cuda::launch_rope_table(inv_freq_, rope_dim_, d_pos, n, cos_sin_, s);
+  cuda::launch_embedding(tok_embd_, in.tokens, n, E, x_, s);
+  cuda::launch_rope_table(inv_freq_, rope_dim_, in.pos, n, cos_sin_, s);
   cuda::launch_rms_norm(x_, layers_[0].attn_norm, h_, n, E, c.rms_eps, s);
   for (uint32_t il = 0; il < c.n_layer; ++il) {
     const Layer& L = layers_[il];
@@ -531,7 +560,7 @@ Status CudaBackend::run_layers(const ForwardBatch& batch) {
     qa.qkv = f_;
     qa.bias = L.bqkv;
     qa.cos_sin = cos_sin_;
-    qa.out_slots = d_out_slots;
+    qa.out_slots = in.out_slots;
     qa.n = n;
     qa.n_head = static_cast<int>(c.n_head);
     qa.n_head_kv = static_cast<int>(c.n_head_kv);
@@ -548,30 +577,39 @@ Status CudaBackend::run_layers(const ForwardBatch& batch) {
     aa.k_cache = k_cache_[il];
     aa.v_cache = v_cache_[il];
     aa.kv_elem = qa.kv_elem;
-    aa.positions = d_pos;
-    aa.token_seq = d_token_seq;
-    aa.seq_slots_begin = d_seq_begin;
-    aa.slots = d_slots;
+    aa.positions = in.pos;
+    aa.token_seq = in.token_seq;
+    aa.seq_slots_begin = in.seq_begin;
+    aa.slots = in.slots;
     aa.n_tokens = n;
     aa.n_head = qa.n_head;
     aa.n_head_kv = qa.n_head_kv;
     aa.head_dim = D;
-    aa.max_kv = max_kv;
+    aa.max_kv = in.max_kv;
+    aa.fixed_splits = in.attn_splits;
     aa.scale = 1.0f / std::sqrt(static_cast<float>(D));
     aa.out = h_;
     aa.workspace = attn_ws_;
     aa.n_sm = n_sm_;
     if (n_tiles > 0) {
-      aa.token_skip = d_token_skip;
-      if (!cuda::launch_attention_prefill_tc(aa, d_tiles, n_tiles, s))
+      aa.token_skip = in.token_skip;
+      if (!cuda::launch_attention_prefill_tc(aa, in.tiles, n_tiles, s))
         return internal_error("CUDA: the tensor-core prefill attention could not be launched");
     }
     cuda::launch_attention(aa, s);
     SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wo, f_, cuda::GemmOut::kF32, n, E, q_dim, s));
     cuda::launch_add_rms_norm(x_, f_, L.ffn_norm, h_, n, E, c.rms_eps, s);
-    SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wgu, f_, cuda::GemmOut::kF32, n, 2 * F, E, s));
-    cuda::launch_silu_mul(f_, n, F, h_, s);
-    SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wdown, f_, cuda::GemmOut::kF32, n, E, F, s));
+    // Where the plain GEMV beat cuBLASLt on the gate|up shape, its gated form computes
+    // SiLU(gate) * up in the epilogue: one launch, and no f32 [n, 2 n_ff] round trip.
+    SGL_ASSIGN_OR_RETURN(const bool gated_gemv, gemm_->prefers_gemv(h_, L.wgu, f_, n, 2 * F, E, s));
+    if (gated_gemv) {
+      cuda::launch_gemv_gate_up_silu(h_, L.wgu, act_, n, F, E, s);
+      SGL_RETURN_IF_ERROR(gemm_->run(act_, L.wdown, f_, cuda::GemmOut::kF32, n, E, F, s));
+    } else {
+      SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wgu, f_, cuda::GemmOut::kF32, n, 2 * F, E, s));
+      cuda::launch_silu_mul(f_, n, F, h_, s);
+      SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wdown, f_, cuda::GemmOut::kF32, n, E, F, s));
+    }
     // The residual add fused with the next layer's attention norm (the last layer's output
     // norm result in h_ goes unused: the head norms only the requested rows).
     const float* next_norm = il + 1 < c.n_layer ? layers_[il + 1].attn_norm : output_norm_;
@@ -581,13 +619,13 @@ Status CudaBackend::run_layers(const ForwardBatch& batch) {
   return Status::ok();
 }
 
-Status CudaBackend::run_head(const ForwardBatch& batch) {
+Status CudaBackend::enqueue_head(const StepInputs& in) {
   const auto& c = config_;
   cudaStream_t s = as_stream(stream_);
-  const int n_out = static_cast<int>(batch.logit_rows.size());
+  const int n_out = in.n_out;
   if (n_out == 0) return Status::ok();
   const int E = static_cast<int>(c.n_embd);
-  cuda::launch_gather_rms_norm(x_, rows_, n_out, E, output_norm_, c.rms_eps, head_x_, s);
+  cuda::launch_gather_rms_norm(x_, in.rows, n_out, E, output_norm_, c.rms_eps, head_x_, s);
   SGL_RETURN_IF_ERROR(gemm_->run(head_x_, output_, logits_, cuda::GemmOut::kF32, n_out,
                                  static_cast<int>(c.n_vocab), E, s));
   SGL_CUDA_OK(cudaGetLastError(), "LM head");
@@ -595,8 +633,149 @@ Status CudaBackend::run_head(const ForwardBatch& batch) {
 }
 
 Status CudaBackend::forward_device(const ForwardBatch& batch) {
-  SGL_RETURN_IF_ERROR(run_layers(batch));
-  return run_head(batch);
+  if (graph_eligible(batch)) return forward_graph(batch);
+  StepInputs in;
+  SGL_RETURN_IF_ERROR(prepare_eager(batch, &in));
+  argmax_ = in.argmax;
+  SGL_RETURN_IF_ERROR(enqueue_layers(in));
+  return enqueue_head(in);
+}
+
+namespace {
+
+// Padded batch sizes of the decode graphs: every decode batch runs on the smallest that holds it.
+constexpr int kGraphSizes[] = {1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256};
+constexpr int kGraphMaxBatch = 256;
+// Fixed-address header of the graph inputs, kGraphMaxBatch entries each: tokens | positions |
+// out_slots | token_seq | seq begins | logit rows | argmax output; the slot lists follow.
+constexpr int kGraphHeaderFields = 7;
+constexpr size_t kGraphHeader = size_t{kGraphHeaderFields} * kGraphMaxBatch;
+
+int graph_size(int n) {
+  for (int p : kGraphSizes)
+    if (n <= p) return p;
+  return 0;
+}
+
+}  // namespace
+
+bool CudaBackend::graph_eligible(const ForwardBatch& batch) const {
+  const int n = batch.n_tokens();
+  if (!graphs_enabled_ || n == 0 || n > kGraphMaxBatch) return false;
+  if (static_cast<int>(batch.seqs.size()) != n || static_cast<int>(batch.logit_rows.size()) != n)
+    return false;
+  for (int i = 0; i < n; ++i)
+    if (batch.seqs[i].n_new != 1 || batch.seqs[i].token_begin != i || batch.logit_rows[i] != i)
+      return false;
+  return true;
+}
+
+void CudaBackend::drop_graphs() {
+  for (auto& [size, exec] : graphs_) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec));
+  graphs_.clear();
+}
+
+// A decode-only batch of n sequences runs as the graph of the padded size P: rows n..P-1 are
+// padding (token 0 at position 0, K/V written to the reserved slot kv_capacity_, attending to
+// that slot alone; their logits rows are computed and ignored). Every input the graph reads
+// lives at a fixed address in gmeta_, rewritten by one upload per step; the attention splits
+// each token's own keys into a split count fixed per P, so nothing in the launches depends on
+// the step's lengths. The first step of a size runs eagerly in this same layout (which plans the
+// GEMMs of n = P: their timing cannot run inside a capture); the second captures the graph.
+Status CudaBackend::forward_graph(const ForwardBatch& batch) {
+  const auto& c = config_;
+  cudaStream_t s = as_stream(stream_);
+  const int n = batch.n_tokens();
+  const int P = graph_size(n);
+  size_t n_slots = 1;  // + the padding rows' single shared slot
+  for (const auto& sv : batch.seqs) n_slots += static_cast<size_t>(sv.n_past) + 1;
+  const size_t total = kGraphHeader + n_slots;
+  if (total > gmeta_cap_) {
+    drop_graphs();
+    if (gmeta_) cudaFree(gmeta_);
+    gmeta_ = nullptr;
+    gmeta_cap_ = 0;
+    const size_t want = total + total / 2 + 4096;
+    SGL_CUDA_OK(cudaMalloc(reinterpret_cast<void**>(&gmeta_), want * 4), "graph inputs");
+    gmeta_cap_ = want;
+  }
+  const int splits = cuda::attention_fixed_splits(P, static_cast<int>(c.n_head),
+                                                  static_cast<int>(c.n_head_kv), n_sm_);
+  SGL_RETURN_IF_ERROR(ensure_scratch(P, P, 1, 0, splits));
+  SGL_RETURN_IF_ERROR(ensure_pinned(total));
+
+  int32_t* hm = pinned_;
+  int32_t* tokens = hm;
+  int32_t* pos = hm + kGraphMaxBatch;
+  int32_t* out_slots = hm + 2 * kGraphMaxBatch;
+  int32_t* token_seq = hm + 3 * kGraphMaxBatch;
+  int32_t* seq_begin = hm + 4 * kGraphMaxBatch;
+  int32_t* rows = hm + 5 * kGraphMaxBatch;
+  int32_t* slots = hm + kGraphHeader;
+  const int32_t scratch_slot = static_cast<int32_t>(kv_capacity_);
+  size_t off = 0;
+  for (int i = 0; i < P; ++i) {
+    token_seq[i] = i;
+    rows[i] = i;
+    if (i < n) {
+      const SequenceView& sv = batch.seqs[i];
+      tokens[i] = batch.tokens[i];
+      pos[i] = batch.positions[i];
+      out_slots[i] = batch.out_slots[i];
+      seq_begin[i] = static_cast<int32_t>(off);
+      std::memcpy(slots + off, sv.slots, (static_cast<size_t>(sv.n_past) + 1) * 4);
+      off += static_cast<size_t>(sv.n_past) + 1;
+    } else {
+      tokens[i] = 0;
+      pos[i] = 0;
+      out_slots[i] = scratch_slot;
+      seq_begin[i] = static_cast<int32_t>(n_slots - 1);
+    }
+  }
+  slots[n_slots - 1] = scratch_slot;
+  SGL_CUDA_OK(cudaMemcpyAsync(gmeta_, hm, total * 4, cudaMemcpyHostToDevice, s), "batch upload");
+
+  StepInputs in;
+  in.tokens = gmeta_;
+  in.pos = gmeta_ + kGraphMaxBatch;
+  in.out_slots = gmeta_ + 2 * kGraphMaxBatch;
+  in.token_seq = gmeta_ + 3 * kGraphMaxBatch;
+  in.seq_begin = gmeta_ + 4 * kGraphMaxBatch;
+  in.rows = gmeta_ + 5 * kGraphMaxBatch;
+  in.argmax = gmeta_ + 6 * kGraphMaxBatch;
+  in.slots = gmeta_ + kGraphHeader;
+  in.n = P;
+  in.n_out = P;
+  in.max_kv = 0;  // unused with fixed splits
+  in.attn_splits = splits;
+  argmax_ = in.argmax;
+
+  if (auto it = graphs_.find(P); it != graphs_.end()) {
+    SGL_CUDA_OK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(it->second), s), "graph launch");
+    return Status::ok();
+  }
+  if (!graph_planned_.count(P)) {
+    graph_planned_.insert(P);
+    SGL_RETURN_IF_ERROR(enqueue_layers(in));
+    return enqueue_head(in);
+  }
+  SGL_CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), "graph capture");
+  Status st = enqueue_layers(in);
+  if (st.is_ok()) st = enqueue_head(in);
+  cudaGraph_t graph = nullptr;
+  const cudaError_t end = cudaStreamEndCapture(s, &graph);
+  if (!st.is_ok()) {
+    if (graph) cudaGraphDestroy(graph);
+    return st;
+  }
+  if (end != cudaSuccess) return cuda_error("graph capture", end);
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t inst = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  if (inst != cudaSuccess) return cuda_error("graph instantiate", inst);
+  graphs_[P] = exec;
+  SGL_CUDA_OK(cudaGraphLaunch(exec, s), "graph launch");
+  return Status::ok();
 }
 
 Status CudaBackend::forward(const ForwardBatch& batch, Logits* logits) {

@@ -10,7 +10,9 @@
 // Per layer: RMSNorm -> fused QKV GEMM (f32 out) -> bias + RoPE + K/V store (one kernel) ->
 // attention (bf16 out) -> O GEMM -> fused residual add + RMSNorm -> fused gate|up GEMM -> SiLU*up
 // -> down GEMM -> fused residual add (+ next layer's norm). Logits: the requested rows are gathered
-// and normed, then the LM head GEMM runs on those rows only.
+// and normed, then the LM head GEMM runs on those rows only. GEMMs of up to 8 rows may run on the
+// backend's own GEMV (gemv.cu), gate|up then with SiLU*up fused; decode-only batches replay CUDA
+// graphs captured per padded batch size (forward_graph).
 //
 // Unlike the CPU backend, results are not batch invariant: cuBLASLt may pick a different kernel
 // for a different number of rows.
@@ -18,7 +20,9 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,6 +48,9 @@ struct CudaBackendOptions {
   // Prefill chunks of 32+ tokens on the tensor-core attention kernel (head_dim 64/128, bf16 KV);
   // the environment variable SGL_CUDA_PREFILL_TC=0 also turns it off.
   bool prefill_tc = true;
+  // Decode-only batches replay CUDA graphs (captured lazily per padded batch size); the
+  // environment variable SGL_CUDA_GRAPHS=0 also turns them off.
+  bool cuda_graphs = true;
 };
 
 class CudaBackend final : public Backend {
@@ -80,12 +87,31 @@ class CudaBackend final : public Backend {
   Status fill_dummy(uint64_t seed);
   Status init_rope(const std::vector<double>& file_factors);
   Status init_kv(const CudaBackendOptions& options);
-  Status ensure_scratch(int n_tokens, int n_logits, int max_kv, size_t meta_elems);
-  Status run_layers(const ForwardBatch& batch);
-  Status run_head(const ForwardBatch& batch);
+  // Device addresses of one step's batch description (layouts: prepare_eager, forward_graph).
+  struct StepInputs {
+    const int32_t *tokens = nullptr, *pos = nullptr, *out_slots = nullptr, *token_seq = nullptr,
+                  *token_skip = nullptr, *seq_begin = nullptr, *rows = nullptr, *tiles = nullptr,
+                  *slots = nullptr;
+    int32_t* argmax = nullptr;  // [n_out] argmax output
+    int n = 0, n_out = 0, n_tiles = 0, max_kv = 0;
+    int attn_splits = 0;  // > 0: AttentionArgs::fixed_splits (graphs)
+  };
+  // Grows the activation scratch; drops the captured graphs when any block moved.
+  Status ensure_scratch(int n_tokens, int n_logits, int max_kv, size_t meta_elems,
+                        int attn_splits = 0);
+  Status ensure_pinned(size_t elems);
+  // The eager path: uploads the batch description into meta_.
+  Status prepare_eager(const ForwardBatch& batch, StepInputs* in);
+  Status enqueue_layers(const StepInputs& in);
+  Status enqueue_head(const StepInputs& in);
+  // Decode-only batches (one new token and one logits row per sequence, rows in order) of up to
+  // 256 sequences replay a CUDA graph captured per padded batch size.
+  bool graph_eligible(const ForwardBatch& batch) const;
+  Status forward_graph(const ForwardBatch& batch);
+  void drop_graphs();
   // The layers and the LM head, asynchronously on stream_: leaves the f32 logits of
-  // batch.logit_rows in logits_ ([n_logits, n_vocab], row i = logit_rows[i]). The caller
-  // synchronizes.
+  // batch.logit_rows in logits_ ([n_logits, n_vocab], row i = logit_rows[i]; a decode batch run
+  // as a graph may leave padding rows after them). The caller synchronizes.
   Status forward_device(const ForwardBatch& batch);
 
   template <typename T>
@@ -129,18 +155,26 @@ class CudaBackend final : public Backend {
   size_t cap_x_ = 0, cap_f_ = 0, cap_h_ = 0, cap_q_ = 0, cap_cs_ = 0, cap_meta_ = 0;
   size_t cap_head_x_ = 0, cap_logits_ = 0, cap_ws_ = 0;  // bytes
   float* x_ = nullptr;                                   // [n, n_embd] residual stream
-  float* f_ = nullptr;        // [n, max(qkv width, 2 n_ff, n_embd)] GEMM outputs
-  uint16_t* h_ = nullptr;     // [n, max(n_embd, n_ff, q_dim)] bf16 GEMM inputs
-  uint16_t* q_ = nullptr;     // [n, q_dim] bf16
+  float* f_ = nullptr;       // [n, max(qkv width, 2 n_ff, n_embd)] GEMM outputs
+  uint16_t* h_ = nullptr;    // [n, max(n_embd, n_ff, q_dim)] bf16 GEMM inputs
+  uint16_t* q_ = nullptr;    // [n, q_dim] bf16
+  uint16_t* act_ = nullptr;  // [min(n, kGemvMaxRows), n_ff] bf16: SiLU(gate) * up of the GEMV
+  size_t cap_act_ = 0;
   float* cos_sin_ = nullptr;  // [n, rope_dim]
   // tokens | positions | out_slots | token_seq | seq begins | logit rows | slots | argmax out
   int32_t* meta_ = nullptr;
-  int32_t* rows_ = nullptr;     // [n_logits], inside meta_
   int32_t* argmax_ = nullptr;   // [n_logits], inside meta_
   uint16_t* head_x_ = nullptr;  // [n_logits, n_embd]
   float* logits_ = nullptr;     // [n_logits, n_vocab]
   float* attn_ws_ = nullptr;
   int32_t* pinned_ = nullptr;  // host staging of meta (pinned)
+  // Decode graphs: padded batch size -> cudaGraphExec_t; the sizes already run once eagerly (their
+  // GEMMs planned); the fixed-address inputs (header + slot lists, see forward_graph).
+  bool graphs_enabled_ = true;
+  std::map<int, void*> graphs_;
+  std::set<int> graph_planned_;
+  int32_t* gmeta_ = nullptr;
+  size_t gmeta_cap_ = 0;  // int32 elements
   size_t pinned_elems_ = 0;
 
   // ---- Device sampling (cuda_sample.cpp, kernels in sampling.cu) ----

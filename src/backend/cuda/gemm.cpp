@@ -4,7 +4,10 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
+
+#include "backend/cuda/kernels.h"
 
 namespace sgl::backend::cuda {
 
@@ -30,6 +33,7 @@ struct Gemm::Plan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
   cublasLtMatmulAlgo_t algo{};
+  bool gemv = false;  // launch_gemv instead of cuBLASLt (it was timed faster)
   ~Plan() {
     if (desc) cublasLtMatmulDescDestroy(desc);
     if (a) cublasLtMatrixLayoutDestroy(a);
@@ -38,7 +42,10 @@ struct Gemm::Plan {
   }
 };
 
-Gemm::Gemm() = default;
+Gemm::Gemm() {
+  const char* env = std::getenv("SGL_CUDA_GEMV");
+  gemv_enabled_ = !(env != nullptr && std::string(env) == "0");
+}
 
 Result<std::unique_ptr<Gemm>> Gemm::create(size_t workspace_bytes) {
   std::unique_ptr<Gemm> g(new Gemm());
@@ -95,19 +102,30 @@ Result<const Gemm::Plan*> Gemm::plan(int n, int m, int k, GemmOut out, const uin
   // Decode-sized shapes (few rows: bandwidth-bound GEMVs, where the heuristic's first choice is
   // often not the fastest) are timed: each candidate runs on the call's own buffers (the output
   // is rewritten by the real call after), the fastest median of 5 wins.
-  if (n <= kTuneMaxRows && found > 1) {
+  // Our own weight-streaming GEMV (launch_gemv) joins the candidates for f32 outputs of up to
+  // kGemvMaxRows rows.
+  const bool try_gemv = gemv_enabled_ && out == GemmOut::kF32 && gemv_supported(n, m, k) &&
+                        reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+                        reinterpret_cast<uintptr_t>(w) % 16 == 0;
+  if (n <= kTuneMaxRows && (found > 1 || try_gemv)) {
     cudaEvent_t e0 = nullptr, e1 = nullptr;
     if (cudaEventCreate(&e0) == cudaSuccess && cudaEventCreate(&e1) == cudaSuccess) {
       const float alpha = 1.0f, beta = 0.0f;
       float best = 1e30f;
-      for (int c = 0; c < found; ++c) {
+      // c == found: the GEMV.
+      for (int c = 0; c < found + (try_gemv ? 1 : 0); ++c) {
         float times[5] = {1e30f, 1e30f, 1e30f, 1e30f, 1e30f};
         bool ok = true;
         for (int r = -1; r < 5 && ok; ++r) {  // r = -1: warm-up
           cudaEventRecord(e0, stream);
-          ok = cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), p->desc, &alpha, w, p->a, x,
-                              p->b, &beta, y, p->d, y, p->d, &res[c].algo, workspace_,
-                              workspace_bytes_, stream) == CUBLAS_STATUS_SUCCESS;
+          if (c == found) {
+            launch_gemv(x, w, static_cast<float*>(y), n, m, k, stream);
+            ok = cudaGetLastError() == cudaSuccess;
+          } else {
+            ok = cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), p->desc, &alpha, w, p->a, x,
+                                p->b, &beta, y, p->d, y, p->d, &res[c].algo, workspace_,
+                                workspace_bytes_, stream) == CUBLAS_STATUS_SUCCESS;
+          }
           cudaEventRecord(e1, stream);
           if (ok && cudaEventSynchronize(e1) == cudaSuccess && r >= 0)
             cudaEventElapsedTime(&times[r], e0, e1);
@@ -116,7 +134,8 @@ Result<const Gemm::Plan*> Gemm::plan(int n, int m, int k, GemmOut out, const uin
         std::sort(times, times + 5);
         if (times[2] < best) {
           best = times[2];
-          p->algo = res[c].algo;
+          p->gemv = c == found;
+          if (c < found) p->algo = res[c].algo;
         }
       }
     }
@@ -133,11 +152,22 @@ Status Gemm::run(const uint16_t* x, const uint16_t* w, void* y, GemmOut out, int
                  cudaStream_t stream) {
   if (n <= 0 || m <= 0 || k <= 0) return Status::ok();
   SGL_ASSIGN_OR_RETURN(const Plan* p, plan(n, m, k, out, x, w, y, stream));
+  if (p->gemv) {
+    launch_gemv(x, w, static_cast<float*>(y), n, m, k, stream);
+    return Status::ok();
+  }
   const float alpha = 1.0f, beta = 0.0f;
   SGL_LT(cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), p->desc, &alpha, w, p->a, x, p->b,
                         &beta, y, p->d, y, p->d, &p->algo, workspace_, workspace_bytes_, stream),
          "matmul");
   return Status::ok();
+}
+
+Result<bool> Gemm::prefers_gemv(const uint16_t* x, const uint16_t* w, float* y, int n, int m, int k,
+                                cudaStream_t stream) {
+  if (n <= 0 || m <= 0 || k <= 0) return false;
+  SGL_ASSIGN_OR_RETURN(const Plan* p, plan(n, m, k, GemmOut::kF32, x, w, y, stream));
+  return p->gemv;
 }
 
 }  // namespace sgl::backend::cuda

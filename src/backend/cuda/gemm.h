@@ -1,7 +1,9 @@
 // bf16 GEMMs through cuBLASLt: y[n, m] = x[n, k] * W[m, k]^T (row-major activations times a
 // row-major weight matrix of m output rows), f32 accumulation, f32 or bf16 output. The algorithm
 // for each (n, m, k, output type) is chosen once, on first use, and cached: cuBLASLt's heuristic,
-// and for decode-sized shapes (n <= 16) the fastest of its top candidates, timed.
+// and for decode-sized shapes (n <= 16) the fastest of its top candidates, timed; for f32 outputs
+// of n <= kGemvMaxRows rows the backend's own GEMV (launch_gemv) is one more candidate
+// (SGL_CUDA_GEMV=0 leaves it out).
 #pragma once
 
 #include <cstddef>
@@ -31,6 +33,12 @@ class Gemm {
   Status run(const uint16_t* x, const uint16_t* w, void* y, GemmOut out, int n, int m, int k,
              cudaStream_t stream);
 
+  // Whether the shape (f32 output) runs on launch_gemv rather than cuBLASLt: plans it (timing on
+  // the given buffers) if not yet planned. The backend asks this to use the GEMV's fused forms
+  // (gate|up with SiLU) exactly where the plain GEMV won.
+  Result<bool> prefers_gemv(const uint16_t* x, const uint16_t* w, float* y, int n, int m, int k,
+                            cudaStream_t stream);
+
   // Number of distinct shapes planned so far.
   size_t n_plans() const { return plans_.size(); }
 
@@ -43,6 +51,7 @@ class Gemm {
                            void* y, cudaStream_t stream);
   static constexpr int kTuneMaxRows = 16;
 
+  bool gemv_enabled_ = true;
   void* handle_ = nullptr;  // cublasLtHandle_t
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/pdl.cuh"
 
 namespace sgl::backend::cuda {
 namespace {
@@ -53,6 +54,7 @@ __global__ void embedding_kernel(const uint16_t* __restrict__ table,
 __global__ void rms_norm_kernel(float* __restrict__ x, const float* __restrict__ delta,
                                 const int32_t* __restrict__ rows, const float* __restrict__ w,
                                 uint16_t* __restrict__ y, int dim, float eps) {
+  pdl_trigger();  // the GEMV after a norm may start loading its weights now
   const int r = blockIdx.x;
   const size_t src_row = rows != nullptr ? static_cast<size_t>(rows[r]) : static_cast<size_t>(r);
   float* xr = x + src_row * dim;

@@ -71,7 +71,10 @@ struct AttentionArgs {
   const int32_t* seq_slots_begin = nullptr;  // [n_seqs] offset of each sequence's slot list
   const int32_t* slots = nullptr;            // concatenated slot lists
   int n_tokens = 0, n_head = 0, n_head_kv = 0, head_dim = 0;
-  int max_kv = 0;              // the largest position + 1 over the batch
+  int max_kv = 0;  // the largest position + 1 over the batch
+  // > 0: split every token's keys into exactly this many chunks (of its own length), whatever
+  // max_kv is: the launch then depends on n_tokens alone, as CUDA graph replays need.
+  int fixed_splits = 0;
   float scale = 0.0f;          // softmax scale (1/sqrt(head_dim))
   uint16_t* out = nullptr;     // [n_tokens, n_head, head_dim] bf16
   float* workspace = nullptr;  // attention_workspace_floats() floats
@@ -84,7 +87,10 @@ struct AttentionArgs {
 bool attention_head_dim_supported(int head_dim);
 // Floats of workspace the split-sequence attention needs for these sizes.
 size_t attention_workspace_floats(int n_tokens, int n_head, int n_head_kv, int head_dim, int max_kv,
-                                  int n_sm);
+                                  int n_sm, int fixed_splits = 0);
+// The split count for AttentionArgs::fixed_splits at this batch size: enough blocks to fill
+// n_sm multiprocessors about four times over, at most 16.
+int attention_fixed_splits(int n_tokens, int n_head, int n_head_kv, int n_sm);
 // Causal GQA attention over slot lists: each query reads the keys of its sequence up to its own
 // position, split over the sequence into chunks whose partial softmax states are merged after.
 // REQUIRES: attention_head_dim_supported(head_dim); n_head % n_head_kv == 0.
@@ -100,6 +106,22 @@ bool prefill_tc_supported(int head_dim, KvElem kv_elem);
 bool launch_attention_prefill_tc(const AttentionArgs& a, const int32_t* tiles, int n_tiles,
                                  cudaStream_t stream);
 constexpr int kPrefillTcRows = 64;
+
+// Skinny GEMM for decode batches (gemv.cu): y[n, N] (f32) = x[n, K] (bf16) * W[N, K]^T (bf16,
+// row-major as stored), f32 accumulation, for n <= kGemvMaxRows activation rows. A pure weight
+// stream (16-byte loads, several in flight per lane, one warp per few output rows, no split over
+// K): deterministic, and independent of n in its per-row arithmetic order. `variant` 0 is the
+// tuned default; 1..4 are alternative tilings kept for benchmarks.
+// REQUIRES: gemv_supported(n, N, K); x, w 16-byte aligned.
+constexpr int kGemvMaxRows = 8;
+bool gemv_supported(int n, int N, int K);
+void launch_gemv(const uint16_t* x, const uint16_t* w, float* y, int n, int N, int K,
+                 cudaStream_t stream, int variant = 0);
+// The same over the fused gate|up matrix w_gu [2 n_ff, K] with the SiLU-and-multiply epilogue:
+// out[t, f] = bf16(silu(g) * u), g = x[t] . w_gu[f], u = x[t] . w_gu[n_ff + f] (f32 sums), the
+// expression launch_silu_mul uses. out: [n, n_ff] bf16.
+void launch_gemv_gate_up_silu(const uint16_t* x, const uint16_t* w_gu, uint16_t* out, int n,
+                              int n_ff, int K, cudaStream_t stream, int variant = 0);
 
 // Deterministic pseudo-random fill (dummy weights): p[i] = bf16(scale * u_i), u_i uniform in
 // [-1, 1) from a hash of (seed, i).

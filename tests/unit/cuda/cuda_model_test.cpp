@@ -14,7 +14,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -24,10 +27,13 @@
 
 #ifdef SGL_WITH_CUDA
 
+#include <cuda_profiler_api.h>
+
 #include "backend/cpu_backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/factory.h"
 #include "model/gguf_writer.h"
+#include "model/model_config.h"
 #include "models/loader.h"
 #include "runtime/sampler.h"
 
@@ -251,6 +257,78 @@ TEST_P(CudaModelTest, MixedBatchMatchesCpu) {
               worst, top1_same, rows);
 }
 
+// Decode steps through the CUDA graphs against the eager path (a second backend with graphs
+// off) on the same inputs: varying batch sizes (padded sizes 1, 2, 4, 16, with padding rows and
+// without), growing and differing lengths, each padded size replayed with new contents, and a
+// prefill batch between the decode steps. Tolerance 1e-2 per row: the two paths differ in the
+// attention's key splits and, for some sizes, in the GEMM kernel (rounding only); a wrong slot,
+// position or stale input gives errors near 1.
+TEST_P(CudaModelTest, DecodeGraphsMatchEager) {
+  backend::CudaBackendOptions go;
+  go.kv_capacity = 1200;  // slots up to 11 + 12 * 98
+  go.progress = false;
+  go.cuda_graphs = false;
+  auto eager = backend::CudaBackend::create(*model_, go);
+  ASSERT_TRUE(eager.is_ok()) << eager.status().to_string();
+  go.cuda_graphs = true;
+  auto graph = backend::CudaBackend::create(*model_, go);
+  ASSERT_TRUE(graph.is_ok()) << graph.status().to_string();
+
+  constexpr int kSeqs = 12;
+  std::mt19937 rng(21);
+  std::vector<std::vector<int32_t>> toks(kSeqs), slots(kSeqs);
+  std::vector<int> len(kSeqs);
+  for (int i = 0; i < kSeqs; ++i) {
+    len[i] = 3 + 4 * i;  // prompt lengths 3..47
+    toks[i] = random_tokens(len[i] + 40, rng);
+    for (int j = 0; j < len[i] + 40; ++j) slots[i].push_back(i + kSeqs * j);  // interleaved
+  }
+  double worst = 0;
+  int rows = 0, same_top1 = 0;
+  auto both = [&](const backend::ForwardBatch& fb) {
+    backend::Logits le, lgr;
+    ASSERT_TRUE((*eager)->forward(fb, &le).is_ok());
+    ASSERT_TRUE((*graph)->forward(fb, &lgr).is_ok());
+    ASSERT_EQ(le.n_rows, lgr.n_rows);
+    for (int r = 0; r < le.n_rows; ++r) {
+      const double e = norm_err(row_of(lgr, r), row_of(le, r));
+      worst = std::max(worst, e);
+      EXPECT_LT(e, 1e-2) << "row " << r << " of " << le.n_rows;
+      same_top1 +=
+          runtime::Sampler::argmax(row_of(lgr, r)) == runtime::Sampler::argmax(row_of(le, r));
+      ++rows;
+    }
+  };
+  auto prefill = [&](const std::vector<int>& ids) {
+    backend::ForwardBatch fb;
+    for (int i : ids) fb.add_sequence(toks[i].data(), len[i], 0, slots[i].data(), true);
+    both(fb);
+  };
+  auto decode = [&](const std::vector<int>& ids) {
+    backend::ForwardBatch fb;
+    for (int i : ids) fb.add_sequence(&toks[i][len[i]], 1, len[i], slots[i].data(), true);
+    both(fb);
+    for (int i : ids) ++len[i];
+  };
+  prefill({0, 1, 2, 3, 4, 5});
+  // Size 4 with one padding row: the first run plans, the second captures, then replays.
+  for (int s = 0; s < 4; ++s) decode({0, 1, 2});
+  decode({3, 4});        // size 2
+  decode({0, 1, 2, 3});  // size 4, no padding, other sequences
+  decode({5});           // size 1
+  decode({5});
+  decode({5});
+  decode({2, 4, 1});  // size 4 again, another order
+  prefill({6, 7, 8, 9, 10, 11});
+  const std::vector<int> all = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+  for (int s = 0; s < 3; ++s) decode(all);  // size 16 (cuBLASLt GEMMs)
+  decode({11, 10, 9, 8, 7, 6, 5, 4, 3});    // size 16 with 7 padding rows
+  decode({0, 1, 2});
+  EXPECT_GE(same_top1, rows * 9 / 10);
+  std::printf("[ %s ] graphs vs eager: worst row error %.3g over %d rows, top-1 same %d\n",
+              GetParam().arch.c_str(), worst, rows, same_top1);
+}
+
 TEST_P(CudaModelTest, BadInputIsAnError) {
   backend::CudaBackendOptions go;
   go.kv_capacity = 64;
@@ -289,6 +367,49 @@ TEST(CudaFactory, DeviceNames) {
   o.device = "tpu";
   EXPECT_FALSE(backend::create_dummy_backend(c, o).is_ok());
   EXPECT_TRUE(backend::cuda_compiled());
+}
+
+// Not a test: the Llama-3.1-8B decode step (dummy weights, batch 1, 1k context) for profiling.
+// Times 32 greedy steps (median, host clock around each synchronous step), then runs two more
+// between cudaProfilerStart/Stop, so `ncu --profile-from-start off` sees exactly those kernels.
+// Run from the repository root with --gtest_also_run_disabled_tests
+// --gtest_filter='*DecodeStepProfile*' (SGL_PROFILE_CONFIG names another config.json).
+TEST(CudaBench, DISABLED_DecodeStepProfile) {
+  SGL_REQUIRE_GPU();
+  const char* env = std::getenv("SGL_PROFILE_CONFIG");
+  const std::string path = env ? env : "tests/data/configs/llama-3.1-8b.json";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not found";
+  auto config = model::ModelConfig::from_hf_config_file(path);
+  ASSERT_TRUE(config.is_ok()) << config.status().to_string();
+  backend::CudaBackendOptions go;
+  go.kv_capacity = 2048;
+  go.progress = false;
+  auto be = backend::CudaBackend::create_dummy(*config, go);
+  ASSERT_TRUE(be.is_ok()) << be.status().to_string();
+  std::mt19937 rng(5);
+  const int prompt = 1024, steps = 40;
+  std::vector<int32_t> toks(prompt + steps), slots(prompt + steps);
+  for (auto& t : toks) t = int32_t(rng() % 32000);
+  for (int i = 0; i < prompt + steps; ++i) slots[i] = i;
+  backend::ForwardBatch fb;
+  std::vector<int32_t> out;
+  fb.add_sequence(toks.data(), prompt, 0, slots.data(), true);
+  ASSERT_TRUE((*be)->forward_greedy(fb, &out).is_ok());
+  std::vector<double> ms;
+  for (int s = 0; s < steps; ++s) {
+    fb.clear();
+    fb.add_sequence(&toks[prompt + s], 1, prompt + s, slots.data(), true);
+    if (s == steps - 2) cudaProfilerStart();
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE((*be)->forward_greedy(fb, &out).is_ok());
+    const auto t1 = std::chrono::steady_clock::now();
+    if (s >= 4 && s < steps - 2)
+      ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  cudaProfilerStop();
+  std::sort(ms.begin(), ms.end());
+  std::printf("[ decode step ] batch 1, %d context: median %.3f ms over %zu steps\n", prompt,
+              ms[ms.size() / 2], ms.size());
 }
 
 }  // namespace

@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -302,6 +304,126 @@ TEST(CudaOps, GemmMatchesDoubleReference) {
   }
 }
 
+// The decode GEMV (every tiling variant) against double sums on the same bf16 inputs, for every
+// row count it takes, odd output counts (partial warps and blocks) and K not a multiple of the
+// 256-column step; the gated form against cpu::silu_mul of the reference gate|up rows.
+TEST(CudaOps, GemvMatchesDoubleReference) {
+  SGL_REQUIRE_GPU();
+  std::mt19937 rng(11);
+  struct Shape {
+    int N, K;
+  };
+  for (const Shape s : {Shape{1, 8}, Shape{7, 264}, Shape{37, 1000}, Shape{129, 4096},
+                        Shape{1001, 776}, Shape{6144, 4096}, Shape{33, 14336}}) {
+    for (int n = 1; n <= cu::kGemvMaxRows; ++n) {
+      if (s.N * s.K > 1 << 22 && n != 1 && n != 5 && n != cu::kGemvMaxRows) continue;
+      ASSERT_TRUE(cu::gemv_supported(n, s.N, s.K));
+      const auto x = bf16_round(random_floats(size_t(n) * s.K, rng));
+      const auto w = bf16_round(random_floats(size_t(s.N) * s.K, rng));
+      DevBuf<uint16_t> dx(to_bf16(x)), dw(to_bf16(w));
+      std::vector<float> ref(size_t(n) * s.N);
+      for (int i = 0; i < n; ++i)
+        for (int j = 0; j < s.N; ++j) {
+          double acc = 0;
+          for (int kk = 0; kk < s.K; ++kk)
+            acc += double(x[size_t(i) * s.K + kk]) * w[size_t(j) * s.K + kk];
+          ref[size_t(i) * s.N + j] = float(acc);
+        }
+      for (int variant = 0; variant <= 4; ++variant) {
+        DevBuf<float> dy(size_t(n) * s.N);  // poisoned: unwritten outputs stay NaN
+        cu::launch_gemv(dx.get(), dw.get(), dy.get(), n, s.N, s.K, nullptr, variant);
+        SGL_CUDA_ASSERT(cudaGetLastError());
+        EXPECT_LT(norm_err(dy.host(), ref), 1e-5)
+            << n << "x" << s.N << "x" << s.K << " variant " << variant;
+      }
+      if (s.N % 2 != 0) continue;
+      const int F = s.N / 2;
+      std::vector<float> act_ref(size_t(n) * F);
+      for (int i = 0; i < n; ++i)
+        cpu::silu_mul(ref.data() + size_t(i) * s.N, ref.data() + size_t(i) * s.N + F,
+                      act_ref.data() + size_t(i) * F, F);
+      for (int variant = 0; variant <= 4; ++variant) {
+        DevBuf<uint16_t> dact(size_t(n) * F);
+        cu::launch_gemv_gate_up_silu(dx.get(), dw.get(), dact.get(), n, F, s.K, nullptr, variant);
+        SGL_CUDA_ASSERT(cudaGetLastError());
+        EXPECT_LT(norm_err(from_bf16(dact.host()), act_ref), kBf16OutTol)
+            << "gated " << n << "x" << F << "x" << s.K << " variant " << variant;
+      }
+    }
+  }
+}
+
+// Not a test: GEMV bandwidth on the Llama-3.1-8B decode shapes, each variant and cuBLASLt
+// (SGL_CUDA_GEMV=0 plan) side by side, weights rotated over copies well beyond L2. Run with
+// --gtest_also_run_disabled_tests --gtest_filter='*GemvBandwidth*' on a GPU machine.
+TEST(CudaOpsBench, DISABLED_GemvBandwidth) {
+  SGL_REQUIRE_GPU();
+  struct Shape {
+    const char* name;
+    int N, K;
+  };
+  const Shape shapes[] = {{"qkv", 6144, 4096},
+                          {"o", 4096, 4096},
+                          {"gate_up", 28672, 4096},
+                          {"down", 4096, 14336},
+                          {"lm_head", 128256, 4096}};
+  setenv("SGL_CUDA_GEMV", "0", 1);
+  auto lt = cu::Gemm::create();
+  unsetenv("SGL_CUDA_GEMV");
+  ASSERT_TRUE(lt.is_ok());
+  cudaStream_t st = nullptr;
+  SGL_CUDA_ASSERT(cudaStreamCreate(&st));
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  std::printf("%-8s %2s %9s | %-26s | GB/s (weights read / median time)\n", "shape", "n", "MB",
+              "time us: lt v0 v1 v2 v3 v4 gated0");
+  for (const Shape& s : shapes) {
+    const size_t wbytes = size_t(s.N) * s.K * 2;
+    const int copies = int(std::max<size_t>(2, (size_t(1) << 30) / wbytes));
+    DevBuf<uint16_t> w(wbytes / 2 * copies);
+    cu::launch_fill_uniform_bf16(w.get(), wbytes / 2 * copies, 0.02f, 7, st);
+    DevBuf<uint16_t> x(size_t(8) * (s.K + s.N));  // activations, then the gated output
+    cu::launch_fill_uniform_bf16(x.get(), size_t(8) * s.K, 1.0f, 9, st);
+    DevBuf<float> y(size_t(8) * s.N);
+    for (int n : {1, 2, 4, 8}) {
+      std::vector<double> t;
+      for (int v = -1; v <= 5; ++v) {  // -1: cuBLASLt, 5: gated default
+        if (v == 5 && s.N % 2 != 0) continue;
+        std::vector<float> ms;
+        for (int r = 0; r < 60; ++r) {
+          const uint16_t* wr = w.get() + (wbytes / 2) * (r % copies);
+          cudaEventRecord(e0, st);
+          if (v < 0)
+            ASSERT_TRUE(
+                (*lt)->run(x.get(), wr, y.get(), cu::GemmOut::kF32, n, s.N, s.K, st).is_ok());
+          else if (v == 5)
+            cu::launch_gemv_gate_up_silu(x.get(), wr, x.get() + size_t(8) * s.K, n, s.N / 2, s.K,
+                                         st);
+          else
+            cu::launch_gemv(x.get(), wr, y.get(), n, s.N, s.K, st, v);
+          cudaEventRecord(e1, st);
+          cudaEventSynchronize(e1);
+          float e = 0;
+          cudaEventElapsedTime(&e, e0, e1);
+          if (r >= 10) ms.push_back(e);
+        }
+        SGL_CUDA_ASSERT(cudaGetLastError());
+        std::sort(ms.begin(), ms.end());
+        t.push_back(ms[ms.size() / 2] * 1e3);
+      }
+      std::printf("%-8s %2d %9.1f |", s.name, n, wbytes / 1e6);
+      for (double us : t) std::printf(" %6.1f", us);
+      std::printf(" |");
+      for (double us : t) std::printf(" %5.0f", wbytes / (us * 1e-6) / 1e9);
+      std::printf("\n");
+    }
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaStreamDestroy(st);
+}
+
 // A ragged batch: each sequence has n_past cached tokens and n_new new ones; the KV pool holds
 // random K/V at scattered slots. GPU attention vs cpu::attention per sequence.
 struct AttnCase {
@@ -408,6 +530,23 @@ TEST(CudaOps, AttentionMatchesCpu) {
         tb += nn;
       }
       EXPECT_LT(norm_err(out, ref), 5e-3) << "H " << H << " Hkv " << Hkv << " D " << D;
+
+      // Fixed split counts (the decode graphs' launch): every token divides its own keys, with
+      // more splits than some tokens have keys (empty splits), and max_kv left unset.
+      for (int splits : {1, 3, cu::attention_fixed_splits(n_tokens, H, Hkv, 132)}) {
+        cu::AttentionArgs af = a;
+        af.max_kv = 0;
+        af.fixed_splits = splits;
+        DevBuf<float> dwsf(std::max<size_t>(
+            1, cu::attention_workspace_floats(n_tokens, H, Hkv, D, 0, 132, splits)));
+        DevBuf<uint16_t> doutf(size_t(n_tokens) * H * D);
+        af.workspace = dwsf.get();
+        af.out = doutf.get();
+        cu::launch_attention(af, nullptr);
+        SGL_CUDA_ASSERT(cudaGetLastError());
+        EXPECT_LT(norm_err(from_bf16(doutf.host()), ref), 5e-3)
+            << "fixed splits " << splits << ": H " << H << " Hkv " << Hkv << " D " << D;
+      }
 
       // The tensor-core prefill kernel on every sequence (tiles of up to 64 queries).
       if (cu::prefill_tc_supported(D, kv_elem)) {

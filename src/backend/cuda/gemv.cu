@@ -1,0 +1,270 @@
+// Skinny GEMMs for decode (see kernels.h): y[n, N] = x[n, K] W[N, K]^T for n <= kGemvMaxRows.
+//
+// At these sizes the weight matrix is read once and every other byte is negligible, so the kernel
+// is a weight stream: each warp owns R consecutive output rows and walks K with 16-byte loads per
+// lane (8 bf16), U steps of 256 columns issued before any arithmetic, so R * U loads of 16 bytes
+// per lane are in flight. Weights bypass L1 (read once); the activations (n rows, a few KB to a
+// few hundred KB) are read through L1/L2 by every warp. Each lane keeps n * R f32 partial sums,
+// reduced across the warp by shuffles at the end: no atomics, no split over K, so the result is
+// deterministic and independent of the launch configuration's timing.
+//
+// The gated form reads the fused gate|up matrix [2F, K]: a warp owns R/2 gate rows and the same
+// R/2 up rows, and writes bf16(silu(gate) * up) directly (the SiLU-and-multiply epilogue), so the
+// f32 gate|up rows never go to memory.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "backend/cuda/kernels.h"
+#include "backend/cuda/pdl.cuh"
+
+namespace sgl::backend::cuda {
+namespace {
+
+constexpr int kWarps = 4;
+
+// A 16-byte load that does not allocate in L1: the weights are streamed once.
+__device__ __forceinline__ uint4 ld_stream(const uint16_t* p) {
+  uint4 r;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+      : "l"(p));
+  return r;
+}
+
+__device__ __forceinline__ float lo(uint32_t v) { return __uint_as_float(v << 16); }
+__device__ __forceinline__ float hi(uint32_t v) { return __uint_as_float(v & 0xffff0000u); }
+
+__device__ __forceinline__ float dot8(const uint4& w, const uint4& x, float acc) {
+  acc = fmaf(lo(w.x), lo(x.x), acc);
+  acc = fmaf(hi(w.x), hi(x.x), acc);
+  acc = fmaf(lo(w.y), lo(x.y), acc);
+  acc = fmaf(hi(w.y), hi(x.y), acc);
+  acc = fmaf(lo(w.z), lo(x.z), acc);
+  acc = fmaf(hi(w.z), hi(x.z), acc);
+  acc = fmaf(lo(w.w), lo(x.w), acc);
+  acc = fmaf(hi(w.w), hi(x.w), acc);
+  return acc;
+}
+
+__device__ __forceinline__ uint16_t to_bf16_bits(float f) {
+  return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+}
+
+// NR activation rows, R weight rows per warp, U column steps in flight. Gated: N = 2F rows
+// (gate | up), out is bf16 [n, F]; else out is f32 [n, N].
+template <int NR, int R, int U, bool kGated>
+__global__ void __launch_bounds__(kWarps * 32)
+    gemv_kernel(const uint16_t* __restrict__ x, const uint16_t* __restrict__ w,
+                void* __restrict__ out, int N, int K) {
+  static_assert(!kGated || R % 2 == 0, "gated rows come in gate/up pairs");
+  const int lane = threadIdx.x & 31;
+  const int warp = blockIdx.x * kWarps + (threadIdx.x >> 5);
+  const int F = N / 2;
+  int row[R];
+  bool live[R];
+#pragma unroll
+  for (int j = 0; j < R; ++j) {
+    if constexpr (kGated) {
+      const int g = warp * (R / 2) + (j % (R / 2));
+      live[j] = g < F;
+      row[j] = (j < R / 2 ? g : F + g);
+    } else {
+      row[j] = warp * R + j;
+      live[j] = row[j] < N;
+    }
+    if (!live[j]) row[j] = N - 1;  // loads stay in bounds; the result is not stored
+  }
+  if (!live[0]) return;  // the whole warp is past the end (row order: j = 0 is the smallest)
+  const uint16_t* wr[R];
+#pragma unroll
+  for (int j = 0; j < R; ++j) wr[j] = w + static_cast<size_t>(row[j]) * K;
+
+  float acc[NR][R];
+#pragma unroll
+  for (int r = 0; r < NR; ++r)
+#pragma unroll
+    for (int j = 0; j < R; ++j) acc[r][j] = 0.0f;
+
+  pdl_trigger();
+  uint4 wv[U][R];
+  auto load = [&](int k0) {
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int j = 0; j < R; ++j)
+        wv[u][j] = k0 + u * 256 < K ? ld_stream(wr[j] + k0 + u * 256) : make_uint4(0, 0, 0, 0);
+  };
+  // The first weight loads do not depend on the previous kernel: under programmatic dependent
+  // launch they overlap its tail. The activations are read only after the wait.
+  load(lane * 8);
+  pdl_wait();
+  for (int k0 = lane * 8; k0 < K; k0 += 256 * U) {
+    if (k0 != lane * 8) load(k0);
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int kk = k0 + u * 256;
+      if (kk < K) {
+#pragma unroll
+        for (int r = 0; r < NR; ++r) {
+          const uint4 xv =
+              __ldg(reinterpret_cast<const uint4*>(x + static_cast<size_t>(r) * K + kk));
+#pragma unroll
+          for (int j = 0; j < R; ++j) acc[r][j] = dot8(wv[u][j], xv, acc[r][j]);
+        }
+      }
+    }
+  }
+
+#pragma unroll
+  for (int r = 0; r < NR; ++r)
+#pragma unroll
+    for (int j = 0; j < R; ++j)
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) acc[r][j] += __shfl_xor_sync(0xffffffffu, acc[r][j], o);
+
+  // Every lane now holds every sum; lane r * R + j (or r * R/2 + j, gated) stores one.
+  if constexpr (kGated) {
+    uint16_t* y = static_cast<uint16_t*>(out);
+#pragma unroll
+    for (int r = 0; r < NR; ++r)
+#pragma unroll
+      for (int j = 0; j < R / 2; ++j)
+        if (lane == (r * (R / 2) + j) % 32 && live[j]) {
+          const float g = acc[r][j], u = acc[r][j + R / 2];
+          // The same expression as silu_mul_kernel, so both paths round alike.
+          y[static_cast<size_t>(r) * F + row[j]] = to_bf16_bits(g / (1.0f + __expf(-g)) * u);
+        }
+  } else {
+    float* y = static_cast<float*>(out);
+#pragma unroll
+    for (int r = 0; r < NR; ++r)
+#pragma unroll
+      for (int j = 0; j < R; ++j)
+        if (lane == (r * R + j) % 32 && live[j]) y[static_cast<size_t>(r) * N + row[j]] = acc[r][j];
+  }
+}
+
+// Programmatic dependent launch of the GEMVs with SGL_CUDA_PDL=1. Off by default: on the H100
+// it did not move the 8B batch-1 decode step beyond run-to-run noise (docs/cuda.md).
+bool pdl_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("SGL_CUDA_PDL");
+    return e != nullptr && std::strcmp(e, "1") == 0;
+  }();
+  return on;
+}
+
+// Rows per warp and steps in flight for each activation-row count: more weight rows per warp
+// share each activation load (L1 traffic n / R per weight byte), and R * U 16-byte loads per lane
+// keep enough bytes in flight to cover HBM latency.
+template <int NR, bool kGated>
+void launch_nr(const uint16_t* x, const uint16_t* w, void* out, int N, int K, int variant,
+               cudaStream_t stream) {
+  // variant 0 = default; 1..4 = alternatives kept for the benchmark (v0 was <2, 4> at n <= 2).
+  const int rows = kGated ? N / 2 : N;
+  auto go = [&](auto kernel, int r_per_warp) {
+    const int out_per_warp = kGated ? r_per_warp / 2 : r_per_warp;
+    const int warps = (rows + out_per_warp - 1) / out_per_warp;
+    const int blocks = (warps + kWarps - 1) / kWarps;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(blocks);
+    cfg.blockDim = dim3(kWarps * 32);
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl_enabled() ? 1 : 0;
+    cudaLaunchKernelEx(&cfg, kernel, x, w, out, N, K);
+  };
+  switch (variant) {
+    case 1:
+      go(gemv_kernel<NR, 2, 2, kGated>, 2);
+      break;
+    case 2:  // one row per warp (a gate/up pair when gated), many warps
+      go(gemv_kernel < NR, kGated ? 2 : 1, 8, kGated >, kGated ? 2 : 1);
+      break;
+    case 3:
+      go(gemv_kernel<NR, 4, 2, kGated>, 4);
+      break;
+    case 4:
+      go(gemv_kernel<NR, 4, 4, kGated>, 4);
+      break;
+    default:
+      // Measured on the H100 (8B decode shapes): 4 rows x 2 steps is the best or within 2% of it
+      // for every n; the gated form at n <= 2 does best with one gate/up pair x 4 steps.
+      if constexpr (kGated && NR <= 2)
+        go(gemv_kernel<NR, 2, 4, kGated>, 2);
+      else
+        go(gemv_kernel<NR, 4, 2, kGated>, 4);
+      break;
+  }
+}
+
+template <bool kGated>
+void launch_any(const uint16_t* x, const uint16_t* w, void* out, int n, int N, int K, int variant,
+                cudaStream_t stream) {
+  switch (n) {
+    case 1:
+      launch_nr<1, kGated>(x, w, out, N, K, variant, stream);
+      break;
+    case 2:
+      launch_nr<2, kGated>(x, w, out, N, K, variant, stream);
+      break;
+    case 3:
+      launch_nr<3, kGated>(x, w, out, N, K, variant, stream);
+      break;
+    case 4:
+      launch_nr<4, kGated>(x, w, out, N, K, variant, stream);
+      break;
+    case 5:
+      launch_nr<5, kGated>(x, w, out, N, K, variant, stream);
+      break;
+    case 6:
+      launch_nr<6, kGated>(x, w, out, N, K, variant, stream);
+      break;
+    case 7:
+      launch_nr<7, kGated>(x, w, out, N, K, variant, stream);
+      break;
+    default:
+      launch_nr<8, kGated>(x, w, out, N, K, variant, stream);
+      break;
+  }
+}
+
+}  // namespace
+
+namespace {
+// SGL_CUDA_GEMV_VARIANT=1..4 replaces the default tiling (benchmarks of the whole model).
+int default_variant() {
+  static const int v = [] {
+    const char* e = std::getenv("SGL_CUDA_GEMV_VARIANT");
+    const int x = e != nullptr ? std::atoi(e) : 0;
+    return x >= 1 && x <= 4 ? x : 0;
+  }();
+  return v;
+}
+}  // namespace
+
+bool gemv_supported(int n, int N, int K) {
+  return n >= 1 && n <= kGemvMaxRows && N >= 1 && K >= 8 && K % 8 == 0;
+}
+
+void launch_gemv(const uint16_t* x, const uint16_t* w, float* y, int n, int N, int K,
+                 cudaStream_t stream, int variant) {
+  if (!gemv_supported(n, N, K)) return;
+  launch_any<false>(x, w, y, n, N, K, variant != 0 ? variant : default_variant(), stream);
+}
+
+void launch_gemv_gate_up_silu(const uint16_t* x, const uint16_t* w_gu, uint16_t* out, int n,
+                              int n_ff, int K, cudaStream_t stream, int variant) {
+  if (!gemv_supported(n, 2 * n_ff, K)) return;
+  launch_any<true>(x, w_gu, out, n, 2 * n_ff, K, variant != 0 ? variant : default_variant(),
+                   stream);
+}
+
+}  // namespace sgl::backend::cuda
