@@ -4,7 +4,7 @@
 // One block of 8 warps per (query head, tile of up to 128 consecutive queries of one sequence);
 // each warp owns 16 query rows. The block walks the sequence's keys in tiles of kBc:
 //   - K and V rows are gathered through the slot list with 16-byte cp.async copies into a
-//     kStages-deep shared-memory ring, issued two tiles ahead, so the copies of later tiles run
+//     Stages-deep shared-memory ring, issued Stages - 1 tiles ahead, so the copies of later tiles run
 //     under the tensor-core work of the current one (one __syncthreads per key tile). The slot
 //     indices of the tile after that are read into registers one iteration earlier still, so the
 //     gather's dependent load is off the critical path.
@@ -145,7 +145,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   };
 
-  // Prologue: group 0 = Q tile + key tile 0, group 1 = key tile 1; slots of tile 2 in registers.
+  // Prologue: group 0 = Q tile + key tile 0, group s = key tile s for s < Stages - 1; the slots
+  // of key tile Stages - 1 in registers.
   for (int i = tid; i < kBr * C::kChunks; i += kThreads) {
     const int r = i / C::kChunks, c = i % C::kChunks;
     const bool ok = r < n_rows;
@@ -153,17 +154,17 @@ __global__ void __launch_bounds__(kThreads, 1)
                ok);
   }
   int sl[C::kRowsPerThread];
-  load_slots(0, sl);
-  issue_kv(0, sl);
-  cp_async_commit();
-  if (n_kt > 1) {
-    load_slots(1, sl);
-    issue_kv(1, sl);
+#pragma unroll
+  for (int st = 0; st < Stages - 1; ++st) {
+    if (st < n_kt) {
+      load_slots(st, sl);
+      issue_kv(st, sl);
+    }
+    cp_async_commit();
   }
-  cp_async_commit();
-  if (n_kt > 2) load_slots(2, sl);
+  if (Stages - 1 < n_kt) load_slots(Stages - 1, sl);
 
-  cp_async_wait<1>();
+  cp_async_wait<Stages - 2>();  // group 0
   __syncthreads();
   uint32_t qf[D / 16][4];
 #pragma unroll
@@ -182,11 +183,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int warp_last = warp_first + 15;
 
   for (int kt = 0; kt < n_kt; ++kt) {
-    cp_async_wait<1>();  // key tile kt has landed (this thread's copies) ...
-    __syncthreads();     // ... everyone's, and the stage refilled below is no longer read
-    if (kt + 2 < n_kt) issue_kv((kt + 2) % Stages, sl);
+    cp_async_wait<Stages - 2>();  // key tile kt has landed (this thread's copies) ...
+    __syncthreads();  // ... everyone's, and the stage refilled below (tile kt - 1's) is not read
+    if (kt + Stages - 1 < n_kt) issue_kv((kt + Stages - 1) % Stages, sl);
     cp_async_commit();
-    if (kt + 3 < n_kt) load_slots(kt + 3, sl);
+    if (kt + Stages < n_kt) load_slots(kt + Stages, sl);
 
     const int j0 = kt * Bc;
     if (j0 > warp_last) continue;  // every key of the tile is after this warp's rows
@@ -335,6 +336,8 @@ bool launch_attention_prefill_tc_variant(const AttentionArgs& a, const int32_t* 
       case PrefillTcVariant::kKeys32Stages4: return launch_cfg<64, 32, 4>(a, tiles, n_tiles, stream);
       case PrefillTcVariant::kKeys128Stages2:
         return launch_cfg<64, 128, 2>(a, tiles, n_tiles, stream);
+      case PrefillTcVariant::kKeys128Stages3:
+        return launch_cfg<64, 128, 3>(a, tiles, n_tiles, stream);
     }
   } else {
     switch (v) {
@@ -345,6 +348,8 @@ bool launch_attention_prefill_tc_variant(const AttentionArgs& a, const int32_t* 
         return launch_cfg<128, 32, 4>(a, tiles, n_tiles, stream);
       case PrefillTcVariant::kKeys128Stages2:
         return launch_cfg<128, 128, 2>(a, tiles, n_tiles, stream);
+      case PrefillTcVariant::kKeys128Stages3:
+        return launch_cfg<128, 128, 3>(a, tiles, n_tiles, stream);
     }
   }
   return false;

@@ -17,16 +17,18 @@ enum class PrefillTcVariant {
   kKeys64Stages2,   // 64 keys, 2 stages
   kKeys32Stages4,   // 32 keys, 4 stages
   kKeys128Stages2,  // 128 keys, 2 stages
+  kKeys128Stages3,  // 128 keys, 3 stages
 };
 constexpr PrefillTcVariant kPrefillTcVariants[] = {
     PrefillTcVariant::kDefault, PrefillTcVariant::kKeys64Stages2, PrefillTcVariant::kKeys32Stages4,
-    PrefillTcVariant::kKeys128Stages2};
+    PrefillTcVariant::kKeys128Stages2, PrefillTcVariant::kKeys128Stages3};
 inline const char* prefill_tc_variant_name(PrefillTcVariant v) {
   switch (v) {
     case PrefillTcVariant::kDefault: return "bc64_s3";
     case PrefillTcVariant::kKeys64Stages2: return "bc64_s2";
     case PrefillTcVariant::kKeys32Stages4: return "bc32_s4";
     case PrefillTcVariant::kKeys128Stages2: return "bc128_s2";
+    case PrefillTcVariant::kKeys128Stages3: return "bc128_s3";
   }
   return "?";
 }
