@@ -27,10 +27,17 @@
 
 #include <cstdint>
 
+#include "backend/cuda/attention_tc_common.cuh"
 #include "backend/cuda/kernels.h"
 
 namespace sgl::backend::cuda {
 namespace {
+
+using namespace tc;
+
+// The defaults of launch_attention_prefill_tc: the fastest variants on the H100 (docs/cuda.md).
+constexpr PrefillTcVariant kPrefillTcMmaDefault = PrefillTcVariant::kKeys128Stages2;
+constexpr PrefillTcVariant kPrefillTcWgmmaDefault = PrefillTcVariant::kWgmmaKeys128Stages2;
 
 constexpr int kBr = kPrefillTcRows;  // queries per block
 constexpr int kWarps = kBr / 16;
@@ -55,50 +62,6 @@ struct Cfg {
 template <int D>
 __device__ __forceinline__ uint32_t swz(int row, int chunk) {
   return uint32_t(row * (D * 2) + ((chunk ^ (row & 7)) << 4));
-}
-
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
-  // src-size 0 fills the 16 bytes with zeros (rows past the sequence: P V must not see NaNs).
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-               "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-__device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2,
-                                        uint32_t& r3) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-               : "r"(addr));
-}
-__device__ __forceinline__ void ldsm_x4_t(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2,
-                                          uint32_t& r3) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-               : "r"(addr));
-}
-
-// c += a b: a 16x16 (row), b 16x8 (col), bf16; c 16x8 f32.
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                         uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
-      "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ float ex2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
-
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo
-  return *reinterpret_cast<const uint32_t*>(&v);
 }
 
 template <int D, int Bc, int Stages>
@@ -325,34 +288,77 @@ bool prefill_tc_supported(int head_dim, KvElem kv_elem) {
   return (head_dim == 64 || head_dim == 128) && kv_elem == KvElem::kBF16;
 }
 
+namespace {
+
+bool is_wgmma(PrefillTcVariant v) {
+  return v == PrefillTcVariant::kWgmmaKeys64Stages3 ||
+         v == PrefillTcVariant::kWgmmaKeys64Stages2TwoBlocks ||
+         v == PrefillTcVariant::kWgmmaKeys128Stages2 || v == PrefillTcVariant::kWgmmaKeys128Stages3 ||
+         v == PrefillTcVariant::kWgmmaOverlapKeys64Stages4 ||
+         v == PrefillTcVariant::kWgmmaOverlapKeys128Stages3;
+}
+
+// The current device is sm_90 (wgmma's sm_90a code runs there only).
+bool device_is_sm90() {
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return major == 9 && minor == 0;
+}
+
+}  // namespace
+
+bool prefill_tc_variant_available(PrefillTcVariant v) {
+  if (!is_wgmma(v)) return true;
+#ifdef SGL_CUDA_SM90A
+  return device_is_sm90();
+#else
+  return false;
+#endif
+}
+
 bool launch_attention_prefill_tc_variant(const AttentionArgs& a, const int32_t* tiles, int n_tiles,
                                          PrefillTcVariant v, cudaStream_t stream) {
   if (!prefill_tc_supported(a.head_dim, a.kv_elem)) return false;
+  if (v == PrefillTcVariant::kDefault) {
+    // The fastest measured on the H100 (docs/cuda.md); the wgmma kernel where it can run.
+    static const bool wgmma = prefill_tc_variant_available(kPrefillTcWgmmaDefault);
+    if (wgmma && launch_attention_prefill_tc_variant(a, tiles, n_tiles, kPrefillTcWgmmaDefault,
+                                                     stream))
+      return true;
+    v = kPrefillTcMmaDefault;
+  }
+  if (!prefill_tc_variant_available(v)) return false;
   if (n_tiles <= 0) return true;
+#ifdef SGL_CUDA_SM90A
+  if (is_wgmma(v)) return launch_attention_prefill_sm90a(a, tiles, n_tiles, v, stream);
+#endif
   if (a.head_dim == 64) {
     switch (v) {
-      case PrefillTcVariant::kDefault: return launch_cfg<64, 64, 3>(a, tiles, n_tiles, stream);
+      case PrefillTcVariant::kKeys64Stages3: return launch_cfg<64, 64, 3>(a, tiles, n_tiles, stream);
       case PrefillTcVariant::kKeys64Stages2: return launch_cfg<64, 64, 2>(a, tiles, n_tiles, stream);
       case PrefillTcVariant::kKeys32Stages4: return launch_cfg<64, 32, 4>(a, tiles, n_tiles, stream);
       case PrefillTcVariant::kKeys128Stages2:
         return launch_cfg<64, 128, 2>(a, tiles, n_tiles, stream);
       case PrefillTcVariant::kKeys128Stages3:
         return launch_cfg<64, 128, 3>(a, tiles, n_tiles, stream);
-    }
-  } else {
-    switch (v) {
-      case PrefillTcVariant::kDefault: return launch_cfg<128, 64, 3>(a, tiles, n_tiles, stream);
-      case PrefillTcVariant::kKeys64Stages2:
-        return launch_cfg<128, 64, 2>(a, tiles, n_tiles, stream);
-      case PrefillTcVariant::kKeys32Stages4:
-        return launch_cfg<128, 32, 4>(a, tiles, n_tiles, stream);
-      case PrefillTcVariant::kKeys128Stages2:
-        return launch_cfg<128, 128, 2>(a, tiles, n_tiles, stream);
-      case PrefillTcVariant::kKeys128Stages3:
-        return launch_cfg<128, 128, 3>(a, tiles, n_tiles, stream);
+      default: return false;
     }
   }
-  return false;
+  switch (v) {
+    case PrefillTcVariant::kKeys64Stages3: return launch_cfg<128, 64, 3>(a, tiles, n_tiles, stream);
+    case PrefillTcVariant::kKeys64Stages2: return launch_cfg<128, 64, 2>(a, tiles, n_tiles, stream);
+    case PrefillTcVariant::kKeys32Stages4: return launch_cfg<128, 32, 4>(a, tiles, n_tiles, stream);
+    case PrefillTcVariant::kKeys128Stages2:
+      return launch_cfg<128, 128, 2>(a, tiles, n_tiles, stream);
+    case PrefillTcVariant::kKeys128Stages3:
+      return launch_cfg<128, 128, 3>(a, tiles, n_tiles, stream);
+    default: return false;
+  }
 }
 
 bool launch_attention_prefill_tc(const AttentionArgs& a, const int32_t* tiles, int n_tiles,

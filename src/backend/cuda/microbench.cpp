@@ -226,6 +226,7 @@ Result<nlohmann::json> bench_prefill_attention(int device, int seq_len, int n_he
     const int n_tiles = static_cast<int>(tiles.size() / 2);
     nlohmann::json variants = nlohmann::json::object();
     for (const PrefillTcVariant v : kPrefillTcVariants) {
+      if (!prefill_tc_variant_available(v)) continue;
       SGL_ASSIGN_OR_RETURN(
           const double ms,
           time_ms(
