@@ -11,6 +11,13 @@
 //     1024-byte aligned. The cp.async writes and the output staging use the same map.
 //   - cp.async writes reach the tensor cores' (async proxy) reads through
 //     fence.proxy.async.shared::cta in every writing thread before the barrier.
+// Shapes (PrefillTcVariant): the default takes 64-key tiles in a 2-stage ring and caps registers
+// at 128 so that two blocks share a multiprocessor: the warpgroups of one block run their softmax
+// while the other block's keep the tensor cores busy. On the H100 (2026-11-27) that measured
+// 451-484 TFLOP/s at 4k-16k tokens against 398-437 for one block per multiprocessor with 128-key
+// tiles. Issuing the next tile's S before this tile's P V (FlashAttention-3's in-warpgroup
+// overlap) measured slower in the one-block layout (375-422: the block-wide barrier per key tile
+// keeps both warpgroups in step) and is not kept.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -163,7 +170,7 @@ __device__ __forceinline__ void wgmma_rs_nmajor(float (&d)[16][4], const uint32_
 
 #endif
 
-template <int D, int Bc, int Stages, int kMinBlocks, bool kOverlap>
+template <int D, int Bc, int Stages, int kMinBlocks>
 __global__ void __launch_bounds__(kThreads, kMinBlocks)
     prefill_wgmma_kernel(AttentionArgs a, const int32_t* __restrict__ tiles) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -312,83 +319,29 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
     }
   };
 
-  if constexpr (!kOverlap) {
-    for (int kt = 0; kt < n_kt; ++kt) {
-      cp_async_wait<Stages - 2>();  // key tile kt (and with it the Q tile) has landed ...
-      fence_proxy_async();          // ... is visible to the tensor cores ...
-      __syncthreads();              // ... for everyone's copies; tile kt - 1's stage is free
-      if (kt + Stages - 1 < n_kt) issue_kv((kt + Stages - 1) % Stages, sl);
-      cp_async_commit();
-      if (kt + Stages < n_kt) load_slots(kt + Stages, sl);
-      if (kt * Bc > wg_last) continue;  // warpgroup-uniform: the tile is after all its rows
+  for (int kt = 0; kt < n_kt; ++kt) {
+    cp_async_wait<Stages - 2>();  // key tile kt (and with it the Q tile) has landed ...
+    fence_proxy_async();          // ... is visible to the tensor cores ...
+    __syncthreads();              // ... for everyone's copies; tile kt - 1's stage is free
+    if (kt + Stages - 1 < n_kt) issue_kv((kt + Stages - 1) % Stages, sl);
+    cp_async_commit();
+    if (kt + Stages < n_kt) load_slots(kt + Stages, sl);
+    if (kt * Bc > wg_last) continue;  // warpgroup-uniform: the tile is after all its rows
 
-      float s[Bc / 8][4];
-      uint32_t p[Bc / 16][4];
-      float c0, c1;
-      wgmma_fence();
-      issue_s(kt, s);
-      wgmma_wait<0>();
-      reg_fence(s);
-      softmax(kt, s, p, c0, c1);
-      rescale_o(c0, c1);
-      wgmma_fence();
-      reg_fence(o);
-      issue_pv(kt, p);
-      wgmma_wait<0>();
-      reg_fence(o);
-    }
-  } else {
-    // S of key tile kt + 1 and P V of key tile kt in flight together: the softmax of tile
-    // kt + 1 runs while the tensor cores do P V (FlashAttention-3's intra-warpgroup overlap).
-    // At iteration kt, tiles kt and kt + 1 are read; tile kt + Stages - 1 is loaded into tile
-    // kt - 1's stage.
-    static_assert(Stages >= 3, "two tiles in use while a third loads");
+    float s[Bc / 8][4];
     uint32_t p[Bc / 16][4];
-    {
-      cp_async_wait<Stages - 2>();  // the Q tile and key tile 0
-      fence_proxy_async();
-      __syncthreads();
-      float s[Bc / 8][4];
-      float c0, c1;
-      wgmma_fence();
-      issue_s(0, s);
-      wgmma_wait<0>();
-      reg_fence(s);
-      softmax(0, s, p, c0, c1);  // O is still zero: no rescale
-    }
-    for (int kt = 0; kt < n_kt; ++kt) {
-      cp_async_wait<Stages - 3>();  // key tile kt + 1 has landed ...
-      fence_proxy_async();
-      __syncthreads();  // ... for everyone; tile kt - 1's stage is free (its P V was waited for)
-      if (kt + Stages - 1 < n_kt) issue_kv((kt + Stages - 1) % Stages, sl);
-      cp_async_commit();
-      if (kt + Stages < n_kt) load_slots(kt + Stages, sl);
-      if (kt * Bc > wg_last) continue;
-      const bool next = kt + 1 < n_kt && (kt + 1) * Bc <= wg_last;
-
-      float s[Bc / 8][4];
-      wgmma_fence();
-      reg_fence(o);
-      if (next) issue_s(kt + 1, s);
-      issue_pv(kt, p);
-      if (next) {
-        wgmma_wait<1>();  // S of tile kt + 1 (committed first)
-        reg_fence(s);
-        uint32_t pn[Bc / 16][4];
-        float c0, c1;
-        softmax(kt + 1, s, pn, c0, c1);
-        wgmma_wait<0>();  // P V of tile kt
-        reg_fence(o);
-        rescale_o(c0, c1);
-#pragma unroll
-        for (int i = 0; i < Bc / 16; ++i)
-#pragma unroll
-          for (int j = 0; j < 4; ++j) p[i][j] = pn[i][j];
-      } else {
-        wgmma_wait<0>();
-        reg_fence(o);
-      }
-    }
+    float c0, c1;
+    wgmma_fence();
+    issue_s(kt, s);
+    wgmma_wait<0>();
+    reg_fence(s);
+    softmax(kt, s, p, c0, c1);
+    rescale_o(c0, c1);
+    wgmma_fence();
+    reg_fence(o);
+    issue_pv(kt, p);
+    wgmma_wait<0>();
+    reg_fence(o);
   }
   cp_async_wait<0>();
   __syncthreads();  // every warpgroup's reads of the Q tile are over
@@ -421,12 +374,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
 #endif
 }
 
-template <int D, int Bc, int Stages, int kMinBlocks, bool kOverlap = false>
+template <int D, int Bc, int Stages, int kMinBlocks>
 bool launch_cfg(const AttentionArgs& a, const int32_t* tiles, int n_tiles, cudaStream_t stream) {
   constexpr int smem = Cfg<D, Bc, Stages>::kSmem;
   static bool configured = false;
   if (!configured) {
-    if (cudaFuncSetAttribute(prefill_wgmma_kernel<D, Bc, Stages, kMinBlocks, kOverlap>,
+    if (cudaFuncSetAttribute(prefill_wgmma_kernel<D, Bc, Stages, kMinBlocks>,
                              cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess) {
       cudaGetLastError();
       return false;
@@ -434,7 +387,7 @@ bool launch_cfg(const AttentionArgs& a, const int32_t* tiles, int n_tiles, cudaS
     configured = true;
   }
   if (n_tiles > 65535) return false;
-  prefill_wgmma_kernel<D, Bc, Stages, kMinBlocks, kOverlap>
+  prefill_wgmma_kernel<D, Bc, Stages, kMinBlocks>
       <<<dim3(a.n_head, n_tiles), kThreads, smem, stream>>>(a, tiles);
   return true;
 }
@@ -451,10 +404,6 @@ bool launch_d(const AttentionArgs& a, const int32_t* tiles, int n_tiles, Prefill
       return launch_cfg<D, 128, 2, 1>(a, tiles, n_tiles, stream);
     case PrefillTcVariant::kWgmmaKeys128Stages3:
       return launch_cfg<D, 128, 3, 1>(a, tiles, n_tiles, stream);
-    case PrefillTcVariant::kWgmmaOverlapKeys64Stages4:
-      return launch_cfg<D, 64, 4, 1, true>(a, tiles, n_tiles, stream);
-    case PrefillTcVariant::kWgmmaOverlapKeys128Stages3:
-      return launch_cfg<D, 128, 3, 1, true>(a, tiles, n_tiles, stream);
     default:
       return false;
   }

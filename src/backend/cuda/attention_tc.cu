@@ -37,7 +37,7 @@ using namespace tc;
 
 // The defaults of launch_attention_prefill_tc: the fastest variants on the H100 (docs/cuda.md).
 constexpr PrefillTcVariant kPrefillTcMmaDefault = PrefillTcVariant::kKeys128Stages2;
-constexpr PrefillTcVariant kPrefillTcWgmmaDefault = PrefillTcVariant::kWgmmaKeys128Stages2;
+constexpr PrefillTcVariant kPrefillTcWgmmaDefault = PrefillTcVariant::kWgmmaKeys64Stages2TwoBlocks;
 
 constexpr int kBr = kPrefillTcRows;  // queries per block
 constexpr int kWarps = kBr / 16;
@@ -293,9 +293,7 @@ namespace {
 bool is_wgmma(PrefillTcVariant v) {
   return v == PrefillTcVariant::kWgmmaKeys64Stages3 ||
          v == PrefillTcVariant::kWgmmaKeys64Stages2TwoBlocks ||
-         v == PrefillTcVariant::kWgmmaKeys128Stages2 || v == PrefillTcVariant::kWgmmaKeys128Stages3 ||
-         v == PrefillTcVariant::kWgmmaOverlapKeys64Stages4 ||
-         v == PrefillTcVariant::kWgmmaOverlapKeys128Stages3;
+         v == PrefillTcVariant::kWgmmaKeys128Stages2 || v == PrefillTcVariant::kWgmmaKeys128Stages3;
 }
 
 // The current device is sm_90 (wgmma's sm_90a code runs there only).

@@ -24,16 +24,13 @@ enum class PrefillTcVariant {
   kWgmmaKeys64Stages2TwoBlocks,  // <= 128 registers: two blocks per multiprocessor
   kWgmmaKeys128Stages2,
   kWgmmaKeys128Stages3,
-  kWgmmaOverlapKeys64Stages4,  // S of the next key tile in flight with P V of this one
-  kWgmmaOverlapKeys128Stages3,
 };
 constexpr PrefillTcVariant kPrefillTcVariants[] = {
     PrefillTcVariant::kDefault,         PrefillTcVariant::kKeys64Stages3,
     PrefillTcVariant::kKeys64Stages2,   PrefillTcVariant::kKeys32Stages4,
     PrefillTcVariant::kKeys128Stages2,  PrefillTcVariant::kKeys128Stages3,
     PrefillTcVariant::kWgmmaKeys64Stages3, PrefillTcVariant::kWgmmaKeys64Stages2TwoBlocks,
-    PrefillTcVariant::kWgmmaKeys128Stages2, PrefillTcVariant::kWgmmaKeys128Stages3,
-    PrefillTcVariant::kWgmmaOverlapKeys64Stages4, PrefillTcVariant::kWgmmaOverlapKeys128Stages3};
+    PrefillTcVariant::kWgmmaKeys128Stages2, PrefillTcVariant::kWgmmaKeys128Stages3};
 inline const char* prefill_tc_variant_name(PrefillTcVariant v) {
   switch (v) {
     case PrefillTcVariant::kDefault: return "default";
@@ -46,8 +43,6 @@ inline const char* prefill_tc_variant_name(PrefillTcVariant v) {
     case PrefillTcVariant::kWgmmaKeys128Stages2: return "wgmma_bc128_s2";
     case PrefillTcVariant::kWgmmaKeys64Stages2TwoBlocks: return "wgmma_bc64_s2_2blk";
     case PrefillTcVariant::kWgmmaKeys128Stages3: return "wgmma_bc128_s3";
-    case PrefillTcVariant::kWgmmaOverlapKeys64Stages4: return "wgmma_ov_bc64_s4";
-    case PrefillTcVariant::kWgmmaOverlapKeys128Stages3: return "wgmma_ov_bc128_s3";
   }
   return "?";
 }
