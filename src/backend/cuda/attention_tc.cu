@@ -1,11 +1,12 @@
-// Prefill attention on tensor cores (see kernels.h: launch_attention_prefill_tc), FlashAttention-2
-// structure with mma.sync (bf16 in, f32 accumulation).
+// Prefill attention on tensor cores (see kernels.h: launch_attention_prefill_tc): the dispatch
+// between the wgmma kernel (attention_sm90a.cu, sm_90 GPUs) and this file's kernel for other
+// GPUs, FlashAttention-2 structure with mma.sync (bf16 in, f32 accumulation), sm_80 and newer.
 //
 // One block of 8 warps per (query head, tile of up to 128 consecutive queries of one sequence);
 // each warp owns 16 query rows. The block walks the sequence's keys in tiles of kBc:
 //   - K and V rows are gathered through the slot list with 16-byte cp.async copies into a
-//     Stages-deep shared-memory ring, issued Stages - 1 tiles ahead, so the copies of later tiles run
-//     under the tensor-core work of the current one (one __syncthreads per key tile). The slot
+//     Stages-deep shared-memory ring, issued Stages - 1 tiles ahead, so the copies of later tiles
+//     run under the tensor-core work of the current one (one __syncthreads per key tile). The slot
 //     indices of the tile after that are read into registers one iteration earlier still, so the
 //     gather's dependent load is off the critical path.
 //   - Shared-memory rows are 16-byte-chunk XOR-swizzled (chunk ^ (row & 7)): ldmatrix reads of 8
@@ -46,8 +47,8 @@ static_assert(kBr % 16 == 0 && kWarps <= 32, "16 query rows per warp");
 
 template <int D, int Bc, int Stages>
 struct Cfg {
-  static constexpr int kChunks = D / 8;         // 16-byte chunks per row
-  static constexpr int kRowBytes = D * 2;       // one bf16 row of one head
+  static constexpr int kChunks = D / 8;    // 16-byte chunks per row
+  static constexpr int kRowBytes = D * 2;  // one bf16 row of one head
   static constexpr int kQBytes = kBr * kRowBytes;
   static constexpr int kTileBytes = Bc * kRowBytes;
   static constexpr int kStageBytes = 2 * kTileBytes;  // K then V
@@ -90,14 +91,14 @@ __global__ void __launch_bounds__(kThreads, 1)
   const size_t kv_off = size_t(kvh) * D + cc * 8;
 
   // Slot of each row this thread copies for key tile kt (-1 past the sequence).
-  auto load_slots = [&](int kt, int (&sl)[C::kRowsPerThread]) {
+  auto load_slots = [&](int kt, int(&sl)[C::kRowsPerThread]) {
 #pragma unroll
     for (int i = 0; i < C::kRowsPerThread; ++i) {
       const int j = kt * Bc + cr + i * kRowStep;
       sl[i] = j <= last_pos ? slots[j] : -1;
     }
   };
-  auto issue_kv = [&](int stage, const int (&sl)[C::kRowsPerThread]) {
+  auto issue_kv = [&](int stage, const int(&sl)[C::kRowsPerThread]) {
     const uint32_t sk = skv + stage * C::kStageBytes, sv = sk + C::kTileBytes;
 #pragma unroll
     for (int i = 0; i < C::kRowsPerThread; ++i) {
@@ -296,6 +297,7 @@ bool is_wgmma(PrefillTcVariant v) {
          v == PrefillTcVariant::kWgmmaKeys128Stages2 || v == PrefillTcVariant::kWgmmaKeys128Stages3;
 }
 
+#ifdef SGL_CUDA_SM90A
 // The current device is sm_90 (wgmma's sm_90a code runs there only).
 bool device_is_sm90() {
   int dev = 0, major = 0, minor = 0;
@@ -307,6 +309,7 @@ bool device_is_sm90() {
   }
   return major == 9 && minor == 0;
 }
+#endif
 
 }  // namespace
 
@@ -325,8 +328,8 @@ bool launch_attention_prefill_tc_variant(const AttentionArgs& a, const int32_t* 
   if (v == PrefillTcVariant::kDefault) {
     // The fastest measured on the H100 (docs/cuda.md); the wgmma kernel where it can run.
     static const bool wgmma = prefill_tc_variant_available(kPrefillTcWgmmaDefault);
-    if (wgmma && launch_attention_prefill_tc_variant(a, tiles, n_tiles, kPrefillTcWgmmaDefault,
-                                                     stream))
+    if (wgmma &&
+        launch_attention_prefill_tc_variant(a, tiles, n_tiles, kPrefillTcWgmmaDefault, stream))
       return true;
     v = kPrefillTcMmaDefault;
   }
@@ -337,25 +340,33 @@ bool launch_attention_prefill_tc_variant(const AttentionArgs& a, const int32_t* 
 #endif
   if (a.head_dim == 64) {
     switch (v) {
-      case PrefillTcVariant::kKeys64Stages3: return launch_cfg<64, 64, 3>(a, tiles, n_tiles, stream);
-      case PrefillTcVariant::kKeys64Stages2: return launch_cfg<64, 64, 2>(a, tiles, n_tiles, stream);
-      case PrefillTcVariant::kKeys32Stages4: return launch_cfg<64, 32, 4>(a, tiles, n_tiles, stream);
+      case PrefillTcVariant::kKeys64Stages3:
+        return launch_cfg<64, 64, 3>(a, tiles, n_tiles, stream);
+      case PrefillTcVariant::kKeys64Stages2:
+        return launch_cfg<64, 64, 2>(a, tiles, n_tiles, stream);
+      case PrefillTcVariant::kKeys32Stages4:
+        return launch_cfg<64, 32, 4>(a, tiles, n_tiles, stream);
       case PrefillTcVariant::kKeys128Stages2:
         return launch_cfg<64, 128, 2>(a, tiles, n_tiles, stream);
       case PrefillTcVariant::kKeys128Stages3:
         return launch_cfg<64, 128, 3>(a, tiles, n_tiles, stream);
-      default: return false;
+      default:
+        return false;
     }
   }
   switch (v) {
-    case PrefillTcVariant::kKeys64Stages3: return launch_cfg<128, 64, 3>(a, tiles, n_tiles, stream);
-    case PrefillTcVariant::kKeys64Stages2: return launch_cfg<128, 64, 2>(a, tiles, n_tiles, stream);
-    case PrefillTcVariant::kKeys32Stages4: return launch_cfg<128, 32, 4>(a, tiles, n_tiles, stream);
+    case PrefillTcVariant::kKeys64Stages3:
+      return launch_cfg<128, 64, 3>(a, tiles, n_tiles, stream);
+    case PrefillTcVariant::kKeys64Stages2:
+      return launch_cfg<128, 64, 2>(a, tiles, n_tiles, stream);
+    case PrefillTcVariant::kKeys32Stages4:
+      return launch_cfg<128, 32, 4>(a, tiles, n_tiles, stream);
     case PrefillTcVariant::kKeys128Stages2:
       return launch_cfg<128, 128, 2>(a, tiles, n_tiles, stream);
     case PrefillTcVariant::kKeys128Stages3:
       return launch_cfg<128, 128, 3>(a, tiles, n_tiles, stream);
-    default: return false;
+    default:
+      return false;
   }
 }
 

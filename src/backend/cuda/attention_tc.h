@@ -20,29 +20,43 @@ enum class PrefillTcVariant {
   kKeys32Stages4,
   kKeys128Stages2,
   kKeys128Stages3,
-  kWgmmaKeys64Stages3,  // wgmma (sm_90a)
+  kWgmmaKeys64Stages3,           // wgmma (sm_90a)
   kWgmmaKeys64Stages2TwoBlocks,  // <= 128 registers: two blocks per multiprocessor
   kWgmmaKeys128Stages2,
   kWgmmaKeys128Stages3,
 };
-constexpr PrefillTcVariant kPrefillTcVariants[] = {
-    PrefillTcVariant::kDefault,         PrefillTcVariant::kKeys64Stages3,
-    PrefillTcVariant::kKeys64Stages2,   PrefillTcVariant::kKeys32Stages4,
-    PrefillTcVariant::kKeys128Stages2,  PrefillTcVariant::kKeys128Stages3,
-    PrefillTcVariant::kWgmmaKeys64Stages3, PrefillTcVariant::kWgmmaKeys64Stages2TwoBlocks,
-    PrefillTcVariant::kWgmmaKeys128Stages2, PrefillTcVariant::kWgmmaKeys128Stages3};
+constexpr PrefillTcVariant kPrefillTcVariants[] = {PrefillTcVariant::kDefault,
+                                                   PrefillTcVariant::kKeys64Stages3,
+                                                   PrefillTcVariant::kKeys64Stages2,
+                                                   PrefillTcVariant::kKeys32Stages4,
+                                                   PrefillTcVariant::kKeys128Stages2,
+                                                   PrefillTcVariant::kKeys128Stages3,
+                                                   PrefillTcVariant::kWgmmaKeys64Stages3,
+                                                   PrefillTcVariant::kWgmmaKeys64Stages2TwoBlocks,
+                                                   PrefillTcVariant::kWgmmaKeys128Stages2,
+                                                   PrefillTcVariant::kWgmmaKeys128Stages3};
 inline const char* prefill_tc_variant_name(PrefillTcVariant v) {
   switch (v) {
-    case PrefillTcVariant::kDefault: return "default";
-    case PrefillTcVariant::kKeys64Stages3: return "mma_bc64_s3";
-    case PrefillTcVariant::kKeys64Stages2: return "mma_bc64_s2";
-    case PrefillTcVariant::kKeys32Stages4: return "mma_bc32_s4";
-    case PrefillTcVariant::kKeys128Stages2: return "mma_bc128_s2";
-    case PrefillTcVariant::kKeys128Stages3: return "mma_bc128_s3";
-    case PrefillTcVariant::kWgmmaKeys64Stages3: return "wgmma_bc64_s3";
-    case PrefillTcVariant::kWgmmaKeys128Stages2: return "wgmma_bc128_s2";
-    case PrefillTcVariant::kWgmmaKeys64Stages2TwoBlocks: return "wgmma_bc64_s2_2blk";
-    case PrefillTcVariant::kWgmmaKeys128Stages3: return "wgmma_bc128_s3";
+    case PrefillTcVariant::kDefault:
+      return "default";
+    case PrefillTcVariant::kKeys64Stages3:
+      return "mma_bc64_s3";
+    case PrefillTcVariant::kKeys64Stages2:
+      return "mma_bc64_s2";
+    case PrefillTcVariant::kKeys32Stages4:
+      return "mma_bc32_s4";
+    case PrefillTcVariant::kKeys128Stages2:
+      return "mma_bc128_s2";
+    case PrefillTcVariant::kKeys128Stages3:
+      return "mma_bc128_s3";
+    case PrefillTcVariant::kWgmmaKeys64Stages3:
+      return "wgmma_bc64_s3";
+    case PrefillTcVariant::kWgmmaKeys128Stages2:
+      return "wgmma_bc128_s2";
+    case PrefillTcVariant::kWgmmaKeys64Stages2TwoBlocks:
+      return "wgmma_bc64_s2_2blk";
+    case PrefillTcVariant::kWgmmaKeys128Stages3:
+      return "wgmma_bc128_s3";
   }
   return "?";
 }

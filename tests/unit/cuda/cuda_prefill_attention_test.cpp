@@ -1,7 +1,8 @@
-// The tensor-core prefill attention kernel (attention_tc.cu) against a plain double-precision
-// causal attention over the same bf16 inputs: chunks of many lengths (multiples of the 128-query
-// tile and not), cached prefixes before the chunk, GQA groups 1/4/8, head dims 64 and 128, slot
-// lists scattered over the pool, every tile shape variant. Outputs are poisoned (NaN) first, so
+// The tensor-core prefill attention kernels (attention_tc.cu: mma.sync; attention_sm90a.cu:
+// wgmma, on sm_90 GPUs) against a plain double-precision causal attention over the same bf16
+// inputs: chunks of many lengths (multiples of the 128-query tile and not), cached prefixes before
+// the chunk, GQA groups 1/3/4/8, head dims 64 and 128, slot lists scattered over the pool, every
+// kernel variant. Outputs are poisoned (NaN) first, so
 // an unwritten row fails; tokens outside the tiles must stay poisoned; a second launch must give
 // the same bits (a race would show as a moving result). Skips without CUDA or without a GPU.
 //
@@ -34,9 +35,9 @@ struct PrefillCase {
 };
 
 // out[t, h, :] = softmax_j<=pos(t)(q . k_j * scale) V, K/V read through the sequence's slots.
-void reference(const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v,
-               const std::vector<int32_t>& slots, int n_past, int n_new, int tok0, int H, int Hkv,
-               int D, std::vector<float>* out) {
+void reference(const std::vector<float>& q, const std::vector<float>& k,
+               const std::vector<float>& v, const std::vector<int32_t>& slots, int n_past,
+               int n_new, int tok0, int H, int Hkv, int D, std::vector<float>* out) {
   const double scale = 1.0 / std::sqrt(double(D));
   std::vector<double> w(n_past + n_new), acc(D);
   for (int t = 0; t < n_new; ++t) {
@@ -77,6 +78,7 @@ TEST(CudaPrefillAttention, MatchesReference) {
       {8, 2, 64, {{0, 129}, {37, 200}}, 2.0f},             // head dim 64
       {4, 1, 64, {{1000, 33}, {5, 1}}, 8.0f},              // long prefix, short chunk
       {2, 2, 64, {{0, 64}, {63, 65}}, 2.0f},
+      {6, 2, 128, {{20, 150}}, 2.0f},  // GQA 3: no even split of 128 rows over the group
   };
   for (const auto& pc : cases) {
     const int D = pc.head_dim, H = pc.n_head, Hkv = pc.n_head_kv;
@@ -93,7 +95,8 @@ TEST(CudaPrefillAttention, MatchesReference) {
     std::shuffle(perm.begin(), perm.end(), rng);
     const auto k = bf16_round(random_floats(size_t(capacity) * Hkv * D, rng, -2, 2));
     const auto v = bf16_round(random_floats(size_t(capacity) * Hkv * D, rng));
-    const auto q = bf16_round(random_floats(size_t(n_tokens) * H * D, rng, -pc.q_range, pc.q_range));
+    const auto q =
+        bf16_round(random_floats(size_t(n_tokens) * H * D, rng, -pc.q_range, pc.q_range));
     std::vector<int32_t> positions, token_seq, seq_begin, slots, tiles;
     std::vector<float> ref(size_t(n_tokens) * H * D, NAN);
     std::vector<bool> in_tile(n_tokens, false);
@@ -152,14 +155,14 @@ TEST(CudaPrefillAttention, MatchesReference) {
     for (const auto variant : cu::kPrefillTcVariants) {
       const char* vname = cu::prefill_tc_variant_name(variant);
       if (!cu::prefill_tc_variant_available(variant)) {
-        EXPECT_FALSE(cu::launch_attention_prefill_tc_variant(a, dtiles.get(), n_tiles, variant,
-                                                             nullptr));
+        EXPECT_FALSE(
+            cu::launch_attention_prefill_tc_variant(a, dtiles.get(), n_tiles, variant, nullptr));
         continue;  // the wgmma kernels without an sm_90a build or an sm_90 GPU
       }
       DevBuf<uint16_t> dout(size_t(n_tokens) * H * D);  // poisoned: 0xFFFF (NaN)
       a.out = dout.get();
-      ASSERT_TRUE(cu::launch_attention_prefill_tc_variant(a, dtiles.get(), n_tiles, variant,
-                                                          nullptr));
+      ASSERT_TRUE(
+          cu::launch_attention_prefill_tc_variant(a, dtiles.get(), n_tiles, variant, nullptr));
       SGL_CUDA_ASSERT(cudaGetLastError());
       const auto raw = dout.host();
       SGL_CUDA_ASSERT(cudaGetLastError());
@@ -179,8 +182,8 @@ TEST(CudaPrefillAttention, MatchesReference) {
           << vname << ": H " << H << " Hkv " << Hkv << " D " << D << " tokens " << n_tokens;
 
       // Same inputs, same bits.
-      ASSERT_TRUE(cu::launch_attention_prefill_tc_variant(a, dtiles.get(), n_tiles, variant,
-                                                          nullptr));
+      ASSERT_TRUE(
+          cu::launch_attention_prefill_tc_variant(a, dtiles.get(), n_tiles, variant, nullptr));
       SGL_CUDA_ASSERT(cudaGetLastError());
       EXPECT_TRUE(dout.host() == raw) << vname << ": a second run gave other results";
     }
