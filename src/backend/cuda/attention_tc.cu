@@ -1,202 +1,285 @@
-// Prefill attention on tensor cores (see kernels.h: launch_attention_prefill_tc).
+// Prefill attention on tensor cores (see kernels.h: launch_attention_prefill_tc): the dispatch
+// between the wgmma kernel (attention_sm90a.cu, sm_90 GPUs) and this file's kernel for other
+// GPUs, FlashAttention-2 structure with mma.sync (bf16 in, f32 accumulation), sm_80 and newer.
 //
-// One block of 4 warps per (tile of up to 64 consecutive queries of one sequence, query head).
-// The block walks the sequence's keys in tiles of 64 (slot lists: each K/V row is gathered with
-// 16-byte loads), FlashAttention-2 style: S = Q K^T on tensor cores (WMMA bf16, f32 accumulate)
-// into shared memory, an online softmax per row in f32 (each warp owns 16 query rows; the lanes
-// walk a row's columns, so shared-memory accesses are conflict-free), P (bf16) V on tensor cores
-// accumulated into an f32 O tile in shared memory, which is rescaled by the running-max correction
-// before each accumulation. Shared-memory rows are padded (16 bytes) against bank conflicts of
-// the WMMA loads. Causal: keys beyond a row's position are masked, and key tiles past the tile's
-// last position are never read.
+// One block of 8 warps per (query head, tile of up to 128 consecutive queries of one sequence);
+// each warp owns 16 query rows. The block walks the sequence's keys in tiles of kBc:
+//   - K and V rows are gathered through the slot list with 16-byte cp.async copies into a
+//     Stages-deep shared-memory ring, issued Stages - 1 tiles ahead, so the copies of later tiles
+//     run under the tensor-core work of the current one (one __syncthreads per key tile). The slot
+//     indices of the tile after that are read into registers one iteration earlier still, so the
+//     gather's dependent load is off the critical path.
+//   - Shared-memory rows are 16-byte-chunk XOR-swizzled (chunk ^ (row & 7)): ldmatrix reads of 8
+//     rows at one logical chunk, and the cp.async writes, are free of bank conflicts.
+//   - Q stays in registers (ldmatrix once), S = Q K^T and O += P V accumulate in registers
+//     (mma.m16n8k16; K via ldmatrix, V via ldmatrix.trans), P is repacked from the S accumulators
+//     into A fragments without touching shared memory.
+//   - Online softmax in f32 per row, in the log2 domain (the softmax scale times log2(e) folded
+//     into one FMA before ex2); row sums stay per-thread partials until the end.
+//   - Causal: key tiles past the block's last position are never loaded; a warp skips the key
+//     tiles entirely after its own last row, and masks only on the tiles crossing its diagonal.
+// The grid is (heads, tiles) with the caller's tiles sorted longest first: the longest tiles of
+// every head start first (load balance), and the query heads of one KV head run side by side, so
+// their shared K/V reads hit in L2.
+#include "backend/cuda/attention_tc.h"
+
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
-#include <mma.h>
 
 #include <cstdint>
 
+#include "backend/cuda/attention_tc_common.cuh"
 #include "backend/cuda/kernels.h"
 
 namespace sgl::backend::cuda {
 namespace {
 
-using bf16 = __nv_bfloat16;
-namespace wmma = nvcuda::wmma;
+using namespace tc;
 
-constexpr int kBr = 64;  // queries per block
-constexpr int kBc = 64;  // keys per tile
-constexpr int kThreads = 128;
+// The defaults of launch_attention_prefill_tc: the fastest variants on the H100 (docs/cuda.md).
+constexpr PrefillTcVariant kPrefillTcMmaDefault = PrefillTcVariant::kKeys128Stages2;
+constexpr PrefillTcVariant kPrefillTcWgmmaDefault = PrefillTcVariant::kWgmmaKeys64Stages2TwoBlocks;
 
-// Padded leading dimensions (elements) of the shared tiles.
-template <int D>
-struct Smem {
-  static constexpr int ld_qkv = D + 8;  // bf16 Q, K, V rows
-  static constexpr int ld_s = kBc + 4;  // f32 S rows
-  static constexpr int ld_p = kBc + 8;  // bf16 P rows
-  static constexpr int ld_o = D + 4;    // f32 O rows
-  static constexpr size_t q = 0;
-  static constexpr size_t k = q + size_t(kBr) * ld_qkv * 2;
-  static constexpr size_t v = k + size_t(kBc) * ld_qkv * 2;
-  static constexpr size_t s = v + size_t(kBc) * ld_qkv * 2;
-  static constexpr size_t p = s + size_t(kBr) * ld_s * 4;
-  static constexpr size_t o = p + size_t(kBr) * ld_p * 2;
-  static constexpr size_t total = o + size_t(kBr) * ld_o * 4;
+constexpr int kBr = kPrefillTcRows;  // queries per block
+constexpr int kWarps = kBr / 16;
+constexpr int kThreads = kWarps * 32;
+static_assert(kBr % 16 == 0 && kWarps <= 32, "16 query rows per warp");
+
+template <int D, int Bc, int Stages>
+struct Cfg {
+  static constexpr int kChunks = D / 8;    // 16-byte chunks per row
+  static constexpr int kRowBytes = D * 2;  // one bf16 row of one head
+  static constexpr int kQBytes = kBr * kRowBytes;
+  static constexpr int kTileBytes = Bc * kRowBytes;
+  static constexpr int kStageBytes = 2 * kTileBytes;  // K then V
+  static constexpr int kSmem = kQBytes + Stages * kStageBytes;
+  static constexpr int kRowsPerThread = Bc * kChunks / kThreads;  // K/V rows a thread copies
+  static_assert(Bc * kChunks % kThreads == 0, "whole copy rounds");
+  static_assert(kThreads % kChunks == 0, "a thread copies one chunk column");
+  static_assert(Bc % 16 == 0 && Stages >= 2, "tile shape");
 };
 
+// Byte offset of (row, 16-byte chunk) in a swizzled tile of D-element rows.
 template <int D>
-__global__ void __launch_bounds__(kThreads)
-    prefill_tc_kernel(AttentionArgs a, const int32_t* __restrict__ tiles) {
-  extern __shared__ __align__(128) unsigned char smem[];
-  bf16* sq = reinterpret_cast<bf16*>(smem + Smem<D>::q);
-  bf16* sk = reinterpret_cast<bf16*>(smem + Smem<D>::k);
-  bf16* sv = reinterpret_cast<bf16*>(smem + Smem<D>::v);
-  float* ss = reinterpret_cast<float*>(smem + Smem<D>::s);
-  bf16* sp = reinterpret_cast<bf16*>(smem + Smem<D>::p);
-  float* so = reinterpret_cast<float*>(smem + Smem<D>::o);
+__device__ __forceinline__ uint32_t swz(int row, int chunk) {
+  return uint32_t(row * (D * 2) + ((chunk ^ (row & 7)) << 4));
+}
 
-  const int t0 = tiles[2 * blockIdx.x];
-  const int n_rows = tiles[2 * blockIdx.x + 1];
-  const int head = blockIdx.y;
+template <int D, int Bc, int Stages>
+__global__ void __launch_bounds__(kThreads, 1)
+    prefill_mma_kernel(AttentionArgs a, const int32_t* __restrict__ tiles) {
+  using C = Cfg<D, Bc, Stages>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  const uint32_t sq = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  const uint32_t skv = sq + C::kQBytes;
+
+  const int head = blockIdx.x;
+  const int t0 = tiles[2 * blockIdx.y];
+  const int n_rows = tiles[2 * blockIdx.y + 1];
   const int kvh = head / (a.n_head / a.n_head_kv);
   const int pos0 = a.positions[t0];
   const int last_pos = pos0 + n_rows - 1;
-  const int32_t* slots = a.slots + a.seq_slots_begin[a.token_seq[t0]];
+  const int32_t* __restrict__ slots = a.slots + a.seq_slots_begin[a.token_seq[t0]];
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  constexpr int kVec = D / 8;  // 16-byte vectors per row
+  const int n_kt = last_pos / Bc + 1;
 
-  constexpr int LQ = Smem<D>::ld_qkv, LS = Smem<D>::ld_s, LP = Smem<D>::ld_p, LO = Smem<D>::ld_o;
-  // Q tile (rows past n_rows are zero) and a zero O tile.
-  const bf16* qg = reinterpret_cast<const bf16*>(a.q);
-  for (int i = tid; i < kBr * kVec; i += kThreads) {
-    const int r = i / kVec, c = i % kVec;
-    uint4 val = make_uint4(0, 0, 0, 0);
-    if (r < n_rows)
-      val = *reinterpret_cast<const uint4*>(qg + (size_t(t0 + r) * a.n_head + head) * D + c * 8);
-    *reinterpret_cast<uint4*>(sq + r * LQ + c * 8) = val;
+  const uint16_t* __restrict__ kg = static_cast<const uint16_t*>(a.k_cache);
+  const uint16_t* __restrict__ vg = static_cast<const uint16_t*>(a.v_cache);
+  // This thread copies chunk `cc` of rows cr, cr + kThreads / kChunks, ... of every K/V tile.
+  const int cc = tid % C::kChunks, cr = tid / C::kChunks;
+  constexpr int kRowStep = kThreads / C::kChunks;
+  const size_t kv_off = size_t(kvh) * D + cc * 8;
+
+  // Slot of each row this thread copies for key tile kt (-1 past the sequence).
+  auto load_slots = [&](int kt, int(&sl)[C::kRowsPerThread]) {
+#pragma unroll
+    for (int i = 0; i < C::kRowsPerThread; ++i) {
+      const int j = kt * Bc + cr + i * kRowStep;
+      sl[i] = j <= last_pos ? slots[j] : -1;
+    }
+  };
+  auto issue_kv = [&](int stage, const int(&sl)[C::kRowsPerThread]) {
+    const uint32_t sk = skv + stage * C::kStageBytes, sv = sk + C::kTileBytes;
+#pragma unroll
+    for (int i = 0; i < C::kRowsPerThread; ++i) {
+      const int r = cr + i * kRowStep;
+      const size_t off = size_t(sl[i] < 0 ? 0 : sl[i]) * a.n_head_kv * D + kv_off;
+      cp_async16(sk + swz<D>(r, cc), kg + off, sl[i] >= 0);
+      cp_async16(sv + swz<D>(r, cc), vg + off, sl[i] >= 0);
+    }
+  };
+
+  // Prologue: group 0 = Q tile + key tile 0, group s = key tile s for s < Stages - 1; the slots
+  // of key tile Stages - 1 in registers.
+  for (int i = tid; i < kBr * C::kChunks; i += kThreads) {
+    const int r = i / C::kChunks, c = i % C::kChunks;
+    const bool ok = r < n_rows;
+    cp_async16(sq + swz<D>(r, c), a.q + (size_t(t0 + (ok ? r : 0)) * a.n_head + head) * D + c * 8,
+               ok);
   }
-  for (int i = tid; i < kBr * LO; i += kThreads) so[i] = 0.0f;
-
-  // Softmax state of the warp's 16 rows, replicated in every lane.
-  float m[16], l[16];
+  int sl[C::kRowsPerThread];
 #pragma unroll
-  for (int r = 0; r < 16; ++r) {
-    m[r] = -INFINITY;
-    l[r] = 0.0f;
+  for (int st = 0; st < Stages - 1; ++st) {
+    if (st < n_kt) {
+      load_slots(st, sl);
+      issue_kv(st, sl);
+    }
+    cp_async_commit();
   }
-  const float qscale = a.scale * 1.4426950408889634f;
+  if (Stages - 1 < n_kt) load_slots(Stages - 1, sl);
 
-  const bf16* kg = static_cast<const bf16*>(a.k_cache);
-  const bf16* vg = static_cast<const bf16*>(a.v_cache);
-  const int n_tiles = last_pos / kBc + 1;
-  for (int kt = 0; kt < n_tiles; ++kt) {
-    const int j0 = kt * kBc;
-    __syncthreads();  // the previous tile's K, V and P are no longer read
-    for (int i = tid; i < kBc * kVec; i += kThreads) {
-      const int r = i / kVec, c = i % kVec;
-      const int j = j0 + r;
-      uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
-      if (j <= last_pos) {
-        const size_t off = (size_t(slots[j]) * a.n_head_kv + kvh) * D + c * 8;
-        kv = *reinterpret_cast<const uint4*>(kg + off);
-        vv = *reinterpret_cast<const uint4*>(vg + off);
+  cp_async_wait<Stages - 2>();  // group 0
+  __syncthreads();
+  uint32_t qf[D / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk)
+    ldsm_x4(sq + swz<D>(warp * 16 + (lane & 15), kk * 2 + (lane >> 4)), qf[kk][0], qf[kk][1],
+            qf[kk][2], qf[kk][3]);
+
+  float o[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+  // Running max (raw score units) and this thread's partial row sums, rows g and g + 8.
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+  const float sl2 = a.scale * 1.4426950408889634f;
+  const int warp_first = pos0 + warp * 16;
+  const int row_a = warp_first + (lane >> 2), row_b = row_a + 8;
+  const int warp_last = warp_first + 15;
+
+  for (int kt = 0; kt < n_kt; ++kt) {
+    cp_async_wait<Stages - 2>();  // key tile kt has landed (this thread's copies) ...
+    __syncthreads();  // ... everyone's, and the stage refilled below (tile kt - 1's) is not read
+    if (kt + Stages - 1 < n_kt) issue_kv((kt + Stages - 1) % Stages, sl);
+    cp_async_commit();
+    if (kt + Stages < n_kt) load_slots(kt + Stages, sl);
+
+    const int j0 = kt * Bc;
+    if (j0 > warp_last) continue;  // every key of the tile is after this warp's rows
+    const uint32_t sk = skv + (kt % Stages) * C::kStageBytes, sv = sk + C::kTileBytes;
+
+    // S (16 x Bc) = Q K^T.
+    float s[Bc / 8][4];
+#pragma unroll
+    for (int i = 0; i < Bc / 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk += 2) {
+#pragma unroll
+      for (int nt = 0; nt < Bc / 8; ++nt) {
+        uint32_t b0, b1, b2, b3;
+        ldsm_x4(sk + swz<D>(nt * 8 + (lane & 7), kk * 2 + (lane >> 3)), b0, b1, b2, b3);
+        mma_bf16(s[nt], qf[kk], b0, b1);
+        mma_bf16(s[nt], qf[kk + 1], b2, b3);
       }
-      *reinterpret_cast<uint4*>(sk + r * LQ + c * 8) = kv;
-      *reinterpret_cast<uint4*>(sv + r * LQ + c * 8) = vv;
     }
-    __syncthreads();
 
-    // S (this warp's 16 rows x 64 keys) = Q K^T.
+    if (j0 + Bc - 1 > warp_first) {  // the tile crosses this warp's diagonal
 #pragma unroll
-    for (int nf = 0; nf < kBc / 16; ++nf) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-      wmma::fill_fragment(acc, 0.0f);
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> fb;
-        wmma::load_matrix_sync(fa, sq + warp * 16 * LQ + kk * 16, LQ);
-        wmma::load_matrix_sync(fb, sk + nf * 16 * LQ + kk * 16, LQ);
-        wmma::mma_sync(acc, fa, fb, acc);
+      for (int nt = 0; nt < Bc / 8; ++nt) {
+        const int col = j0 + nt * 8 + 2 * (lane & 3);
+        if (col > row_a) s[nt][0] = -INFINITY;
+        if (col + 1 > row_a) s[nt][1] = -INFINITY;
+        if (col > row_b) s[nt][2] = -INFINITY;
+        if (col + 1 > row_b) s[nt][3] = -INFINITY;
       }
-      wmma::store_matrix_sync(ss + warp * 16 * LS + nf * 16, acc, LS, wmma::mem_row_major);
     }
-    __syncwarp();
 
-    // Online softmax, row by row: lane handles columns lane and lane + 32; P to shared memory;
-    // the row of O rescaled by the correction.
+    // Online softmax. Key 0 is in the first tile every row sees, so the maxima are finite from
+    // the first tile on and ex2(-inf) = 0 handles both the first correction and masked keys.
+    float mx0 = m0, mx1 = m1;
 #pragma unroll
-    for (int r = 0; r < 16; ++r) {
-      const int row = warp * 16 + r;
-      const int row_pos = pos0 + (row < n_rows ? row : 0);
-      const float* srow = ss + row * LS;
-      const int j_a = j0 + lane, j_b = j0 + lane + 32;
-      const float sa = j_a <= row_pos ? srow[lane] * qscale : -INFINITY;
-      const float sb = j_b <= row_pos ? srow[lane + 32] * qscale : -INFINITY;
-      float mx = fmaxf(sa, sb);
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-      const float m_new = fmaxf(m[r], mx);
-      const float corr =
-          m[r] == -INFINITY ? (m_new == -INFINITY ? 1.0f : 0.0f) : exp2f(m[r] - m_new);
-      const bf16 pa = __float2bfloat16_rn(sa == -INFINITY ? 0.0f : exp2f(sa - m_new));
-      const bf16 pb = __float2bfloat16_rn(sb == -INFINITY ? 0.0f : exp2f(sb - m_new));
-      sp[row * LP + lane] = pa;
-      sp[row * LP + lane + 32] = pb;
-      float sum = __bfloat162float(pa) + __bfloat162float(pb);  // what P V will use
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-      l[r] = l[r] * corr + sum;
-      m[r] = m_new;
-      float* orow = so + row * LO;
-#pragma unroll
-      for (int c = lane; c < D; c += 32) orow[c] *= corr;
+    for (int nt = 0; nt < Bc / 8; ++nt) {
+      mx0 = fmaxf(mx0, fmaxf(s[nt][0], s[nt][1]));
+      mx1 = fmaxf(mx1, fmaxf(s[nt][2], s[nt][3]));
     }
-    __syncwarp();
+#pragma unroll
+    for (int off = 1; off <= 2; off <<= 1) {  // the 4 lanes of a row
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, off));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, off));
+    }
+    const float c0 = ex2((m0 - mx0) * sl2), c1 = ex2((m1 - mx1) * sl2);
+    m0 = mx0;
+    m1 = mx1;
+    const float mb0 = mx0 * sl2, mb1 = mx1 * sl2;
+    uint32_t p[Bc / 16][4];
+    float rs0 = 0.0f, rs1 = 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < Bc / 8; ++nt) {
+      const float p0 = ex2(fmaf(s[nt][0], sl2, -mb0)), p1 = ex2(fmaf(s[nt][1], sl2, -mb0));
+      const float p2 = ex2(fmaf(s[nt][2], sl2, -mb1)), p3 = ex2(fmaf(s[nt][3], sl2, -mb1));
+      rs0 += p0 + p1;
+      rs1 += p2 + p3;
+      // The C layout of n-tiles 2k, 2k+1 is the A layout of k-step k.
+      p[nt / 2][(nt & 1) * 2 + 0] = pack_bf16(p0, p1);
+      p[nt / 2][(nt & 1) * 2 + 1] = pack_bf16(p2, p3);
+    }
+    l0 = l0 * c0 + rs0;
+    l1 = l1 * c1 + rs1;
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt) {
+      o[dt][0] *= c0;
+      o[dt][1] *= c0;
+      o[dt][2] *= c1;
+      o[dt][3] *= c1;
+    }
 
-    // O (16 rows x D) += P (16 x 64) V (64 x D).
+    // O (16 x D) += P (16 x Bc) V (Bc x D).
 #pragma unroll
-    for (int nf = 0; nf < D / 16; ++nf) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-      wmma::load_matrix_sync(acc, so + warp * 16 * LO + nf * 16, LO, wmma::mem_row_major);
+    for (int ks = 0; ks < Bc / 16; ++ks) {
 #pragma unroll
-      for (int kk = 0; kk < kBc / 16; ++kk) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fb;
-        wmma::load_matrix_sync(fa, sp + warp * 16 * LP + kk * 16, LP);
-        wmma::load_matrix_sync(fb, sv + kk * 16 * LQ + nf * 16, LQ);
-        wmma::mma_sync(acc, fa, fb, acc);
+      for (int dt = 0; dt < D / 8; dt += 2) {
+        uint32_t b0, b1, b2, b3;
+        ldsm_x4_t(sv + swz<D>(ks * 16 + (lane & 15), dt + (lane >> 4)), b0, b1, b2, b3);
+        mma_bf16(o[dt], p[ks], b0, b1);
+        mma_bf16(o[dt + 1], p[ks], b2, b3);
       }
-      wmma::store_matrix_sync(so + warp * 16 * LO + nf * 16, acc, LO, wmma::mem_row_major);
     }
-    __syncwarp();
   }
+  cp_async_wait<0>();
 
-  // Normalize and write the warp's rows (lanes along the row).
+  // Normalize; stage the warp's 16 rows in its own rows of the Q tile (only this warp read
+  // them), then write them out with 16-byte stores.
 #pragma unroll
-  for (int r = 0; r < 16; ++r) {
-    const int row = warp * 16 + r;
-    if (row >= n_rows) continue;
-    const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
-    const float* orow = so + row * LO;
-    uint16_t* out = a.out + (size_t(t0 + row) * a.n_head + head) * D;
-    for (int c = lane; c < D; c += 32)
-      out[c] = __bfloat16_as_ushort(__float2bfloat16_rn(orow[c] * inv));
+  for (int off = 1; off <= 2; off <<= 1) {
+    l0 += __shfl_xor_sync(0xffffffffu, l0, off);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, off);
+  }
+  const float inv0 = 1.0f / l0, inv1 = 1.0f / l1;
+  const int ra = warp * 16 + (lane >> 2), rb = ra + 8;
+#pragma unroll
+  for (int dt = 0; dt < D / 8; ++dt) {
+    const uint32_t col = 4 * (lane & 3);  // bytes within the chunk
+    const uint32_t va = pack_bf16(o[dt][0] * inv0, o[dt][1] * inv0);
+    const uint32_t vb = pack_bf16(o[dt][2] * inv1, o[dt][3] * inv1);
+    asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sq + swz<D>(ra, dt) + col), "r"(va));
+    asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sq + swz<D>(rb, dt) + col), "r"(vb));
+  }
+  __syncwarp();
+  for (int i = lane; i < 16 * C::kChunks; i += 32) {
+    const int r = warp * 16 + i / C::kChunks, c = i % C::kChunks;
+    if (r >= n_rows) continue;
+    uint4 v;
+    asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "r"(sq + swz<D>(r, c)));
+    *reinterpret_cast<uint4*>(a.out + (size_t(t0 + r) * a.n_head + head) * D + c * 8) = v;
   }
 }
 
-template <int D>
-bool launch_d(const AttentionArgs& a, const int32_t* tiles, int n_tiles, cudaStream_t stream) {
-  static bool configured = false;
+template <int D, int Bc, int Stages>
+bool launch_cfg(const AttentionArgs& a, const int32_t* tiles, int n_tiles, cudaStream_t stream) {
+  constexpr int smem = Cfg<D, Bc, Stages>::kSmem;
+  static bool configured = false;  // the attribute is set once per process (one device)
   if (!configured) {
-    if (cudaFuncSetAttribute(prefill_tc_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             int(Smem<D>::total)) != cudaSuccess) {
+    if (cudaFuncSetAttribute(prefill_mma_kernel<D, Bc, Stages>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess) {
       cudaGetLastError();
       return false;
     }
     configured = true;
   }
-  const dim3 grid(n_tiles, a.n_head);
-  prefill_tc_kernel<D><<<grid, kThreads, Smem<D>::total, stream>>>(a, tiles);
+  if (n_tiles > 65535) return false;  // gridDim.y
+  const dim3 grid(a.n_head, n_tiles);
+  prefill_mma_kernel<D, Bc, Stages><<<grid, kThreads, smem, stream>>>(a, tiles);
   return true;
 }
 
@@ -206,12 +289,90 @@ bool prefill_tc_supported(int head_dim, KvElem kv_elem) {
   return (head_dim == 64 || head_dim == 128) && kv_elem == KvElem::kBF16;
 }
 
+namespace {
+
+bool is_wgmma(PrefillTcVariant v) {
+  return v == PrefillTcVariant::kWgmmaKeys64Stages3 ||
+         v == PrefillTcVariant::kWgmmaKeys64Stages2TwoBlocks ||
+         v == PrefillTcVariant::kWgmmaKeys128Stages2 || v == PrefillTcVariant::kWgmmaKeys128Stages3;
+}
+
+#ifdef SGL_CUDA_SM90A
+// The current device is sm_90 (wgmma's sm_90a code runs there only).
+bool device_is_sm90() {
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return major == 9 && minor == 0;
+}
+#endif
+
+}  // namespace
+
+bool prefill_tc_variant_available(PrefillTcVariant v) {
+  if (!is_wgmma(v)) return true;
+#ifdef SGL_CUDA_SM90A
+  return device_is_sm90();
+#else
+  return false;
+#endif
+}
+
+bool launch_attention_prefill_tc_variant(const AttentionArgs& a, const int32_t* tiles, int n_tiles,
+                                         PrefillTcVariant v, cudaStream_t stream) {
+  if (!prefill_tc_supported(a.head_dim, a.kv_elem)) return false;
+  if (v == PrefillTcVariant::kDefault) {
+    // The fastest measured on the H100 (docs/cuda.md); the wgmma kernel where it can run.
+    static const bool wgmma = prefill_tc_variant_available(kPrefillTcWgmmaDefault);
+    if (wgmma &&
+        launch_attention_prefill_tc_variant(a, tiles, n_tiles, kPrefillTcWgmmaDefault, stream))
+      return true;
+    v = kPrefillTcMmaDefault;
+  }
+  if (!prefill_tc_variant_available(v)) return false;
+  if (n_tiles <= 0) return true;
+#ifdef SGL_CUDA_SM90A
+  if (is_wgmma(v)) return launch_attention_prefill_sm90a(a, tiles, n_tiles, v, stream);
+#endif
+  if (a.head_dim == 64) {
+    switch (v) {
+      case PrefillTcVariant::kKeys64Stages3:
+        return launch_cfg<64, 64, 3>(a, tiles, n_tiles, stream);
+      case PrefillTcVariant::kKeys64Stages2:
+        return launch_cfg<64, 64, 2>(a, tiles, n_tiles, stream);
+      case PrefillTcVariant::kKeys32Stages4:
+        return launch_cfg<64, 32, 4>(a, tiles, n_tiles, stream);
+      case PrefillTcVariant::kKeys128Stages2:
+        return launch_cfg<64, 128, 2>(a, tiles, n_tiles, stream);
+      case PrefillTcVariant::kKeys128Stages3:
+        return launch_cfg<64, 128, 3>(a, tiles, n_tiles, stream);
+      default:
+        return false;
+    }
+  }
+  switch (v) {
+    case PrefillTcVariant::kKeys64Stages3:
+      return launch_cfg<128, 64, 3>(a, tiles, n_tiles, stream);
+    case PrefillTcVariant::kKeys64Stages2:
+      return launch_cfg<128, 64, 2>(a, tiles, n_tiles, stream);
+    case PrefillTcVariant::kKeys32Stages4:
+      return launch_cfg<128, 32, 4>(a, tiles, n_tiles, stream);
+    case PrefillTcVariant::kKeys128Stages2:
+      return launch_cfg<128, 128, 2>(a, tiles, n_tiles, stream);
+    case PrefillTcVariant::kKeys128Stages3:
+      return launch_cfg<128, 128, 3>(a, tiles, n_tiles, stream);
+    default:
+      return false;
+  }
+}
+
 bool launch_attention_prefill_tc(const AttentionArgs& a, const int32_t* tiles, int n_tiles,
                                  cudaStream_t stream) {
-  if (!prefill_tc_supported(a.head_dim, a.kv_elem)) return false;
-  if (n_tiles <= 0) return true;
-  return a.head_dim == 64 ? launch_d<64>(a, tiles, n_tiles, stream)
-                          : launch_d<128>(a, tiles, n_tiles, stream);
+  return launch_attention_prefill_tc_variant(a, tiles, n_tiles, PrefillTcVariant::kDefault, stream);
 }
 
 }  // namespace sgl::backend::cuda

@@ -96,16 +96,17 @@ int attention_fixed_splits(int n_tokens, int n_head, int n_head_kv, int n_sm);
 // REQUIRES: attention_head_dim_supported(head_dim); n_head % n_head_kv == 0.
 void launch_attention(const AttentionArgs& a, cudaStream_t stream);
 
-// Prefill attention on tensor cores (WMMA bf16, FlashAttention-2 style tiles of 64 queries x 64
-// keys, online softmax in f32) for head_dim 64 or 128 with a bf16 KV pool. Same contract as
-// launch_attention (causal, slot lists, cached prefix) for the queries of the given tiles only:
-// tiles is [n_tiles][2] on the device, each (first token index, number of rows <= 64), the rows
-// being consecutive tokens of one sequence. Returns false (launching nothing) when it does not
-// apply (prefill_tc_supported) or the kernel cannot be configured.
+// Prefill attention on tensor cores (wgmma on sm_90, else mma.sync; bf16, FlashAttention-style
+// blocks of 128 queries, online softmax in f32; attention_tc.h) for head_dim 64 or 128 with a
+// bf16 KV pool. Same contract as launch_attention (causal, slot lists, cached prefix) for the
+// queries of the given tiles only: tiles is [n_tiles][2] on the device, each (first token index,
+// number of rows <= kPrefillTcRows), the rows being consecutive tokens of one sequence; longest
+// tiles first is fastest. Returns false (launching nothing) when it does not apply
+// (prefill_tc_supported) or the kernel cannot be configured.
 bool prefill_tc_supported(int head_dim, KvElem kv_elem);
 bool launch_attention_prefill_tc(const AttentionArgs& a, const int32_t* tiles, int n_tiles,
                                  cudaStream_t stream);
-constexpr int kPrefillTcRows = 64;
+constexpr int kPrefillTcRows = 128;
 
 // Skinny GEMM for decode batches (gemv.cu): y[n, N] (f32) = x[n, K] (bf16) * W[N, K]^T (bf16,
 // row-major as stored), f32 accumulation, for n <= kGemvMaxRows activation rows. A pure weight

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/cuda/attention_tc.h"
 #include "backend/cuda/gemm.h"
 #include "backend/cuda/kernels.h"
 
@@ -211,7 +212,8 @@ Result<nlohmann::json> bench_prefill_attention(int device, int seq_len, int n_he
   const double flops = 4.0 * n_head * head_dim * double(seq_len) * (seq_len + 1) / 2;
   nlohmann::json out{
       {"seq_len", seq_len}, {"n_head", n_head}, {"n_head_kv", n_head_kv}, {"head_dim", head_dim}};
-  // The tensor-core kernel over 64-query tiles, the tiles with the most keys first.
+  // The tensor-core kernel over kPrefillTcRows-query tiles, the tiles with the most keys first
+  // (as the backend orders them): the default, then every tile-shape variant.
   if (prefill_tc_supported(head_dim, KvElem::kBF16)) {
     std::vector<int32_t> tiles;
     for (int q = (seq_len - 1) / kPrefillTcRows * kPrefillTcRows; q >= 0; q -= kPrefillTcRows) {
@@ -222,18 +224,26 @@ Result<nlohmann::json> bench_prefill_attention(int device, int seq_len, int n_he
     SGL_RETURN_IF_ERROR(alloc(&d_tiles, tiles.size() * 4));
     SGL_MB_OK(cudaMemcpy(d_tiles.p, tiles.data(), tiles.size() * 4, cudaMemcpyHostToDevice));
     const int n_tiles = static_cast<int>(tiles.size() / 2);
-    SGL_ASSIGN_OR_RETURN(
-        const double ms,
-        time_ms(
-            [&]() -> Status {
-              if (!launch_attention_prefill_tc(s.a, static_cast<const int32_t*>(d_tiles.p), n_tiles,
-                                               nullptr))
-                return internal_error("tensor-core prefill kernel not launched");
-              return Status::ok();
-            },
-            2, 10));
-    out["tc_ms"] = ms;
-    out["tc_tflop_per_s"] = flops / ms / 1e9;
+    nlohmann::json variants = nlohmann::json::object();
+    for (const PrefillTcVariant v : kPrefillTcVariants) {
+      if (!prefill_tc_variant_available(v)) continue;
+      SGL_ASSIGN_OR_RETURN(
+          const double ms,
+          time_ms(
+              [&]() -> Status {
+                if (!launch_attention_prefill_tc_variant(
+                        s.a, static_cast<const int32_t*>(d_tiles.p), n_tiles, v, nullptr))
+                  return internal_error("tensor-core prefill kernel not launched");
+                return Status::ok();
+              },
+              3, 20));
+      if (v == PrefillTcVariant::kDefault) {
+        out["tc_ms"] = ms;
+        out["tc_tflop_per_s"] = flops / ms / 1e9;
+      }
+      variants[prefill_tc_variant_name(v)] = flops / ms / 1e9;
+    }
+    out["tc_variants_tflop_per_s"] = variants;
   }
   // The general split-sequence kernel (CUDA cores) on the same problem.
   SGL_ASSIGN_OR_RETURN(const double ms, time_ms(

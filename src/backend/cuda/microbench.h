@@ -19,8 +19,10 @@ Result<nlohmann::json> bench_gemm(int device, int n, int m, int k);
 // cached tokens at scattered slots; bandwidth counts the K/V bytes read (bf16).
 Result<nlohmann::json> bench_decode_attention(int device, int batch, int kv_len, int n_head,
                                               int n_head_kv, int head_dim);
-// {"seq_len", ..., "ms", "tflop_per_s"}: causal prefill of one sequence of seq_len tokens;
-// FLOPs = 4 * n_head * head_dim * seq_len * (seq_len + 1) / 2.
+// {"seq_len", ..., "tc_ms", "tc_tflop_per_s", "tc_variants_tflop_per_s", "simple_ms",
+// "simple_tflop_per_s"}: causal prefill of one sequence of seq_len tokens by the tensor-core
+// kernel (default and each tile-shape variant) and the general kernel;
+// FLOPs = 4 * n_head * head_dim * seq_len * (seq_len + 1) / 2 (as tests/cuda/bench_sdpa.py).
 Result<nlohmann::json> bench_prefill_attention(int device, int seq_len, int n_head, int n_head_kv,
                                                int head_dim);
 
