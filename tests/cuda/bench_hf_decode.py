@@ -34,7 +34,7 @@ def main():
     with torch.no_grad():
         for b in [int(x) for x in a.batches.split(",")]:
             ids = torch.randint(100, cfg.vocab_size - 100, (b, a.input), device="cuda")
-            res = model(ids, use_cache=True)
+            res = model(ids, use_cache=True, logits_to_keep=1)
             past = res.past_key_values
             nxt = res.logits[:, -1].argmax(-1, keepdim=True)
             steps = []
