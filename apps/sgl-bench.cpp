@@ -29,7 +29,7 @@
 //       [--decode-len 4096] [--decode-shapes 1x1024,64x4096,...]: copy bandwidth, GEMM rate and
 //       attention kernels on the GPU; decode attention also at each batch x context of
 //       --decode-shapes ("" for none), with the planner's and the CUDA-graph path's split counts,
-//       by the default and the CUDA-core kernel.
+//       by the default and the CUDA-core kernel, and at each split count of --decode-splits.
 //
 //   sgl-bench shared-prefix [-m MODEL] [--groups 8] [--per-group 16] [--system-len 1024]
 //                           [--question-len 64] [--output-len 32] [RUNTIME OPTIONS]
@@ -1095,7 +1095,8 @@ int run_logits(int argc, char** argv) {
 // dim 128): copy bandwidth, GEMM rate, decode attention bandwidth, prefill attention TFLOP/s.
 int run_cuda_kernels(int argc, char** argv) {
   auto args = parse_args(argc, argv,
-                         {"--prefill-lens", "--decode-batch", "--decode-len", "--decode-shapes"});
+                         {"--prefill-lens", "--decode-batch", "--decode-len", "--decode-shapes",
+                          "--decode-splits"});
   if (!args.is_ok()) return fail(args.status().message());
 #ifdef SGL_WITH_CUDA
   namespace cu = sgl::backend::cuda;
@@ -1121,6 +1122,10 @@ int run_cuda_kernels(int argc, char** argv) {
       shapes.emplace_back(b, l);
     }
   }
+  // Optional split counts to time each decode shape at (tuning the planner).
+  std::vector<int32_t> sweep;
+  if (args->get("--decode-splits") && !parse_int_list(*args->get("--decode-splits"), &sweep))
+    return fail("--decode-splits must be a list of split counts");
   nlohmann::json out;
   auto put = [&](const char* key, sgl::Result<nlohmann::json> r) {
     if (!r.is_ok()) {
@@ -1137,10 +1142,14 @@ int run_cuda_kernels(int argc, char** argv) {
   nlohmann::json dec = nlohmann::json::array();
   for (auto [b, l] : shapes) {
     for (const bool cuda_cores : {false, true}) {
-      for (const bool fixed : {false, true}) {
+      for (const int fixed : {0, -1}) {
         auto r = cu::bench_decode_attention(0, b, l, 32, 8, 128, fixed, cuda_cores);
         dec.push_back(r.is_ok() ? *r : nlohmann::json(r.status().to_string()));
       }
+    }
+    for (const int splits : sweep) {
+      auto r = cu::bench_decode_attention(0, b, l, 32, 8, 128, splits, false);
+      dec.push_back(r.is_ok() ? *r : nlohmann::json(r.status().to_string()));
     }
   }
   out["decode_attention_shapes"] = dec;
@@ -1175,7 +1184,7 @@ const Command kCommands[] = {
      "[--kv-dtype f16]",
      run_logits},
     {"cuda-kernels", "cuda-kernels [--prefill-lens 4096,8192,16384] [--decode-batch 64] "
-                     "[--decode-len 4096] [--decode-shapes 1x1024,64x4096]",
+                     "[--decode-len 4096] [--decode-shapes 1x1024,64x4096] [--decode-splits 1,2]",
      run_cuda_kernels},
     {"shared-prefix",
      "shared-prefix [-m MODEL] [--groups 8] [--per-group 16] [--system-len 1024] "

@@ -531,25 +531,55 @@ __global__ void __launch_bounds__(kWarps * 32) decode_tc_kernel(KernelArgs ka) {
   write_block_result<D>(ka, t, h0, ng, split, s_acc, s_m, s_l, kTcMaxHeads);
 }
 
-// One block of head_dim threads per (token, query head): merges the splits' states.
+// Sum (kMax false) or maximum over the block; every thread gets the result. Ends with a barrier.
+// blockDim.x is a power of two (head_dim): below 32 only its lanes take part.
+template <bool kMax>
+__device__ __forceinline__ float block_reduce(float v, float* s_red) {
+  const unsigned mask = blockDim.x >= 32 ? 0xffffffffu : (1u << blockDim.x) - 1;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    if (o < static_cast<int>(blockDim.x)) {
+      const float w = __shfl_xor_sync(mask, v, o);
+      v = kMax ? fmaxf(v, w) : v + w;
+    }
+  }
+  const int n_warps = (blockDim.x + 31) / 32;
+  if (n_warps > 1) {
+    if ((threadIdx.x & 31) == 0) s_red[threadIdx.x >> 5] = v;
+    __syncthreads();
+    v = s_red[0];
+    for (int w = 1; w < n_warps; ++w) v = kMax ? fmaxf(v, s_red[w]) : v + s_red[w];
+  }
+  __syncthreads();
+  return v;
+}
+
+// One block of head_dim threads per (token, query head): merges the splits' states. The splits'
+// maxima and weights are read in parallel and the accumulators with several loads in flight per
+// thread (a serial walk costs two L2 round trips per split: ~20 us at 64 splits).
 __global__ void combine_kernel(const float* __restrict__ ws, int n_splits, int D, int n_head,
                                const int32_t* __restrict__ token_skip, uint16_t* __restrict__ out) {
+  extern __shared__ float s_c[];  // [n_splits] weight of each split
+  __shared__ float s_red[32];
   pdl_trigger();
   const size_t row = blockIdx.x;
   if (token_skip != nullptr && token_skip[row / n_head] != 0) return;
   const float* p = ws + row * n_splits * (D + 2);
-  float mx = -INFINITY;
-  for (int s = 0; s < n_splits; ++s) mx = fmaxf(mx, p[s * (D + 2)]);
   const int d = threadIdx.x;
-  float sum = 0.0f, lsum = 0.0f;
-  if (mx != -INFINITY) {
-    for (int s = 0; s < n_splits; ++s) {
-      const float ms = p[s * (D + 2)];
-      const float c = ms == -INFINITY ? 0.0f : exp2f(ms - mx);
-      sum += p[s * (D + 2) + 2 + d] * c;
-      lsum += p[s * (D + 2) + 1] * c;
-    }
+  float mx = -INFINITY;
+  for (int s = d; s < n_splits; s += blockDim.x) mx = fmaxf(mx, p[s * (D + 2)]);
+  mx = block_reduce<true>(mx, s_red);
+  float lpart = 0.0f;
+  for (int s = d; s < n_splits; s += blockDim.x) {
+    const float ms = p[s * (D + 2)];
+    const float c = ms == -INFINITY ? 0.0f : exp2f(ms - mx);  // all -inf: every weight 0
+    s_c[s] = c;
+    lpart += p[s * (D + 2) + 1] * c;
   }
+  const float lsum = block_reduce<false>(lpart, s_red);  // its barriers publish s_c
+  float sum = 0.0f;
+#pragma unroll 8
+  for (int s = 0; s < n_splits; ++s) sum += p[s * (D + 2) + 2 + d] * s_c[s];
   out[row * D + d] = __bfloat16_as_ushort(__float2bfloat16_rn(lsum > 0 ? sum / lsum : 0.0f));
 }
 
@@ -569,9 +599,15 @@ void plan(int n_tokens, int n_head, int n_head_kv, int head_dim, int max_kv, int
           int* n_gchunks, int* n_splits, int* split_len) {
   *n_gchunks = head_chunks(n_head / n_head_kv, head_dim);
   const long base = static_cast<long>(n_tokens) * n_head_kv * *n_gchunks;
-  const long target = 4L * n_sm;
-  int splits = static_cast<int>(std::max<long>(1, (target + base - 1) / base));
-  splits = std::min(splits, std::max(1, (max_kv + kMinSplitKeys - 1) / kMinSplitKeys));
+  // Two floors on the split count: enough blocks to fill the chip about 4 blocks per SM over
+  // (latency-bound small batches, splits of >= 128 keys), and ~16 blocks per SM (~8 waves of
+  // the tensor-core kernel's 2 resident blocks) in splits of >= 512 keys, so that the ragged end
+  // of the last wave costs little (64 x 4k: 2 splits 84% of copy bandwidth, tail-bound).
+  auto floor_splits = [&](long blocks_per_sm, int min_keys) {
+    const long s = (blocks_per_sm * n_sm + base - 1) / base;
+    return static_cast<int>(std::min<long>(s, (max_kv + min_keys - 1) / min_keys));
+  };
+  const int splits = std::max({1, floor_splits(4, kMinSplitKeys), floor_splits(16, 512)});
   // Whole tiles of 16 keys per split (the tensor-core kernel's step).
   int len = ((std::max(max_kv, 1) + splits - 1) / splits + kTile - 1) / kTile * kTile;
   *split_len = len;
@@ -670,7 +706,7 @@ KernelArgs make_kernel_args(const AttentionArgs& a) {
 void launch_combine(const KernelArgs& ka, cudaStream_t stream) {
   const AttentionArgs& a = ka.a;
   if (ka.n_splits > 1)
-    combine_kernel<<<a.n_tokens * a.n_head, a.head_dim, 0, stream>>>(
+    combine_kernel<<<a.n_tokens * a.n_head, a.head_dim, ka.n_splits * sizeof(float), stream>>>(
         a.workspace, ka.n_splits, a.head_dim, a.n_head, a.token_skip, a.out);
 }
 

@@ -185,7 +185,7 @@ Status make_attention(AttnSetup* s, const std::vector<std::pair<int, int>>& seqs
 }  // namespace
 
 Result<nlohmann::json> bench_decode_attention(int device, int batch, int kv_len, int n_head,
-                                              int n_head_kv, int head_dim, bool fixed_splits,
+                                              int n_head_kv, int head_dim, int fixed_splits,
                                               bool cuda_cores) {
   SGL_MB_OK(cudaSetDevice(device));
   const int n_sm = sm_count(device);
@@ -197,7 +197,8 @@ Result<nlohmann::json> bench_decode_attention(int device, int batch, int kv_len,
   SGL_RETURN_IF_ERROR(make_attention(&s, seqs, n_head, n_head_kv, head_dim, n_sm));
   AttentionArgs a = s.a;
   a.n_tokens = batch;
-  a.fixed_splits = fixed_splits ? attention_fixed_splits(batch, n_head, n_head_kv, n_sm) : 0;
+  a.fixed_splits = fixed_splits < 0 ? attention_fixed_splits(batch, n_head, n_head_kv, n_sm)
+                                    : fixed_splits;
   DeviceMem ws;
   SGL_RETURN_IF_ERROR(alloc(&ws, std::max<size_t>(1, attention_workspace_floats(
                                                          batch, n_head, n_head_kv, head_dim,
