@@ -599,15 +599,13 @@ void plan(int n_tokens, int n_head, int n_head_kv, int head_dim, int max_kv, int
           int* n_gchunks, int* n_splits, int* split_len) {
   *n_gchunks = head_chunks(n_head / n_head_kv, head_dim);
   const long base = static_cast<long>(n_tokens) * n_head_kv * *n_gchunks;
-  // Two floors on the split count: enough blocks to fill the chip about 4 blocks per SM over
-  // (latency-bound small batches, splits of >= 128 keys), and ~16 blocks per SM (~8 waves of
-  // the tensor-core kernel's 2 resident blocks) in splits of >= 512 keys, so that the ragged end
-  // of the last wave costs little (64 x 4k: 2 splits 84% of copy bandwidth, tail-bound).
-  auto floor_splits = [&](long blocks_per_sm, int min_keys) {
-    const long s = (blocks_per_sm * n_sm + base - 1) / base;
-    return static_cast<int>(std::min<long>(s, (max_kv + min_keys - 1) / min_keys));
-  };
-  const int splits = std::max({1, floor_splits(4, kMinSplitKeys), floor_splits(16, 512)});
+  // Split only to reach one wave of blocks (the tensor-core kernel keeps 2 per SM): on the H100
+  // every extra split of a big batch cost bandwidth (64 x 4k: 1 split 87% of copy bandwidth,
+  // 2: 83%, 5: 82%; a single block per SM already streams ~15 GB/s), while small batches
+  // (latency-bound) gain from splits of down to 128 keys (1 x 1k: 8 splits 16.7 us, 1: 25.4 us).
+  const long target = 2L * n_sm;
+  int splits = static_cast<int>(std::max<long>(1, (target + base - 1) / base));
+  splits = std::min(splits, std::max(1, (max_kv + kMinSplitKeys - 1) / kMinSplitKeys));
   // Whole tiles of 16 keys per split (the tensor-core kernel's step).
   int len = ((std::max(max_kv, 1) + splits - 1) / splits + kTile - 1) / kTile * kTile;
   *split_len = len;
@@ -731,7 +729,7 @@ int attention_fixed_splits(int n_tokens, int n_head, int n_head_kv, int n_sm) {
   // Counted in the tensor-core kernel's head chunks (the same as the other's up to group 8).
   const long gch = head_chunks(n_head / n_head_kv, 128);
   const long base = static_cast<long>(n_tokens) * n_head_kv * gch;
-  return static_cast<int>(std::clamp<long>((4L * n_sm + base - 1) / base, 1, kMaxFixedSplits));
+  return static_cast<int>(std::clamp<long>((2L * n_sm + base - 1) / base, 1, kMaxFixedSplits));
 }
 
 size_t attention_workspace_floats(int n_tokens, int n_head, int n_head_kv, int head_dim, int max_kv,
