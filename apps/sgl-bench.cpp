@@ -1094,9 +1094,9 @@ int run_logits(int argc, char** argv) {
 // The CUDA kernels alone on the Llama-3.1-8B attention shape (32 query heads, 8 KV heads, head
 // dim 128): copy bandwidth, GEMM rate, decode attention bandwidth, prefill attention TFLOP/s.
 int run_cuda_kernels(int argc, char** argv) {
-  auto args = parse_args(argc, argv,
-                         {"--prefill-lens", "--decode-batch", "--decode-len", "--decode-shapes",
-                          "--decode-splits"});
+  auto args = parse_args(
+      argc, argv,
+      {"--prefill-lens", "--decode-batch", "--decode-len", "--decode-shapes", "--decode-splits"});
   if (!args.is_ok()) return fail(args.status().message());
 #ifdef SGL_WITH_CUDA
   namespace cu = sgl::backend::cuda;
@@ -1183,8 +1183,9 @@ const Command kCommands[] = {
      "logits -m MODEL --ids 1,2,3 --out FILE [--device cpu|cuda] [--split N] [--decode-from N] "
      "[--kv-dtype f16]",
      run_logits},
-    {"cuda-kernels", "cuda-kernels [--prefill-lens 4096,8192,16384] [--decode-batch 64] "
-                     "[--decode-len 4096] [--decode-shapes 1x1024,64x4096] [--decode-splits 1,2]",
+    {"cuda-kernels",
+     "cuda-kernels [--prefill-lens 4096,8192,16384] [--decode-batch 64] "
+     "[--decode-len 4096] [--decode-shapes 1x1024,64x4096] [--decode-splits 1,2]",
      run_cuda_kernels},
     {"shared-prefix",
      "shared-prefix [-m MODEL] [--groups 8] [--per-group 16] [--system-len 1024] "

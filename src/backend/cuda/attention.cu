@@ -244,7 +244,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(KernelArgs ka) {
 // ---------------------------------------------------------------------------------------------
 // Tensor-core decode kernel (see the top of the file).
 
-constexpr int kTile = 16;  // keys per warp step
+constexpr int kTile = 16;        // keys per warp step
 constexpr int kTcMaxHeads = 16;  // query heads per block (the mma's M rows)
 
 template <int D>
@@ -299,14 +299,15 @@ struct Mma<__half> {
 //    the thread scores of keys 8 kt + 2c, 2c+1 for heads r and r + 8.
 //  - O += P V: P's A fragment is S's C fragment repacked (as FlashAttention-2); V's B fragment
 //    wants two keys per register, so the thread loads keys 2c, 2c+1, 2c+8, 2c+9 at dims
-//    64 g + 8 r .. +7 and byte-permutes pairs; output n-tile 8 g + e column n is dim 64 g + 8 n + e.
+//    64 g + 8 r .. +7 and byte-permutes pairs; column n of output n-tile 8 g + e is dim
+//    64 g + 8 n + e.
 template <typename KV, int D, bool kHi>
 __global__ void __launch_bounds__(kWarps * 32) decode_tc_kernel(KernelArgs ka) {
   constexpr int kStages = tc_stages<D>();
-  constexpr int kNJ = D / 32;           // 16-byte K chunks per key and thread
-  constexpr int kNG = D / 64;           // 16-byte V chunks per key and thread
-  constexpr int kKCh = 2 * kNJ;         // K chunks per tile and thread (keys r, r + 8)
-  constexpr int kCh = kKCh + 4 * kNG;   // all chunks per tile and thread (= D / 8)
+  constexpr int kNJ = D / 32;          // 16-byte K chunks per key and thread
+  constexpr int kNG = D / 64;          // 16-byte V chunks per key and thread
+  constexpr int kKCh = 2 * kNJ;        // K chunks per tile and thread (keys r, r + 8)
+  constexpr int kCh = kKCh + 4 * kNG;  // all chunks per tile and thread (= D / 8)
   constexpr int kThreads = kWarps * 32;
   extern __shared__ uint4 smem[];
   pdl_trigger();  // the O GEMV may start loading its weights now
@@ -692,8 +693,8 @@ bool launch_tc(const KernelArgs& ka, int group, dim3 grid, cudaStream_t stream) 
 KernelArgs make_kernel_args(const AttentionArgs& a) {
   KernelArgs ka;
   ka.a = a;
-  plan(a.n_tokens, a.n_head, a.n_head_kv, a.head_dim, a.max_kv, a.n_sm, &ka.n_gchunks,
-       &ka.n_splits, &ka.split_len);
+  plan(a.n_tokens, a.n_head, a.n_head_kv, a.head_dim, a.max_kv, a.n_sm, &ka.n_gchunks, &ka.n_splits,
+       &ka.split_len);
   if (a.fixed_splits > 0) {
     ka.n_splits = a.fixed_splits;
     ka.split_len = 0;

@@ -197,13 +197,12 @@ Result<nlohmann::json> bench_decode_attention(int device, int batch, int kv_len,
   SGL_RETURN_IF_ERROR(make_attention(&s, seqs, n_head, n_head_kv, head_dim, n_sm));
   AttentionArgs a = s.a;
   a.n_tokens = batch;
-  a.fixed_splits = fixed_splits < 0 ? attention_fixed_splits(batch, n_head, n_head_kv, n_sm)
-                                    : fixed_splits;
+  a.fixed_splits =
+      fixed_splits < 0 ? attention_fixed_splits(batch, n_head, n_head_kv, n_sm) : fixed_splits;
   DeviceMem ws;
-  SGL_RETURN_IF_ERROR(alloc(&ws, std::max<size_t>(1, attention_workspace_floats(
-                                                         batch, n_head, n_head_kv, head_dim,
-                                                         a.max_kv, n_sm, a.fixed_splits)) *
-                                     4));
+  const size_t ws_floats = attention_workspace_floats(batch, n_head, n_head_kv, head_dim, a.max_kv,
+                                                      n_sm, a.fixed_splits);
+  SGL_RETURN_IF_ERROR(alloc(&ws, std::max<size_t>(1, ws_floats) * 4));
   a.workspace = static_cast<float*>(ws.p);
   int rep = 0;
   SGL_ASSIGN_OR_RETURN(const double ms, time_ms(
@@ -219,10 +218,7 @@ Result<nlohmann::json> bench_decode_attention(int device, int batch, int kv_len,
                                               return Status::ok();
                                             },
                                             5, 50));
-  const size_t splits_ws =
-      attention_workspace_floats(batch, n_head, n_head_kv, head_dim, a.max_kv, n_sm,
-                                 a.fixed_splits) /
-      (size_t(batch) * n_head * (head_dim + 2));
+  const size_t splits_ws = ws_floats / (size_t(batch) * n_head * (head_dim + 2));
   return nlohmann::json{{"batch", batch},
                         {"kv_len", kv_len},
                         {"n_head", n_head},

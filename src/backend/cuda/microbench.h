@@ -23,8 +23,8 @@ Result<nlohmann::json> bench_gemm(int device, int n, int m, int k);
 // (launch_attention_simple) instead of launch_attention. Small problems rotate over copies of
 // the K/V pool (>= 256 MiB in all) so that they are read from HBM, not L2.
 Result<nlohmann::json> bench_decode_attention(int device, int batch, int kv_len, int n_head,
-                                              int n_head_kv, int head_dim,
-                                              int fixed_splits = 0, bool cuda_cores = false);
+                                              int n_head_kv, int head_dim, int fixed_splits = 0,
+                                              bool cuda_cores = false);
 // {"seq_len", ..., "tc_ms", "tc_tflop_per_s", "tc_variants_tflop_per_s", "simple_ms",
 // "simple_tflop_per_s"}: causal prefill of one sequence of seq_len tokens by the tensor-core
 // kernel (default and each tile-shape variant) and the general kernel (launch_attention; and
