@@ -26,7 +26,10 @@
 //       logits of every position of IDS (prefill chunks, then one token per pass) as raw f32.
 //
 //   sgl-bench cuda-kernels [--prefill-lens 4096,8192,16384] [--decode-batch 64]
-//       [--decode-len 4096]: copy bandwidth, GEMM rate and attention kernels on the GPU.
+//       [--decode-len 4096] [--decode-shapes 1x1024,64x4096,...]: copy bandwidth, GEMM rate and
+//       attention kernels on the GPU; decode attention also at each batch x context of
+//       --decode-shapes ("" for none), with the planner's and the CUDA-graph path's split counts,
+//       by the default and the CUDA-core kernel, and at each split count of --decode-splits.
 //
 //   sgl-bench shared-prefix [-m MODEL] [--groups 8] [--per-group 16] [--system-len 1024]
 //                           [--question-len 64] [--output-len 32] [RUNTIME OPTIONS]
@@ -1091,7 +1094,9 @@ int run_logits(int argc, char** argv) {
 // The CUDA kernels alone on the Llama-3.1-8B attention shape (32 query heads, 8 KV heads, head
 // dim 128): copy bandwidth, GEMM rate, decode attention bandwidth, prefill attention TFLOP/s.
 int run_cuda_kernels(int argc, char** argv) {
-  auto args = parse_args(argc, argv, {"--prefill-lens", "--decode-batch", "--decode-len"});
+  auto args = parse_args(
+      argc, argv,
+      {"--prefill-lens", "--decode-batch", "--decode-len", "--decode-shapes", "--decode-splits"});
   if (!args.is_ok()) return fail(args.status().message());
 #ifdef SGL_WITH_CUDA
   namespace cu = sgl::backend::cuda;
@@ -1103,6 +1108,24 @@ int run_cuda_kernels(int argc, char** argv) {
   const int db = args->get("--decode-batch") ? std::atoi(args->get("--decode-batch")->c_str()) : 64;
   const int dl = args->get("--decode-len") ? std::atoi(args->get("--decode-len")->c_str()) : 4096;
   if (db < 1 || dl < 1) return fail("bad decode sizes");
+  // Decode shapes: batch-1 steps, the 64 x 4k, offline-throughput batches at 1-2k.
+  std::vector<std::pair<int, int>> shapes;
+  {
+    std::stringstream ss(args->get("--decode-shapes")
+                             ? *args->get("--decode-shapes")
+                             : "1x1024,64x4096,256x2048,384x1536,32x8192,1x32768");
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      int b = 0, l = 0;
+      if (std::sscanf(item.c_str(), "%dx%d", &b, &l) != 2 || b < 1 || l < 1)
+        return fail("--decode-shapes must be a list of BATCHxCONTEXT");
+      shapes.emplace_back(b, l);
+    }
+  }
+  // Optional split counts to time each decode shape at (tuning the planner).
+  std::vector<int32_t> sweep;
+  if (args->get("--decode-splits") && !parse_int_list(*args->get("--decode-splits"), &sweep))
+    return fail("--decode-splits must be a list of split counts");
   nlohmann::json out;
   auto put = [&](const char* key, sgl::Result<nlohmann::json> r) {
     if (!r.is_ok()) {
@@ -1116,6 +1139,20 @@ int run_cuda_kernels(int argc, char** argv) {
   put("gemm_decode_qkv_1x6144x4096", cu::bench_gemm(0, 1, 6144, 4096));
   put("gemm_decode_gate_up_1x28672x4096", cu::bench_gemm(0, 1, 28672, 4096));
   put("decode_attention", cu::bench_decode_attention(0, db, dl, 32, 8, 128));
+  nlohmann::json dec = nlohmann::json::array();
+  for (auto [b, l] : shapes) {
+    for (const bool cuda_cores : {false, true}) {
+      for (const int fixed : {0, -1}) {
+        auto r = cu::bench_decode_attention(0, b, l, 32, 8, 128, fixed, cuda_cores);
+        dec.push_back(r.is_ok() ? *r : nlohmann::json(r.status().to_string()));
+      }
+    }
+    for (const int splits : sweep) {
+      auto r = cu::bench_decode_attention(0, b, l, 32, 8, 128, splits, false);
+      dec.push_back(r.is_ok() ? *r : nlohmann::json(r.status().to_string()));
+    }
+  }
+  out["decode_attention_shapes"] = dec;
   nlohmann::json pre = nlohmann::json::array();
   for (int len : lens) {
     auto r = cu::bench_prefill_attention(0, len, 32, 8, 128);
@@ -1146,8 +1183,9 @@ const Command kCommands[] = {
      "logits -m MODEL --ids 1,2,3 --out FILE [--device cpu|cuda] [--split N] [--decode-from N] "
      "[--kv-dtype f16]",
      run_logits},
-    {"cuda-kernels", "cuda-kernels [--prefill-lens 4096,8192,16384] [--decode-batch 64] "
-                     "[--decode-len 4096]",
+    {"cuda-kernels",
+     "cuda-kernels [--prefill-lens 4096,8192,16384] [--decode-batch 64] "
+     "[--decode-len 4096] [--decode-shapes 1x1024,64x4096] [--decode-splits 1,2]",
      run_cuda_kernels},
     {"shared-prefix",
      "shared-prefix [-m MODEL] [--groups 8] [--per-group 16] [--system-len 1024] "

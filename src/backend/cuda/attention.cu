@@ -1,11 +1,19 @@
-// Split-sequence causal GQA attention over slot lists (see kernels.h).
+// Split-sequence causal GQA attention over slot lists (see kernels.h): one query token per block
+// row, its KV head's query heads processed together, the key range split into chunks whose
+// partial softmax states are merged by combine_kernel. Scores live in the log2 domain.
 //
-// Grid: (query token, KV head x chunk of its query heads, split of the key range). A block of 4
-// warps walks its keys; within a warp, head_dim/8 lanes share one key (8 elements each, one
-// 16-byte load of K and of V), so a warp covers 256/head_dim keys per step. Every lane keeps an
-// online-softmax state (running max, sum, 8 accumulators) per query head of its chunk; states are
-// merged across the warp by shuffles, across warps in shared memory, and across splits by
-// combine_kernel. Scores live in the log2 domain (q pre-scaled by scale * log2(e)).
+// Two kernels:
+//  - decode_tc_kernel (head_dim 64/128/256): the bandwidth kernel. Each warp walks tiles of 16
+//    keys; S = Q K^T and O += P V run on tensor cores (mma.sync m16n8k16, the KV head's <= 16
+//    query heads as the M rows), so a tile costs one softmax update instead of per-key shuffles.
+//    Each thread cp.asyncs exactly the 16-byte K/V chunks it later feeds to the mma (into its own
+//    slice of a shared-memory ring, Stages tiles deep): no ldmatrix, no barriers in the loop, and
+//    16-32 KB in flight per warp. The mma's reduction dimensions may be permuted freely, which is
+//    what lets a thread's K fragment be one contiguous 16-byte load (the Q fragment follows the
+//    same permutation); V fragments pair two keys per register (byte permutes of two loads).
+//  - attention_kernel (every head_dim, the only one below 64): CUDA cores, head_dim/8 lanes per
+//    key with one 16-byte load each, online softmax per key, states merged across the warp by
+//    shuffles (q pre-scaled by scale * log2(e)).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -13,6 +21,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "backend/cuda/attention_tc_common.cuh"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/pdl.cuh"
 
@@ -65,8 +74,51 @@ struct KernelArgs {
   AttentionArgs a;
   int n_gchunks;  // chunks of query heads per KV head
   int n_splits;
-  int split_len;
+  int split_len;  // 0: each token divides its own keys into n_splits (fixed_splits)
 };
+
+// split_len 0 (fixed split count, graph replays): each token divides its own keys, in whole
+// tiles of 16 keys (splits past the end are empty and merge as nothing).
+__device__ __forceinline__ int token_split_len(int n_keys, int n_splits) {
+  return ((n_keys + n_splits - 1) / n_splits + 15) / 16 * 16;
+}
+
+// The last step of both kernels: merges the kWarps partial states of the block's ng query heads
+// (staged in shared memory as acc [kWarps][gstride][D], m and l [kWarps][gstride], after a
+// barrier) and writes the output rows (one split) or the split's state to the workspace.
+template <int D>
+__device__ __forceinline__ void write_block_result(const KernelArgs& ka, int t, int h0, int ng,
+                                                   int split, const float* s_acc, const float* s_m,
+                                                   const float* s_l, int gstride) {
+  const AttentionArgs& a = ka.a;
+  for (int idx = threadIdx.x; idx < ng * D; idx += blockDim.x) {
+    const int g = idx / D, d = idx % D;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_m[w * gstride + g]);
+    float sum = 0.0f, lsum = 0.0f;
+    if (mx != -INFINITY) {
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) {
+        const float mw = s_m[w * gstride + g];
+        const float c = mw == -INFINITY ? 0.0f : exp2f(mw - mx);
+        sum += s_acc[(w * gstride + g) * D + d] * c;
+        lsum += s_l[w * gstride + g] * c;
+      }
+    }
+    const size_t row = static_cast<size_t>(t) * a.n_head + h0 + g;
+    if (ka.n_splits == 1) {
+      a.out[row * D + d] = __bfloat16_as_ushort(__float2bfloat16_rn(lsum > 0 ? sum / lsum : 0.0f));
+    } else {
+      float* pp = a.workspace + (row * ka.n_splits + split) * (D + 2);
+      pp[2 + d] = sum;
+      if (d == 0) {
+        pp[0] = mx;
+        pp[1] = lsum;
+      }
+    }
+  }
+}
 
 template <typename KV, int D, int GC>
 __global__ void __launch_bounds__(kWarps * 32) attention_kernel(KernelArgs ka) {
@@ -85,7 +137,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(KernelArgs ka) {
   const int n_keys = a.positions[t] + 1;
   const int32_t* slots = a.slots + a.seq_slots_begin[a.token_seq[t]];
   // split_len 0: the split count is fixed (graph replays) and each token divides its own keys.
-  const int split_len = ka.split_len > 0 ? ka.split_len : (n_keys + ka.n_splits - 1) / ka.n_splits;
+  const int split_len = ka.split_len > 0 ? ka.split_len : token_split_len(n_keys, ka.n_splits);
   const int k_begin = split * split_len;
   const int k_end = min(n_keys, k_begin + split_len);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -186,67 +238,377 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(KernelArgs ka) {
     }
   }
   __syncthreads();
-  for (int idx = threadIdx.x; idx < ng * D; idx += blockDim.x) {
-    const int g = idx / D, d = idx % D;
-    float mx = -INFINITY;
+  write_block_result<D>(ka, t, h0, ng, split, &s_acc[0][0][0], &s_m[0][0], &s_l[0][0], GC);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tensor-core decode kernel (see the top of the file).
+
+constexpr int kTile = 16;        // keys per warp step
+constexpr int kTcMaxHeads = 16;  // query heads per block (the mma's M rows)
+
+template <int D>
+constexpr int tc_stages() {
+  return D >= 256 ? 2 : D >= 128 ? 3 : 4;
+}
+// Shared memory: the cp.async ring ([stage][chunk][thread] 16-byte chunks, D / 8 chunks per
+// thread and tile), reused after the loop for the cross-warp merge.
+template <int D>
+constexpr int tc_smem_bytes() {
+  const int ring = kWarps * 32 * tc_stages<D>() * (D / 8) * 16;
+  const int merge = (kWarps * kTcMaxHeads * D + 2 * kWarps * kTcMaxHeads) * 4;
+  return ring > merge ? ring : merge;
+}
+
+template <typename KV>
+struct Mma;
+template <>
+struct Mma<bf16> {
+  __device__ static uint32_t q_pair(uint32_t bf16x2) { return bf16x2; }
+  __device__ static uint32_t pack(float lo, float hi) { return tc::pack_bf16(lo, hi); }
+  __device__ static void run(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    tc::mma_bf16(c, a, b0, b1);
+  }
+};
+template <>
+struct Mma<__half> {
+  // q is bf16; an f16 mma needs f16 operands (exact for |q| within f16's normal range).
+  __device__ static uint32_t q_pair(uint32_t bf16x2) {
+    const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&bf16x2));
+    const __half2 h = __floats2half2_rn(f.x, f.y);
+    return *reinterpret_cast<const uint32_t*>(&h);
+  }
+  __device__ static uint32_t pack(float lo, float hi) {
+    const __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t*>(&h);
+  }
+  __device__ static void run(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
+        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+
+// Grid as attention_kernel's, with chunks of up to 16 query heads. Thread (r = lane / 4,
+// c = lane % 4) of a warp, for its tile of keys k0..k0+15:
+//  - S = Q K^T: n-tile kt holds keys k0 + 8 kt + 0..7; the thread's B fragment is key r's dims
+//    32 j + 8 c .. +7 (16 bytes) for j < D/32, its two halves feeding k-steps 2 j and 2 j + 1
+//    (k index 2c, 2c+1 <- dims +0, +1 (+4, +5); 2c+8, 2c+9 <- dims +2, +3 (+6, +7)); the Q
+//    A fragment (rows = query heads r and r + 8) is loaded with the same map. The C fragment gives
+//    the thread scores of keys 8 kt + 2c, 2c+1 for heads r and r + 8.
+//  - O += P V: P's A fragment is S's C fragment repacked (as FlashAttention-2); V's B fragment
+//    wants two keys per register, so the thread loads keys 2c, 2c+1, 2c+8, 2c+9 at dims
+//    64 g + 8 r .. +7 and byte-permutes pairs; column n of output n-tile 8 g + e is dim
+//    64 g + 8 n + e.
+template <typename KV, int D, bool kHi>
+__global__ void __launch_bounds__(kWarps * 32) decode_tc_kernel(KernelArgs ka) {
+  constexpr int kStages = tc_stages<D>();
+  constexpr int kNJ = D / 32;          // 16-byte K chunks per key and thread
+  constexpr int kNG = D / 64;          // 16-byte V chunks per key and thread
+  constexpr int kKCh = 2 * kNJ;        // K chunks per tile and thread (keys r, r + 8)
+  constexpr int kCh = kKCh + 4 * kNG;  // all chunks per tile and thread (= D / 8)
+  constexpr int kThreads = kWarps * 32;
+  extern __shared__ uint4 smem[];
+  pdl_trigger();  // the O GEMV may start loading its weights now
+  const AttentionArgs& a = ka.a;
+  const int t = blockIdx.x;
+  if (a.token_skip != nullptr && a.token_skip[t] != 0) return;
+  const int kvh = blockIdx.y / ka.n_gchunks;
+  const int gchunk = blockIdx.y % ka.n_gchunks;
+  const int split = blockIdx.z;
+  const int group = a.n_head / a.n_head_kv;
+  const int h0 = kvh * group + gchunk * kTcMaxHeads;
+  const int ng = min(kTcMaxHeads, group - gchunk * kTcMaxHeads);
+  const int n_keys = a.positions[t] + 1;
+  const int32_t* slots = a.slots + a.seq_slots_begin[a.token_seq[t]];
+  const int split_len = ka.split_len > 0 ? ka.split_len : token_split_len(n_keys, ka.n_splits);
+  const int k_begin = split * split_len;
+  const int k_end = min(n_keys, k_begin + split_len);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int r = lane >> 2, c = lane & 3;
+  const int n_tiles = k_end > k_begin ? (k_end - k_begin + kTile - 1) / kTile : 0;
+  // This warp's tiles: warp, warp + kWarps, ... of the block's range.
+  const int my_tiles = n_tiles > warp ? (n_tiles - warp + kWarps - 1) / kWarps : 0;
+  const float qscale = a.scale * 1.4426950408889634f;
+
+  // Q A fragments: [j][half][reg]; rows r (regs 0, 2) and r + 8 (regs 1, 3), zero past ng.
+  uint32_t qa[kNJ][2][4];
+  {
+    const uint16_t* qrow = a.q + (static_cast<size_t>(t) * a.n_head + h0) * D + 8 * c;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_m[w][g]);
-    float sum = 0.0f, lsum = 0.0f;
-    if (mx != -INFINITY) {
+    for (int j = 0; j < kNJ; ++j) {
+      uint4 lo = make_uint4(0, 0, 0, 0), hi = make_uint4(0, 0, 0, 0);
+      if (r < ng) lo = *reinterpret_cast<const uint4*>(qrow + r * D + 32 * j);
+      if (kHi && r + 8 < ng) hi = *reinterpret_cast<const uint4*>(qrow + (r + 8) * D + 32 * j);
+      qa[j][0][0] = Mma<KV>::q_pair(lo.x);
+      qa[j][0][1] = Mma<KV>::q_pair(hi.x);
+      qa[j][0][2] = Mma<KV>::q_pair(lo.y);
+      qa[j][0][3] = Mma<KV>::q_pair(hi.y);
+      qa[j][1][0] = Mma<KV>::q_pair(lo.z);
+      qa[j][1][1] = Mma<KV>::q_pair(hi.z);
+      qa[j][1][2] = Mma<KV>::q_pair(lo.w);
+      qa[j][1][3] = Mma<KV>::q_pair(hi.w);
+    }
+  }
+
+  const KV* kc = static_cast<const KV*>(a.k_cache);
+  const KV* vc = static_cast<const KV*>(a.v_cache);
+  const uint32_t ring = static_cast<uint32_t>(__cvta_generic_to_shared(smem)) + tid * 16;
+  auto chunk_addr = [&](int stage, int i) { return ring + (stage * kCh + i) * kThreads * 16; };
+  // Slot of key (lane % 16) of this warp's tile `it`, or -1 past the range.
+  auto load_slot = [&](int it) -> int {
+    const int key = k_begin + (warp + it * kWarps) * kTile + (lane & 15);
+    return it < my_tiles && key < k_end ? __ldg(slots + key) : -1;
+  };
+  // Issues the copies of this warp's tile `it` into `stage` (warp-uniform: shuffles inside).
+  auto issue = [&](int stage, int sl) {
+    int s_k[2], s_v[4];
+    s_k[0] = __shfl_sync(0xffffffffu, sl, r);
+    s_k[1] = __shfl_sync(0xffffffffu, sl, r + 8);
+    s_v[0] = __shfl_sync(0xffffffffu, sl, 2 * c);
+    s_v[1] = __shfl_sync(0xffffffffu, sl, 2 * c + 1);
+    s_v[2] = __shfl_sync(0xffffffffu, sl, 2 * c + 8);
+    s_v[3] = __shfl_sync(0xffffffffu, sl, 2 * c + 9);
 #pragma unroll
-      for (int w = 0; w < kWarps; ++w) {
-        const float c = s_m[w][g] == -INFINITY ? 0.0f : exp2f(s_m[w][g] - mx);
-        sum += s_acc[w][g][d] * c;
-        lsum += s_l[w][g] * c;
+    for (int kt = 0; kt < 2; ++kt) {
+      const KV* src = kc + (static_cast<size_t>(max(s_k[kt], 0)) * a.n_head_kv + kvh) * D + 8 * c;
+#pragma unroll
+      for (int j = 0; j < kNJ; ++j)
+        tc::cp_async16(chunk_addr(stage, kt * kNJ + j), src + 32 * j, s_k[kt] >= 0);
+    }
+#pragma unroll
+    for (int v = 0; v < 4; ++v) {
+      const KV* src = vc + (static_cast<size_t>(max(s_v[v], 0)) * a.n_head_kv + kvh) * D + 8 * r;
+#pragma unroll
+      for (int g = 0; g < kNG; ++g)
+        tc::cp_async16(chunk_addr(stage, kKCh + v * kNG + g), src + 64 * g, s_v[v] >= 0);
+    }
+  };
+
+  // Prologue: tiles 0 .. kStages - 2 in flight (one commit group each, empty past the end), the
+  // slots of tile kStages - 1 in a register.
+#pragma unroll
+  for (int st = 0; st < kStages - 1; ++st) {
+    if (st < my_tiles) issue(st, load_slot(st));
+    tc::cp_async_commit();
+  }
+  int sl_next = load_slot(kStages - 1);
+
+  float o[D / 8][4];
+#pragma unroll
+  for (int nt = 0; nt < D / 8; ++nt) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+  float m_lo = -INFINITY, m_hi = -INFINITY, l_lo = 0.0f, l_hi = 0.0f;
+
+  for (int it = 0; it < my_tiles; ++it) {
+    // Refill the stage read in the previous iteration (this thread's own chunks: its reads of
+    // them are complete, their values having been consumed by the mma).
+    if (it + kStages - 1 < my_tiles) issue((it + kStages - 1) % kStages, sl_next);
+    tc::cp_async_commit();
+    sl_next = load_slot(it + kStages);  // latency hidden behind this tile's math
+    tc::cp_async_wait<kStages - 1>();   // tile `it` has landed (this thread's copies)
+    const int stage = it % kStages;
+    const uint4* buf = smem + stage * kCh * kThreads + tid;
+
+    float s[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+#pragma unroll
+    for (int j = 0; j < kNJ; ++j) {
+#pragma unroll
+      for (int kt = 0; kt < 2; ++kt) {
+        const uint4 kw = buf[(kt * kNJ + j) * kThreads];
+        Mma<KV>::run(s[kt], qa[j][0], kw.x, kw.y);
+        Mma<KV>::run(s[kt], qa[j][1], kw.z, kw.w);
       }
     }
-    const size_t row = static_cast<size_t>(t) * a.n_head + h0 + g;
-    if (ka.n_splits == 1) {
-      a.out[row * D + d] = __bfloat16_as_ushort(__float2bfloat16_rn(lsum > 0 ? sum / lsum : 0.0f));
-    } else {
-      float* pp = a.workspace + (row * ka.n_splits + split) * (D + 2);
-      pp[2 + d] = sum;
-      if (d == 0) {
-        pp[0] = mx;
-        pp[1] = lsum;
+
+    // Online softmax, one update per tile and row (the quad of a row shares its max).
+    const int kb = k_begin + (warp + it * kWarps) * kTile + 2 * c;
+#pragma unroll
+    for (int kt = 0; kt < 2; ++kt) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const bool valid = kb + 8 * kt + e < k_end;
+        s[kt][e] = valid ? s[kt][e] * qscale : -INFINITY;
+        s[kt][2 + e] = valid ? s[kt][2 + e] * qscale : -INFINITY;
+      }
+    }
+    float corr_lo, corr_hi = 1.0f;
+    {
+      float mx = fmaxf(fmaxf(s[0][0], s[0][1]), fmaxf(s[1][0], s[1][1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float mn = fmaxf(m_lo, mx);
+      const float base = mn == -INFINITY ? 0.0f : mn;
+      corr_lo = tc::ex2(m_lo - base);  // m = -inf gives 0
+      s[0][0] = tc::ex2(s[0][0] - base);
+      s[0][1] = tc::ex2(s[0][1] - base);
+      s[1][0] = tc::ex2(s[1][0] - base);
+      s[1][1] = tc::ex2(s[1][1] - base);
+      l_lo = l_lo * corr_lo + (s[0][0] + s[0][1]) + (s[1][0] + s[1][1]);
+      m_lo = mn;
+    }
+    if (kHi) {
+      float mx = fmaxf(fmaxf(s[0][2], s[0][3]), fmaxf(s[1][2], s[1][3]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float mn = fmaxf(m_hi, mx);
+      const float base = mn == -INFINITY ? 0.0f : mn;
+      corr_hi = tc::ex2(m_hi - base);
+      s[0][2] = tc::ex2(s[0][2] - base);
+      s[0][3] = tc::ex2(s[0][3] - base);
+      s[1][2] = tc::ex2(s[1][2] - base);
+      s[1][3] = tc::ex2(s[1][3] - base);
+      l_hi = l_hi * corr_hi + (s[0][2] + s[0][3]) + (s[1][2] + s[1][3]);
+      m_hi = mn;
+    }
+#pragma unroll
+    for (int nt = 0; nt < D / 8; ++nt) {
+      o[nt][0] *= corr_lo;
+      o[nt][1] *= corr_lo;
+      if (kHi) {
+        o[nt][2] *= corr_hi;
+        o[nt][3] *= corr_hi;
+      }
+    }
+    uint32_t pa[4];
+    pa[0] = Mma<KV>::pack(s[0][0], s[0][1]);
+    pa[1] = kHi ? Mma<KV>::pack(s[0][2], s[0][3]) : 0u;
+    pa[2] = Mma<KV>::pack(s[1][0], s[1][1]);
+    pa[3] = kHi ? Mma<KV>::pack(s[1][2], s[1][3]) : 0u;
+
+#pragma unroll
+    for (int g = 0; g < kNG; ++g) {
+      const uint4 v0 = buf[(kKCh + 0 * kNG + g) * kThreads];
+      const uint4 v1 = buf[(kKCh + 1 * kNG + g) * kThreads];
+      const uint4 v2 = buf[(kKCh + 2 * kNG + g) * kThreads];
+      const uint4 v3 = buf[(kKCh + 3 * kNG + g) * kThreads];
+      const uint32_t w0[4] = {v0.x, v0.y, v0.z, v0.w}, w1[4] = {v1.x, v1.y, v1.z, v1.w};
+      const uint32_t w2[4] = {v2.x, v2.y, v2.z, v2.w}, w3[4] = {v3.x, v3.y, v3.z, v3.w};
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        const uint32_t sel = (e & 1) ? 0x7632u : 0x5410u;  // high or low halves of both words
+        Mma<KV>::run(o[8 * g + e], pa, __byte_perm(w0[e / 2], w1[e / 2], sel),
+                     __byte_perm(w2[e / 2], w3[e / 2], sel));
       }
     }
   }
+  tc::cp_async_wait<0>();
+
+  // Row sums over the quad; stage the warp's state for the cross-warp merge (reusing the ring).
+  l_lo += __shfl_xor_sync(0xffffffffu, l_lo, 1);
+  l_lo += __shfl_xor_sync(0xffffffffu, l_lo, 2);
+  if (kHi) {
+    l_hi += __shfl_xor_sync(0xffffffffu, l_hi, 1);
+    l_hi += __shfl_xor_sync(0xffffffffu, l_hi, 2);
+  }
+  __syncthreads();
+  float* s_acc = reinterpret_cast<float*>(smem);  // [kWarps][kTcMaxHeads][D]
+  float* s_m = s_acc + kWarps * kTcMaxHeads * D;  // [kWarps][kTcMaxHeads]
+  float* s_l = s_m + kWarps * kTcMaxHeads;
+  float* acc_lo = s_acc + (warp * kTcMaxHeads + r) * D;
+  float* acc_hi = acc_lo + 8 * D;
+#pragma unroll
+  for (int g = 0; g < kNG; ++g) {
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const int d = 64 * g + 16 * c + e;  // columns 2c and 2c + 1 of n-tile 8 g + e
+      acc_lo[d] = o[8 * g + e][0];
+      acc_lo[d + 8] = o[8 * g + e][1];
+      if (kHi) {
+        acc_hi[d] = o[8 * g + e][2];
+        acc_hi[d + 8] = o[8 * g + e][3];
+      }
+    }
+  }
+  if (c == 0) {
+    s_m[warp * kTcMaxHeads + r] = m_lo;
+    s_l[warp * kTcMaxHeads + r] = l_lo;
+    if (kHi) {
+      s_m[warp * kTcMaxHeads + r + 8] = m_hi;
+      s_l[warp * kTcMaxHeads + r + 8] = l_hi;
+    }
+  }
+  __syncthreads();
+  write_block_result<D>(ka, t, h0, ng, split, s_acc, s_m, s_l, kTcMaxHeads);
 }
 
-// One block of head_dim threads per (token, query head): merges the splits' states.
+// Sum (kMax false) or maximum over the block; every thread gets the result. Ends with a barrier.
+// blockDim.x is a power of two (head_dim): below 32 only its lanes take part.
+template <bool kMax>
+__device__ __forceinline__ float block_reduce(float v, float* s_red) {
+  const unsigned mask = blockDim.x >= 32 ? 0xffffffffu : (1u << blockDim.x) - 1;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    if (o < static_cast<int>(blockDim.x)) {
+      const float w = __shfl_xor_sync(mask, v, o);
+      v = kMax ? fmaxf(v, w) : v + w;
+    }
+  }
+  const int n_warps = (blockDim.x + 31) / 32;
+  if (n_warps > 1) {
+    if ((threadIdx.x & 31) == 0) s_red[threadIdx.x >> 5] = v;
+    __syncthreads();
+    v = s_red[0];
+    for (int w = 1; w < n_warps; ++w) v = kMax ? fmaxf(v, s_red[w]) : v + s_red[w];
+  }
+  __syncthreads();
+  return v;
+}
+
+// One block of head_dim threads per (token, query head): merges the splits' states. The splits'
+// maxima and weights are read in parallel and the accumulators with several loads in flight per
+// thread (a serial walk costs two L2 round trips per split: ~20 us at 64 splits).
 __global__ void combine_kernel(const float* __restrict__ ws, int n_splits, int D, int n_head,
                                const int32_t* __restrict__ token_skip, uint16_t* __restrict__ out) {
+  extern __shared__ float s_c[];  // [n_splits] weight of each split
+  __shared__ float s_red[32];
   pdl_trigger();
   const size_t row = blockIdx.x;
   if (token_skip != nullptr && token_skip[row / n_head] != 0) return;
   const float* p = ws + row * n_splits * (D + 2);
-  float mx = -INFINITY;
-  for (int s = 0; s < n_splits; ++s) mx = fmaxf(mx, p[s * (D + 2)]);
   const int d = threadIdx.x;
-  float sum = 0.0f, lsum = 0.0f;
-  if (mx != -INFINITY) {
-    for (int s = 0; s < n_splits; ++s) {
-      const float ms = p[s * (D + 2)];
-      const float c = ms == -INFINITY ? 0.0f : exp2f(ms - mx);
-      sum += p[s * (D + 2) + 2 + d] * c;
-      lsum += p[s * (D + 2) + 1] * c;
-    }
+  float mx = -INFINITY;
+  for (int s = d; s < n_splits; s += blockDim.x) mx = fmaxf(mx, p[s * (D + 2)]);
+  mx = block_reduce<true>(mx, s_red);
+  float lpart = 0.0f;
+  for (int s = d; s < n_splits; s += blockDim.x) {
+    const float ms = p[s * (D + 2)];
+    const float c = ms == -INFINITY ? 0.0f : exp2f(ms - mx);  // all -inf: every weight 0
+    s_c[s] = c;
+    lpart += p[s * (D + 2) + 1] * c;
   }
+  const float lsum = block_reduce<false>(lpart, s_red);  // its barriers publish s_c
+  float sum = 0.0f;
+#pragma unroll 8
+  for (int s = 0; s < n_splits; ++s) sum += p[s * (D + 2) + 2 + d] * s_c[s];
   out[row * D + d] = __bfloat16_as_ushort(__float2bfloat16_rn(lsum > 0 ? sum / lsum : 0.0f));
 }
 
+// Query heads per block of attention_kernel.
 int group_chunk(int group) { return group > 4 ? 8 : group > 2 ? 4 : group > 1 ? 2 : 1; }
 
-void plan(int n_tokens, int n_head, int n_head_kv, int max_kv, int n_sm, int* n_gchunks,
-          int* n_splits, int* split_len) {
-  const int group = n_head / n_head_kv;
-  *n_gchunks = (group + group_chunk(group) - 1) / group_chunk(group);
+bool tc_head_dim(int d) { return d == 64 || d == 128 || d == 256; }
+
+// Blocks per (token, KV head) before the split over the sequence: chunks of the query heads
+// (up to 16 per block in the tensor-core kernel, group_chunk's in the other).
+int head_chunks(int group, int head_dim) {
+  const int gc = tc_head_dim(head_dim) ? kTcMaxHeads : group_chunk(group);
+  return (group + gc - 1) / gc;
+}
+
+void plan(int n_tokens, int n_head, int n_head_kv, int head_dim, int max_kv, int n_sm,
+          int* n_gchunks, int* n_splits, int* split_len) {
+  *n_gchunks = head_chunks(n_head / n_head_kv, head_dim);
   const long base = static_cast<long>(n_tokens) * n_head_kv * *n_gchunks;
-  const long target = 4L * n_sm;
+  // Split only to reach one wave of blocks (the tensor-core kernel keeps 2 per SM): on the H100
+  // every extra split of a big batch cost bandwidth (64 x 4k: 1 split 87% of copy bandwidth,
+  // 2: 83%, 5: 82%; a single block per SM already streams ~15 GB/s), while small batches
+  // (latency-bound) gain from splits of down to 128 keys (1 x 1k: 8 splits 16.7 us, 1: 25.4 us).
+  const long target = 2L * n_sm;
   int splits = static_cast<int>(std::max<long>(1, (target + base - 1) / base));
   splits = std::min(splits, std::max(1, (max_kv + kMinSplitKeys - 1) / kMinSplitKeys));
-  int len = (std::max(max_kv, 1) + splits - 1) / splits;
+  // Whole tiles of 16 keys per split (the tensor-core kernel's step).
+  int len = ((std::max(max_kv, 1) + splits - 1) / splits + kTile - 1) / kTile * kTile;
   *split_len = len;
   *n_splits = (std::max(max_kv, 1) + len - 1) / len;
 }
@@ -293,6 +655,71 @@ void launch_kv(const KernelArgs& ka, int group, dim3 grid, cudaStream_t stream) 
   }
 }
 
+// False (launching nothing) if the kernel's shared-memory size cannot be configured.
+template <typename KV, int D, bool kHi>
+bool launch_tc_cfg(const KernelArgs& ka, dim3 grid, cudaStream_t stream) {
+  constexpr int smem = tc_smem_bytes<D>();
+  static bool configured = false;  // the attribute is set once per process (one device)
+  if (!configured) {
+    if (cudaFuncSetAttribute(decode_tc_kernel<KV, D, kHi>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    configured = true;
+  }
+  decode_tc_kernel<KV, D, kHi><<<grid, kWarps * 32, smem, stream>>>(ka);
+  return true;
+}
+
+template <typename KV, int D>
+bool launch_tc_d(const KernelArgs& ka, int group, dim3 grid, cudaStream_t stream) {
+  return group > 8 ? launch_tc_cfg<KV, D, true>(ka, grid, stream)
+                   : launch_tc_cfg<KV, D, false>(ka, grid, stream);
+}
+
+template <typename KV>
+bool launch_tc(const KernelArgs& ka, int group, dim3 grid, cudaStream_t stream) {
+  switch (ka.a.head_dim) {
+    case 64:
+      return launch_tc_d<KV, 64>(ka, group, grid, stream);
+    case 128:
+      return launch_tc_d<KV, 128>(ka, group, grid, stream);
+    default:
+      return launch_tc_d<KV, 256>(ka, group, grid, stream);
+  }
+}
+
+KernelArgs make_kernel_args(const AttentionArgs& a) {
+  KernelArgs ka;
+  ka.a = a;
+  plan(a.n_tokens, a.n_head, a.n_head_kv, a.head_dim, a.max_kv, a.n_sm, &ka.n_gchunks, &ka.n_splits,
+       &ka.split_len);
+  if (a.fixed_splits > 0) {
+    ka.n_splits = a.fixed_splits;
+    ka.split_len = 0;
+  }
+  return ka;
+}
+
+void launch_combine(const KernelArgs& ka, cudaStream_t stream) {
+  const AttentionArgs& a = ka.a;
+  if (ka.n_splits > 1)
+    combine_kernel<<<a.n_tokens * a.n_head, a.head_dim, ka.n_splits * sizeof(float), stream>>>(
+        a.workspace, ka.n_splits, a.head_dim, a.n_head, a.token_skip, a.out);
+}
+
+void launch_simple(KernelArgs ka, cudaStream_t stream) {
+  const int group = ka.a.n_head / ka.a.n_head_kv;
+  ka.n_gchunks = (group + group_chunk(group) - 1) / group_chunk(group);
+  const dim3 grid(ka.a.n_tokens, ka.a.n_head_kv * ka.n_gchunks, ka.n_splits);
+  if (ka.a.kv_elem == KvElem::kBF16)
+    launch_kv<bf16>(ka, group, grid, stream);
+  else
+    launch_kv<__half>(ka, group, grid, stream);
+  launch_combine(ka, stream);
+}
+
 }  // namespace
 
 bool attention_head_dim_supported(int d) {
@@ -300,16 +727,16 @@ bool attention_head_dim_supported(int d) {
 }
 
 int attention_fixed_splits(int n_tokens, int n_head, int n_head_kv, int n_sm) {
-  const int group = n_head / n_head_kv;
-  const long gch = (group + group_chunk(group) - 1) / group_chunk(group);
+  // Counted in the tensor-core kernel's head chunks (the same as the other's up to group 8).
+  const long gch = head_chunks(n_head / n_head_kv, 128);
   const long base = static_cast<long>(n_tokens) * n_head_kv * gch;
-  return static_cast<int>(std::clamp<long>((4L * n_sm + base - 1) / base, 1, kMaxFixedSplits));
+  return static_cast<int>(std::clamp<long>((2L * n_sm + base - 1) / base, 1, kMaxFixedSplits));
 }
 
 size_t attention_workspace_floats(int n_tokens, int n_head, int n_head_kv, int head_dim, int max_kv,
                                   int n_sm, int fixed_splits) {
   int gch, splits, len;
-  plan(n_tokens, n_head, n_head_kv, max_kv, n_sm, &gch, &splits, &len);
+  plan(n_tokens, n_head, n_head_kv, head_dim, max_kv, n_sm, &gch, &splits, &len);
   if (fixed_splits > 0) splits = fixed_splits;
   if (splits == 1) return 0;
   return static_cast<size_t>(n_tokens) * n_head * splits * (head_dim + 2);
@@ -317,23 +744,23 @@ size_t attention_workspace_floats(int n_tokens, int n_head, int n_head_kv, int h
 
 void launch_attention(const AttentionArgs& a, cudaStream_t stream) {
   if (a.n_tokens <= 0) return;
-  KernelArgs ka;
-  ka.a = a;
-  plan(a.n_tokens, a.n_head, a.n_head_kv, a.max_kv, a.n_sm, &ka.n_gchunks, &ka.n_splits,
-       &ka.split_len);
-  if (a.fixed_splits > 0) {
-    ka.n_splits = a.fixed_splits;
-    ka.split_len = 0;
+  const KernelArgs ka = make_kernel_args(a);
+  if (tc_head_dim(a.head_dim)) {
+    const int group = a.n_head / a.n_head_kv;
+    const dim3 grid(a.n_tokens, a.n_head_kv * ka.n_gchunks, ka.n_splits);
+    const bool ok = a.kv_elem == KvElem::kBF16 ? launch_tc<bf16>(ka, group, grid, stream)
+                                               : launch_tc<__half>(ka, group, grid, stream);
+    if (ok) {
+      launch_combine(ka, stream);
+      return;
+    }
   }
-  const int group = a.n_head / a.n_head_kv;
-  const dim3 grid(a.n_tokens, a.n_head_kv * ka.n_gchunks, ka.n_splits);
-  if (a.kv_elem == KvElem::kBF16)
-    launch_kv<bf16>(ka, group, grid, stream);
-  else
-    launch_kv<__half>(ka, group, grid, stream);
-  if (ka.n_splits > 1)
-    combine_kernel<<<a.n_tokens * a.n_head, a.head_dim, 0, stream>>>(
-        a.workspace, ka.n_splits, a.head_dim, a.n_head, a.token_skip, a.out);
+  launch_simple(ka, stream);
+}
+
+void launch_attention_simple(const AttentionArgs& a, cudaStream_t stream) {
+  if (a.n_tokens <= 0) return;
+  launch_simple(make_kernel_args(a), stream);
 }
 
 }  // namespace sgl::backend::cuda

@@ -89,12 +89,15 @@ bool attention_head_dim_supported(int head_dim);
 size_t attention_workspace_floats(int n_tokens, int n_head, int n_head_kv, int head_dim, int max_kv,
                                   int n_sm, int fixed_splits = 0);
 // The split count for AttentionArgs::fixed_splits at this batch size: enough blocks to fill
-// n_sm multiprocessors about four times over, at most 16.
+// n_sm multiprocessors about twice over (one wave of the decode kernel's blocks), at most 16.
 int attention_fixed_splits(int n_tokens, int n_head, int n_head_kv, int n_sm);
 // Causal GQA attention over slot lists: each query reads the keys of its sequence up to its own
 // position, split over the sequence into chunks whose partial softmax states are merged after.
 // REQUIRES: attention_head_dim_supported(head_dim); n_head % n_head_kv == 0.
 void launch_attention(const AttentionArgs& a, cudaStream_t stream);
+// The same through the CUDA-core kernel alone (launch_attention's kernel for head_dim < 64; for
+// the others a reference for tests and benchmarks).
+void launch_attention_simple(const AttentionArgs& a, cudaStream_t stream);
 
 // Prefill attention on tensor cores (wgmma on sm_90, else mma.sync; bf16, FlashAttention-style
 // blocks of 128 queries, online softmax in f32; attention_tc.h) for head_dim 64 or 128 with a

@@ -185,22 +185,51 @@ Status make_attention(AttnSetup* s, const std::vector<std::pair<int, int>>& seqs
 }  // namespace
 
 Result<nlohmann::json> bench_decode_attention(int device, int batch, int kv_len, int n_head,
-                                              int n_head_kv, int head_dim) {
+                                              int n_head_kv, int head_dim, int fixed_splits,
+                                              bool cuda_cores) {
   SGL_MB_OK(cudaSetDevice(device));
+  const int n_sm = sm_count(device);
+  const double bytes = 2.0 * batch * kv_len * n_head_kv * head_dim * 2;
+  // Copies of the batch (disjoint slots of one pool), each rep reading the next one.
+  const int copies = static_cast<int>(std::clamp(std::ceil(256.0 * (1 << 20) / bytes), 1.0, 64.0));
   AttnSetup s;
-  std::vector<std::pair<int, int>> seqs(batch, {kv_len - 1, 1});
-  SGL_RETURN_IF_ERROR(make_attention(&s, seqs, n_head, n_head_kv, head_dim, sm_count(device)));
+  std::vector<std::pair<int, int>> seqs(size_t(batch) * copies, {kv_len - 1, 1});
+  SGL_RETURN_IF_ERROR(make_attention(&s, seqs, n_head, n_head_kv, head_dim, n_sm));
+  AttentionArgs a = s.a;
+  a.n_tokens = batch;
+  a.fixed_splits =
+      fixed_splits < 0 ? attention_fixed_splits(batch, n_head, n_head_kv, n_sm) : fixed_splits;
+  DeviceMem ws;
+  const size_t ws_floats = attention_workspace_floats(batch, n_head, n_head_kv, head_dim, a.max_kv,
+                                                      n_sm, a.fixed_splits);
+  SGL_RETURN_IF_ERROR(alloc(&ws, std::max<size_t>(1, ws_floats) * 4));
+  a.workspace = static_cast<float*>(ws.p);
+  int rep = 0;
   SGL_ASSIGN_OR_RETURN(const double ms, time_ms(
                                             [&] {
-                                              launch_attention(s.a, nullptr);
+                                              AttentionArgs r = a;
+                                              const int i = rep++ % copies;
+                                              r.positions += size_t(i) * batch;
+                                              r.token_seq += size_t(i) * batch;
+                                              if (cuda_cores)
+                                                launch_attention_simple(r, nullptr);
+                                              else
+                                                launch_attention(r, nullptr);
                                               return Status::ok();
                                             },
-                                            3, 20));
-  const double bytes = 2.0 * batch * kv_len * n_head_kv * head_dim * 2;
-  return nlohmann::json{{"batch", batch},       {"kv_len", kv_len},
-                        {"n_head", n_head},     {"n_head_kv", n_head_kv},
-                        {"head_dim", head_dim}, {"ms", ms},
-                        {"kv_bytes", bytes},    {"gb_per_s", bytes / ms / 1e6}};
+                                            5, 50));
+  const size_t splits_ws = ws_floats / (size_t(batch) * n_head * (head_dim + 2));
+  return nlohmann::json{{"batch", batch},
+                        {"kv_len", kv_len},
+                        {"n_head", n_head},
+                        {"n_head_kv", n_head_kv},
+                        {"head_dim", head_dim},
+                        {"kernel", cuda_cores ? "cuda_cores" : "default"},
+                        {"fixed_splits", a.fixed_splits},
+                        {"splits", std::max<size_t>(1, splits_ws)},
+                        {"ms", ms},
+                        {"kv_bytes", bytes},
+                        {"gb_per_s", bytes / ms / 1e6}};
 }
 
 Result<nlohmann::json> bench_prefill_attention(int device, int seq_len, int n_head, int n_head_kv,
@@ -245,7 +274,7 @@ Result<nlohmann::json> bench_prefill_attention(int device, int seq_len, int n_he
     }
     out["tc_variants_tflop_per_s"] = variants;
   }
-  // The general split-sequence kernel (CUDA cores) on the same problem.
+  // The general split-sequence kernel on the same problem, and its CUDA-core variant.
   SGL_ASSIGN_OR_RETURN(const double ms, time_ms(
                                             [&] {
                                               launch_attention(s.a, nullptr);
@@ -254,6 +283,13 @@ Result<nlohmann::json> bench_prefill_attention(int device, int seq_len, int n_he
                                             1, 3));
   out["simple_ms"] = ms;
   out["simple_tflop_per_s"] = flops / ms / 1e9;
+  SGL_ASSIGN_OR_RETURN(const double cc_ms, time_ms(
+                                               [&] {
+                                                 launch_attention_simple(s.a, nullptr);
+                                                 return Status::ok();
+                                               },
+                                               1, 3));
+  out["cuda_core_ms"] = cc_ms;
   return out;
 }
 

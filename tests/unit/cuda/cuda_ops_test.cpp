@@ -445,6 +445,15 @@ TEST(CudaOps, AttentionMatchesCpu) {
       {6, 2, 8, {{20, 3}}},
       {32, 8, 128, {{100, 300}, {0, 64}, {5, 1}, {0, 33}}},
       {8, 2, 64, {{0, 200}, {63, 65}}},
+      // Tensor-core decode kernel: group 32 (two chunks of 16 heads), 12 (rows 8.. partly
+      // used), 1 and 8; head_dim 64 / 256; tails of every length mod 16, long and split ranges.
+      {32, 1, 128, {{3000, 1}, {17, 1}, {0, 1}}},
+      {12, 1, 64, {{700, 1}, {40, 2}, {6, 1}}},
+      {8, 8, 128, {{4100, 1}, {2, 1}, {14, 1}}},
+      {64, 8, 64, {{2049, 1}, {1, 1}, {31, 1}}},
+      {8, 1, 256, {{1000, 1}, {33, 1}}},
+      {32, 2, 256, {{900, 1}, {15, 1}}},
+      {32, 8, 128, {{8190, 1}, {4095, 1}, {1500, 1}, {255, 1}}},
   };
   for (const auto& ac : cases) {
     for (const auto kv_elem : {cu::KvElem::kBF16, cu::KvElem::kF16}) {
@@ -530,6 +539,17 @@ TEST(CudaOps, AttentionMatchesCpu) {
         tb += nn;
       }
       EXPECT_LT(norm_err(out, ref), 5e-3) << "H " << H << " Hkv " << Hkv << " D " << D;
+
+      // The CUDA-core kernel (launch_attention's for head_dim < 64) on every shape.
+      {
+        DevBuf<uint16_t> douts(size_t(n_tokens) * H * D);
+        cu::AttentionArgs as = a;
+        as.out = douts.get();
+        cu::launch_attention_simple(as, nullptr);
+        SGL_CUDA_ASSERT(cudaGetLastError());
+        EXPECT_LT(norm_err(from_bf16(douts.host()), ref), 5e-3)
+            << "CUDA cores: H " << H << " Hkv " << Hkv << " D " << D;
+      }
 
       // Fixed split counts (the decode graphs' launch): every token divides its own keys, with
       // more splits than some tokens have keys (empty splits), and max_kv left unset.
