@@ -376,8 +376,7 @@ template <int D, int Bc, int Stages, int kMinBlocks>
 bool launch_cfg(const AttentionArgs& a, const int32_t* tiles, int n_tiles, cudaStream_t stream) {
   constexpr int smem = Cfg<D, Bc, Stages>::kSmem;
   static std::atomic<uint64_t> configured{0};  // per GPU
-  if (!tc::set_max_dynamic_smem(prefill_wgmma_kernel<D, Bc, Stages, kMinBlocks>, smem,
-                                configured))
+  if (!tc::set_max_dynamic_smem(prefill_wgmma_kernel<D, Bc, Stages, kMinBlocks>, smem, configured))
     return false;
   if (n_tiles > 65535) return false;
   prefill_wgmma_kernel<D, Bc, Stages, kMinBlocks>

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -24,20 +25,27 @@ class NcclComms {
  public:
   // Loads NCCL (once per process) and makes communicators over `devices` (rank i = devices[i]).
   static Result<NcclComms> create(const std::vector<int>& devices);
-  NcclComms() = default;
-  NcclComms(NcclComms&& o) noexcept : comms_(std::move(o.comms_)) { o.comms_.clear(); }
-  NcclComms& operator=(NcclComms&& o) noexcept;
+  NcclComms();
+  NcclComms(NcclComms&&) noexcept;
+  NcclComms& operator=(NcclComms&&) noexcept;
   NcclComms(const NcclComms&) = delete;
   NcclComms& operator=(const NcclComms&) = delete;
   ~NcclComms();
 
-  int size() const { return static_cast<int>(comms_.size()); }
+  int size() const;
   // In-place sum over every rank of `count` elements at `data` (device memory of rank `rank`'s
   // GPU), enqueued on `stream` (a cudaStream_t of that GPU). The caller has set that device.
+  // An error after abort().
   Status all_reduce_sum(int rank, void* data, size_t count, NcclType type, void* stream) const;
+  // ncclCommAbort on every communicator: collectives still waiting for a rank that failed (and
+  // will never join) end, so the threads blocked on them return. The communicators are gone
+  // afterwards. Idempotent; from any thread.
+  void abort();
 
  private:
-  std::vector<void*> comms_;  // ncclComm_t
+  void release();  // destroys the communicators (unless aborted)
+  struct State;    // the communicators, and a lock that keeps abort() out of an all-reduce call
+  std::unique_ptr<State> s_;
 };
 
 // The loaded library's version as NCCL encodes it (e.g. 22803 for 2.28.3), or an error saying why

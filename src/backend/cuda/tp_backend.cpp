@@ -167,11 +167,20 @@ Result<std::unique_ptr<TpCudaBackend>> TpCudaBackend::create_dummy(
 
 Status TpCudaBackend::run(const ForwardBatch& batch,
                           const std::function<Status(CudaBackend&)>& rank0) {
+  if (!failed_.is_ok()) return failed_;
   // Checked here with the smallest pool, so that no rank refuses a batch the others run.
   SGL_RETURN_IF_ERROR(batch.validate(kv_capacity_, static_cast<int32_t>(config().n_vocab)));
-  return impl_->threads->run([&](int r) -> Status {
-    return r == 0 ? rank0(*ranks_[0]) : ranks_[r]->forward_no_output(batch);
+  Status st = impl_->threads->run([&](int r) -> Status {
+    Status s = r == 0 ? rank0(*ranks_[0]) : ranks_[r]->forward_no_output(batch);
+    // A rank that stops mid-pass leaves the others waiting in an all-reduce it will never join:
+    // aborting the communicators ends those waits (their passes then fail too).
+    if (!s.is_ok()) impl_->comms.abort();
+    return s;
   });
+  if (!st.is_ok())
+    failed_ = Status(st.code(), "tensor parallelism: a rank failed, the backend is stopped (" +
+                                    st.message() + ")");
+  return st;
 }
 
 Status TpCudaBackend::forward(const ForwardBatch& batch, Logits* logits) {

@@ -9,9 +9,11 @@
 // returned, sampling runs on rank 0.
 //
 // Everything that can fail per batch (validation, sampling rows) is checked before the ranks
-// start, so no rank is left waiting in an all-reduce that another skipped. Decode CUDA graphs are
-// off unless CudaBackendOptions::cuda_graphs and SGL_CUDA_TP_GRAPHS=1 (they then capture the NCCL
-// calls too).
+// start, so no rank is left waiting in an all-reduce that another skipped. A failure inside a
+// rank's pass (a CUDA error, out of memory) aborts the NCCL communicators, which releases the
+// ranks waiting for it, and stops the backend: later calls return that error. Decode CUDA graphs
+// are off unless CudaBackendOptions::cuda_graphs and SGL_CUDA_TP_GRAPHS=1 (they then capture the
+// NCCL calls too).
 #pragma once
 
 #include <memory>
@@ -66,6 +68,9 @@ class TpCudaBackend final : public Backend {
   std::unique_ptr<Impl> impl_;
   std::vector<std::unique_ptr<CudaBackend>> ranks_;
   int64_t kv_capacity_ = 0;
+  // Set when a rank failed during a pass: the communicators were aborted, every later call
+  // returns this.
+  Status failed_;
 };
 
 }  // namespace sgl::backend
