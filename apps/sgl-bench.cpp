@@ -20,7 +20,8 @@
 //       --device cuda runs it on the GPU (CUDA builds); --load-format dummy takes -m as a Hugging
 //       Face config.json (or its directory) and random weights of that shape; the CUDA output
 //       adds the card, its measured copy bandwidth and GEMM rate, and the batch-1 floor
-//       (weight bytes / bandwidth). --mem-fraction-static sizes the GPU KV pool.
+//       (weight bytes / bandwidth). --mem-fraction-static sizes the GPU KV pool. --tp-size N
+//       (cuda) splits the model over N GPUs (tensor parallelism through NCCL).
 //
 //   sgl-bench logits -m MODEL --ids IDS --out FILE [--device D] [--split N] [--decode-from N]
 //       logits of every position of IDS (prefill chunks, then one token per pass) as raw f32.
@@ -58,7 +59,7 @@
 //       [--json] [--dump-prompts FILE (the prompts' token ids as JSON)] [--prompts-only (dump
 //       and exit without running)] [--device cpu|cuda (the engine's backend)] [--load-format
 //       auto|dummy] [--tokenizer-path PATH (dummy)] [--mem-fraction-static 0.85]
-//       [--chunked-prefill-size 512] [--kv-dtype f16|bf16]. MODEL defaults to
+//       [--chunked-prefill-size 512] [--kv-dtype f16|bf16] [--tp-size 1]. MODEL defaults to
 //       models/SmolLM2-135M-Instruct.Q4_1.gguf.
 //       Prompts are deterministic random English-word text tokenized with MODEL's tokenizer.
 //
@@ -85,6 +86,7 @@
 #ifdef SGL_WITH_CUDA
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/microbench.h"
+#include "backend/cuda/tp_backend.h"
 #endif
 #include "model/gguf.h"
 #include "models/loader.h"
@@ -247,6 +249,8 @@ sgl::Status greedy_forward(sgl::backend::Backend& be, const sgl::backend::Forwar
                            sgl::backend::Logits* logits, std::vector<int32_t>* next) {
 #ifdef SGL_WITH_CUDA
   if (auto* cb = dynamic_cast<sgl::backend::CudaBackend*>(&be)) return cb->forward_greedy(fb, next);
+  if (auto* tp = dynamic_cast<sgl::backend::TpCudaBackend*>(&be))
+    return tp->forward_greedy(fb, next);
 #endif
   SGL_RETURN_IF_ERROR(be.forward(fb, logits));
   next->resize(logits->n_rows);
@@ -331,7 +335,7 @@ int run_model(int argc, char** argv) {
   auto args = parse_args(
       argc, argv,
       {"-m", "--threads", "--prefill", "--decode", "--batches", "--kv-dtype", "--input",
-       "--device", "--load-format", "--mem-fraction-static"});
+       "--device", "--load-format", "--mem-fraction-static", "--tp-size"});
   if (!args.is_ok()) return fail(args.status().message());
   const std::string* model = args->get("-m");
   if (!model) return fail("model: missing -m MODEL");
@@ -343,6 +347,7 @@ int run_model(int argc, char** argv) {
   const int prefill = int_opt("--prefill", 512);
   const int decode = int_opt("--decode", 128);
   const int input = int_opt("--input", 32);
+  const int tp_size = int_opt("--tp-size", 1);
   std::vector<int> batches;
   {
     std::string s = args->get("--batches") ? *args->get("--batches") : "1,16,64";
@@ -384,6 +389,7 @@ int run_model(int argc, char** argv) {
   bo.n_threads = threads;
   bo.kv_dtype = *kv;
   bo.mem_fraction_static = mem_fraction;
+  bo.tp_size = tp_size;
   // The CPU pool is sized for the benchmark (the warm-up below needs 64 + 4 slots); the CUDA pool
   // by --mem-fraction-static.
   if (device == "cpu")
@@ -400,6 +406,7 @@ int run_model(int argc, char** argv) {
   out["load_format"] = format;
   out["kv_dtype"] = std::string(sgl::backend::kv_dtype_name(*kv));
   out["kv_capacity"] = (*be)->kv_capacity();
+  out["tp_size"] = tp_size;
   if (auto* cpu = dynamic_cast<sgl::backend::CpuBackend*>(be->get())) {
     out["threads"] = cpu->n_threads();
     out["isa"] = std::string(sgl::backend::cpu::isa_name(sgl::backend::cpu::current_isa()));
@@ -426,10 +433,13 @@ int run_model(int argc, char** argv) {
   }
   out["decode"] = dec;
 #ifdef SGL_WITH_CUDA
-  if (auto* cb = dynamic_cast<sgl::backend::CudaBackend*>(be->get())) {
+  const sgl::backend::CudaBackend* cb = dynamic_cast<sgl::backend::CudaBackend*>(be->get());
+  if (auto* tp = dynamic_cast<sgl::backend::TpCudaBackend*>(be->get())) cb = &tp->rank(0);
+  if (cb != nullptr) {
     // Bytes read per decode step: every bf16 matrix once, less the embedding table (one row is
     // read) unless it is also the LM head. Beside it, the card's measured copy bandwidth and
-    // GEMM rate (docs/cuda.md asks for both beside every figure).
+    // GEMM rate (docs/cuda.md asks for both beside every figure). With --tp-size: rank 0's
+    // (each GPU reads its shard and the replicated embedding, norms and LM head).
     const auto& c = cb->config();
     uint64_t bytes = cb->weight_bytes();
     if (!c.tied_embeddings) bytes -= uint64_t{c.n_vocab} * c.n_embd * 2;
@@ -562,6 +572,7 @@ struct RuntimeBenchOptions {
   std::string load_format = "auto";  // or "dummy": -m is a config.json, random weights (cuda)
   std::string tokenizer_path;        // dummy: the tokenizer (GGUF file or HF directory)
   double mem_fraction_static = 0.85;  // cuda: weights + KV pool share of GPU memory
+  int tp_size = 1;                    // cuda: tensor parallelism over this many GPUs
   int chunked_prefill_size = 512;
   std::string kv_dtype = "f16";
 };
@@ -573,7 +584,8 @@ Result<RuntimeBenchOptions> parse_runtime_options(
   std::vector<std::string> valued = {
       "-m",     "--model",      "--threads",     "--max-running-requests", "--max-total-tokens",
       "--seed", "--output-len", "--dump-prompts", "--device", "--load-format",
-      "--tokenizer-path", "--mem-fraction-static", "--chunked-prefill-size", "--kv-dtype"};
+      "--tokenizer-path", "--mem-fraction-static", "--chunked-prefill-size", "--kv-dtype",
+      "--tp-size"};
   for (const auto& [k, v] : ints) valued.push_back(k);
   SGL_ASSIGN_OR_RETURN(Args args, parse_args(argc, argv, valued));
   RuntimeBenchOptions o;
@@ -616,6 +628,8 @@ Result<RuntimeBenchOptions> parse_runtime_options(
   SGL_ASSIGN_OR_RETURN(int64_t chunk, parse_int("--chunked-prefill-size", 1, 1 << 20,
                                                 o.chunked_prefill_size));
   o.chunked_prefill_size = static_cast<int>(chunk);
+  SGL_ASSIGN_OR_RETURN(int64_t tp, parse_int("--tp-size", 1, 64, o.tp_size));
+  o.tp_size = static_cast<int>(tp);
   SGL_ASSIGN_OR_RETURN(int64_t threads, parse_int("--threads", 0, 1024, o.threads));
   SGL_ASSIGN_OR_RETURN(int64_t mrr,
                        parse_int("--max-running-requests", 1, 1 << 16, o.max_running_requests));
@@ -654,6 +668,7 @@ Result<std::unique_ptr<sgl::runtime::Engine>> make_bench_engine(const RuntimeBen
   eo.load_format = o.load_format;
   eo.tokenizer_path = o.tokenizer_path;
   eo.mem_fraction_static = o.mem_fraction_static;
+  eo.tp_size = o.tp_size;
   eo.chunked_prefill_size = o.chunked_prefill_size;
   eo.max_prefill_tokens = std::max(eo.max_prefill_tokens, o.chunked_prefill_size);
   SGL_ASSIGN_OR_RETURN(eo.kv_dtype, sgl::backend::parse_kv_dtype(o.kv_dtype));
@@ -1037,7 +1052,7 @@ bool parse_int_list(const std::string& s, std::vector<int32_t>* out) {
 // tests/cuda/check_hf.py, which compares them with Hugging Face transformers).
 int run_logits(int argc, char** argv) {
   auto args = parse_args(argc, argv, {"-m", "--device", "--ids", "--split", "--decode-from",
-                                      "--kv-dtype", "--out", "--threads"});
+                                      "--kv-dtype", "--out", "--threads", "--tp-size"});
   if (!args.is_ok()) return fail(args.status().message());
   const std::string* model = args->get("-m");
   const std::string* ids_s = args->get("--ids");
@@ -1061,6 +1076,7 @@ int run_logits(int argc, char** argv) {
   bo.kv_dtype = *kv;
   bo.kv_capacity = n + 8;
   bo.n_threads = args->get("--threads") ? std::atoi(args->get("--threads")->c_str()) : 0;
+  bo.tp_size = args->get("--tp-size") ? std::atoi(args->get("--tp-size")->c_str()) : 1;
   bo.progress = false;
   auto be = sgl::backend::create_backend(**loaded, bo);
   if (!be.is_ok()) return fail(be.status().to_string());
@@ -1177,11 +1193,11 @@ const Command kCommands[] = {
     {"model",
      "model -m MODEL [--threads N] [--prefill 512] [--decode 128] [--input 32] "
      "[--batches 1,16,64] [--kv-dtype f16] [--device cpu|cuda] [--load-format auto|dummy] "
-     "[--mem-fraction-static 0.85]",
+     "[--mem-fraction-static 0.85] [--tp-size 1]",
      run_model},
     {"logits",
      "logits -m MODEL --ids 1,2,3 --out FILE [--device cpu|cuda] [--split N] [--decode-from N] "
-     "[--kv-dtype f16]",
+     "[--kv-dtype f16] [--tp-size 1]",
      run_logits},
     {"cuda-kernels",
      "cuda-kernels [--prefill-lens 4096,8192,16384] [--decode-batch 64] "
@@ -1208,7 +1224,7 @@ int usage(FILE* out) {
                "[--max-total-tokens N] [--disable-radix-cache] [--seed 1] [--json] "
                "[--dump-prompts FILE] [--prompts-only] [--device cpu|cuda] "
                "[--load-format auto|dummy] [--tokenizer-path PATH] [--mem-fraction-static F] "
-               "[--chunked-prefill-size 512] [--kv-dtype f16|bf16]\n");
+               "[--chunked-prefill-size 512] [--kv-dtype f16|bf16] [--tp-size 1]\n");
   return out == stderr ? 2 : 0;
 }
 

@@ -199,6 +199,9 @@ struct EngineOptions {
   std::string device = "cpu";
   // cuda: the share of free GPU memory for weights + KV pool (SGLang's --mem-fraction-static).
   double mem_fraction_static = 0.85;
+  // cuda: tensor parallelism over this many GPUs (device, device + 1, ...) through NCCL
+  // (SGLang's --tp-size); 1 = one GPU. > 1 with device "cpu" is an error.
+  int32_t tp_size = 1;
   // "auto": model_path is a model (GGUF file or Hugging Face directory). "dummy" (SGLang's
   // --load-format dummy, for benchmarks of a real shape without its weights): model_path is a
   // Hugging Face config.json (or its directory), the weights are random (CUDA backend only), and

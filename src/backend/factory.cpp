@@ -5,6 +5,7 @@
 #include "backend/cpu_backend.h"
 #ifdef SGL_WITH_CUDA
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/tp_backend.h"
 #endif
 
 namespace sgl::backend {
@@ -42,6 +43,16 @@ CudaBackendOptions cuda_options(const BackendOptions& o, int index) {
 }
 #endif
 
+Status check_tp(const BackendOptions& o) {
+  if (o.tp_size < 1)
+    return invalid_argument("--tp-size must be at least 1, got " + std::to_string(o.tp_size));
+  if (o.tp_size > 1 && o.device == "cpu")
+    return invalid_argument("--tp-size " + std::to_string(o.tp_size) +
+                            ": tensor parallelism needs --device cuda (the CPU backend runs on "
+                            "one process's threads: use --tp-size 1)");
+  return Status::ok();
+}
+
 }  // namespace
 
 bool cuda_compiled() {
@@ -54,6 +65,7 @@ bool cuda_compiled() {
 
 Result<std::unique_ptr<Backend>> create_backend(const models::LoadedModel& model,
                                                 const BackendOptions& options) {
+  SGL_RETURN_IF_ERROR(check_tp(options));
   if (options.device == "cpu") {
     CpuBackendOptions c;
     c.n_threads = options.n_threads;
@@ -67,6 +79,12 @@ Result<std::unique_ptr<Backend>> create_backend(const models::LoadedModel& model
     return invalid_argument("unknown device '" + options.device +
                             "' (expected cpu, cuda or cuda:N)");
 #ifdef SGL_WITH_CUDA
+  if (options.tp_size > 1) {
+    SGL_ASSIGN_OR_RETURN(
+        std::unique_ptr<TpCudaBackend> tp,
+        TpCudaBackend::create(model, cuda_options(options, index), options.tp_size));
+    return std::unique_ptr<Backend>(std::move(tp));
+  }
   SGL_ASSIGN_OR_RETURN(std::unique_ptr<CudaBackend> b,
                        CudaBackend::create(model, cuda_options(options, index)));
   return std::unique_ptr<Backend>(std::move(b));
@@ -78,11 +96,18 @@ Result<std::unique_ptr<Backend>> create_backend(const models::LoadedModel& model
 Result<std::unique_ptr<Backend>> create_dummy_backend(const model::ModelConfig& config,
                                                       const BackendOptions& options,
                                                       uint64_t seed) {
+  SGL_RETURN_IF_ERROR(check_tp(options));
   const int index = cuda_index(options.device);
   if (index < 0)
     return invalid_argument("--load-format dummy needs --device cuda (got '" + options.device +
                             "')");
 #ifdef SGL_WITH_CUDA
+  if (options.tp_size > 1) {
+    SGL_ASSIGN_OR_RETURN(
+        std::unique_ptr<TpCudaBackend> tp,
+        TpCudaBackend::create_dummy(config, cuda_options(options, index), options.tp_size, seed));
+    return std::unique_ptr<Backend>(std::move(tp));
+  }
   SGL_ASSIGN_OR_RETURN(std::unique_ptr<CudaBackend> b,
                        CudaBackend::create_dummy(config, cuda_options(options, index), seed));
   return std::unique_ptr<Backend>(std::move(b));

@@ -20,6 +20,9 @@ struct BackendOptions {
   int64_t kv_capacity = 0;            // KV pool tokens; 0 = the backend's default
   double mem_fraction_static = 0.85;  // cuda: weights + KV pool share of GPU memory
   bool progress = true;               // cuda: print weight-loading progress to stderr
+  // cuda: tensor parallelism over GPUs device..device+tp_size-1 of this host, through NCCL
+  // (cuda/tp_backend.h); 1 = one GPU.
+  int tp_size = 1;
 };
 
 // True iff this build contains the CUDA backend.

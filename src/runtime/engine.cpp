@@ -304,6 +304,7 @@ Result<std::unique_ptr<Engine>> Engine::create(std::string model_path, EngineOpt
   bo.kv_dtype = options.kv_dtype;
   bo.kv_capacity = options.max_total_tokens;
   bo.mem_fraction_static = options.mem_fraction_static;
+  bo.tp_size = options.tp_size;
   if (dummy) {
     SGL_ASSIGN_OR_RETURN(e->backend_, backend::create_dummy_backend(e->model_->config, bo));
   } else {

@@ -161,6 +161,11 @@ const std::vector<Flag>& flags() {
          a.mem_fraction_static = x;
          return Status::ok();
        }},
+      {"--tp-size", "N",
+       "cuda: tensor parallelism over N GPUs of this host (GPUs device..device+N-1, through "
+       "NCCL, which is loaded at run time: libnccl.so.2 or $SGL_NCCL_LIBRARY); N must divide the "
+       "model's attention heads, KV heads and MLP width (default 1).",
+       int_flag("--tp-size", &ServerArgs::tp_size, 1, 64)},
       {"--load-format", "FORMAT",
        "auto (default: --model-path is a GGUF file or Hugging Face directory) or dummy "
        "(--model-path is a Hugging Face config.json; random weights of its shape, --device cuda "
@@ -289,6 +294,7 @@ Result<runtime::EngineOptions> engine_options(const ServerArgs& a) {
   o.disable_jump_forward = a.disable_jump_forward;
   o.device = a.device;
   o.mem_fraction_static = a.mem_fraction_static;
+  o.tp_size = a.tp_size;
   o.load_format = a.load_format;
   o.tokenizer_path = a.tokenizer_path;
   return o;
@@ -331,7 +337,7 @@ Json server_args_json(const ServerArgs& a) {
   j["keep_alive_timeout"] = a.keep_alive_timeout_s;
   j["device"] = a.device;
   j["mem_fraction_static"] = a.mem_fraction_static;
-  j["tp_size"] = 1;
+  j["tp_size"] = a.tp_size;
   j["load_format"] = a.load_format;
   return j;
 }

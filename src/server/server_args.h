@@ -35,6 +35,7 @@ struct ServerArgs {
   std::string kv_cache_dtype = "auto";
   std::string device = "cpu";         // "cpu", "cuda" or "cuda:N" (CUDA builds only)
   double mem_fraction_static = 0.85;  // cuda: share of free GPU memory for weights + KV pool
+  int32_t tp_size = 1;                // cuda: tensor parallelism over this many GPUs (NCCL)
   std::string load_format = "auto";   // or "dummy": model_path is a config.json (cuda)
   std::string tokenizer_path;         // dummy: GGUF file or Hugging Face directory
   int64_t random_seed = -1;  // -1 = pick one at startup (as SGLang)

@@ -4,7 +4,8 @@
 # build-cuda/ with -DSGL_CUDA=ON -DSGL_HTTP=OFF (no Boost needed), builds sgl-bench and test_cuda,
 # then runs: test_cuda (kernel parity + model vs CPU), tests/cuda/check_hf.py (logits vs
 # transformers), sgl-bench cuda-kernels (copy bandwidth, GEMM rate, attention), PyTorch SDPA on the
-# same prefill shapes, and sgl-bench model on the Llama-3.1-8B shape with dummy weights.
+# same prefill shapes, and sgl-bench model on the Llama-3.1-8B shape with dummy weights (also with
+# --tp-size 2 where the machine has 2 GPUs).
 # Logs and JSON go to $OUT (default /tmp/sgl-cuda-out).
 # Usage: tests/cuda/run_device.sh [quick|full]; `full` adds the offline throughput run (1,000
 # prompts of 1,024 + 1,024 tokens, several minutes). BIN=DIR uses prebuilt sgl-bench and test_cuda
@@ -49,6 +50,12 @@ else
   B="$ROOT/build-cuda/bin"
 fi
 
+# NCCL for the tensor-parallel tests and runs (loaded at run time): pip's nvidia-nccl-cu13.
+nccl_dir="$(python3 -c 'import nvidia.nccl,os;print(os.path.dirname(nvidia.nccl.__file__))' \
+  2>/dev/null)/lib"
+[ -e "$nccl_dir/libnccl.so.2" ] && export LD_LIBRARY_PATH="$nccl_dir:${LD_LIBRARY_PATH:-}"
+n_gpu="$(nvidia-smi -L | wc -l)"
+
 step "test_cuda"
 "$B/test_cuda" 2>&1 | tee "$OUT/test_cuda.log" | grep -vE "^\[ +(RUN|OK) +\]"
 
@@ -65,6 +72,12 @@ step "Llama-3.1-8B shape, dummy weights, bf16"
 "$B/sgl-bench" model -m tests/data/configs/llama-3.1-8b.json \
   --load-format dummy --device cuda --kv-dtype bf16 --prefill 1024 --input 1024 --decode 64 \
   --batches 1,64 --mem-fraction-static 0.7 2>&1 | tee "$OUT/model.json"
+if [ "$n_gpu" -ge 2 ]; then
+  step "Llama-3.1-8B shape, tensor parallel over 2 GPUs (decode graphs with NCCL captured)"
+  SGL_CUDA_TP_GRAPHS=1 "$B/sgl-bench" model -m tests/data/configs/llama-3.1-8b.json \
+    --load-format dummy --device cuda --kv-dtype bf16 --prefill 1024 --input 1024 --decode 64 \
+    --batches 1,64 --mem-fraction-static 0.7 --tp-size 2 2>&1 | tee "$OUT/model_tp2.json"
+fi
 if [ "${1:-}" = full ]; then
   step "offline throughput: Llama-3.1-8B shape, 1000 x (1024 in + 1024 out)"
   "$B/sgl-bench" offline -m tests/data/configs/llama-3.1-8b.json --load-format dummy \

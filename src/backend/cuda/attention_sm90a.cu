@@ -375,15 +375,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
 template <int D, int Bc, int Stages, int kMinBlocks>
 bool launch_cfg(const AttentionArgs& a, const int32_t* tiles, int n_tiles, cudaStream_t stream) {
   constexpr int smem = Cfg<D, Bc, Stages>::kSmem;
-  static bool configured = false;
-  if (!configured) {
-    if (cudaFuncSetAttribute(prefill_wgmma_kernel<D, Bc, Stages, kMinBlocks>,
-                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess) {
-      cudaGetLastError();
-      return false;
-    }
-    configured = true;
-  }
+  static std::atomic<uint64_t> configured{0};  // per GPU
+  if (!tc::set_max_dynamic_smem(prefill_wgmma_kernel<D, Bc, Stages, kMinBlocks>, smem, configured))
+    return false;
   if (n_tiles > 65535) return false;
   prefill_wgmma_kernel<D, Bc, Stages, kMinBlocks>
       <<<dim3(a.n_head, n_tiles), kThreads, smem, stream>>>(a, tiles);

@@ -268,15 +268,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 template <int D, int Bc, int Stages>
 bool launch_cfg(const AttentionArgs& a, const int32_t* tiles, int n_tiles, cudaStream_t stream) {
   constexpr int smem = Cfg<D, Bc, Stages>::kSmem;
-  static bool configured = false;  // the attribute is set once per process (one device)
-  if (!configured) {
-    if (cudaFuncSetAttribute(prefill_mma_kernel<D, Bc, Stages>,
-                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess) {
-      cudaGetLastError();
-      return false;
-    }
-    configured = true;
-  }
+  static std::atomic<uint64_t> configured{0};  // per GPU
+  if (!tc::set_max_dynamic_smem(prefill_mma_kernel<D, Bc, Stages>, smem, configured)) return false;
   if (n_tiles > 65535) return false;  // gridDim.y
   const dim3 grid(a.n_head, n_tiles);
   prefill_mma_kernel<D, Bc, Stages><<<grid, kThreads, smem, stream>>>(a, tiles);

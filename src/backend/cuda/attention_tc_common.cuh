@@ -5,9 +5,31 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 
 namespace sgl::backend::cuda::tc {
+
+// Raises `kernel`'s dynamic shared memory limit to `smem` bytes on the current GPU, once per GPU:
+// the attribute is per device, and a tensor-parallel process launches on several (from one
+// thread per GPU, hence the atomic). `done` holds one bit per device ordinal (< 64).
+template <typename Kernel>
+inline bool set_max_dynamic_smem(Kernel* kernel, int smem, std::atomic<uint64_t>& done) {
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
+    cudaGetLastError();
+    return false;
+  }
+  const uint64_t bit = uint64_t{1} << dev;
+  if (done.load(std::memory_order_acquire) & bit) return true;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) !=
+      cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  done.fetch_or(bit, std::memory_order_acq_rel);
+  return true;
+}
 
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
   // src-size 0 fills the 16 bytes with zeros (rows past the sequence: P V must not see NaNs).

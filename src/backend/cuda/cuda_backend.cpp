@@ -66,7 +66,30 @@ std::vector<double> llama3_factors(const model::ModelConfig& c, int rope_dim) {
 
 }  // namespace
 
-CudaBackend::CudaBackend(const model::ModelConfig& config) : config_(config) {}
+CudaBackend::CudaBackend(const model::ModelConfig& config)
+    : config_(config), full_config_(config) {}
+
+Status CudaBackend::init_shard(const CudaBackendOptions& o) {
+  if (o.tp_size < 1 || o.tp_rank < 0 || o.tp_rank >= o.tp_size)
+    return invalid_argument("CUDA: bad tensor-parallel rank " + std::to_string(o.tp_rank) + " of " +
+                            std::to_string(o.tp_size));
+  tp_rank_ = o.tp_rank;
+  tp_size_ = o.tp_size;
+  if (tp_size_ == 1) return Status::ok();
+  if (!o.all_reduce) return invalid_argument("CUDA: tensor parallelism needs an all-reduce");
+  all_reduce_ = o.all_reduce;
+  const auto& f = full_config_;
+  const uint32_t tp = static_cast<uint32_t>(tp_size_);
+  if (f.n_head % tp != 0 || f.n_head_kv % tp != 0 || f.n_ff % tp != 0)
+    return invalid_argument(
+        "--tp-size " + std::to_string(tp) + " must divide the model's attention heads (" +
+        std::to_string(f.n_head) + "), KV heads (" + std::to_string(f.n_head_kv) +
+        ") and MLP width (" + std::to_string(f.n_ff) + ")");
+  config_.n_head = f.n_head / tp;
+  config_.n_head_kv = f.n_head_kv / tp;
+  config_.n_ff = f.n_ff / tp;
+  return Status::ok();
+}
 
 CudaBackend::~CudaBackend() {
   if (device_ >= 0) cudaSetDevice(device_);
@@ -186,28 +209,41 @@ Status CudaBackend::alloc_weights() {
 
 namespace {
 
-// Converts rows [0, rows) of a weight (any dequantizable type) to bf16 and copies them to `dst`,
-// through a host staging buffer of a few MiB.
+// The part of a weight matrix (rows = outputs, cols = inputs) a tensor-parallel rank holds:
+// `parts` equal blocks of rows (or of columns), block `index`. parts == 1: all of it.
+struct Shard {
+  bool by_cols = false;
+  int index = 0, parts = 1;
+};
+
+// Converts the shard's rows and columns of a weight (any dequantizable type) to bf16 and copies
+// them, dense, to `dst`, through a host staging buffer of a few MiB.
 Status upload_matrix_bf16(const models::WeightRef& w, uint16_t* dst, cudaStream_t stream,
-                          std::vector<float>& f32, std::vector<uint16_t>& staging) {
+                          std::vector<float>& f32, std::vector<uint16_t>& staging,
+                          Shard shard = {}) {
   if (!model::can_dequantize(w.type))
     return unsupported("model: tensor '" + w.name + "' has type " +
                        std::string(model::ggml_type_name(w.type)) +
                        ", which the CUDA backend cannot convert");
-  const int64_t cols = w.cols(), rows = w.rows();
+  const int64_t full_cols = w.cols();
+  const int64_t cols = shard.by_cols ? full_cols / shard.parts : full_cols;
+  const int64_t rows = shard.by_cols ? w.rows() : w.rows() / shard.parts;
+  const int64_t row0 = shard.by_cols ? 0 : rows * shard.index;
+  const int64_t col0 = shard.by_cols ? cols * shard.index : 0;
   const uint64_t rb = w.row_bytes();
   const int64_t chunk = std::max<int64_t>(1, (int64_t{4} << 20) / std::max<int64_t>(cols, 1));
-  f32.resize(cols);
+  f32.resize(full_cols);
   staging.resize(static_cast<size_t>(std::min(chunk, rows)) * cols);
   for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
     const int64_t nr = std::min(chunk, rows - r0);
     // The previous chunk's copy must be done before the staging buffer is rewritten.
     SGL_CUDA_OK(cudaStreamSynchronize(stream), "upload");
     for (int64_t r = 0; r < nr; ++r) {
-      model::dequantize_row(w.type, static_cast<const uint8_t*>(w.data) + (r0 + r) * rb, f32.data(),
-                            cols);
+      // Quantized blocks span columns: the whole row is decoded, the shard's columns kept.
+      model::dequantize_row(w.type, static_cast<const uint8_t*>(w.data) + (row0 + r0 + r) * rb,
+                            f32.data(), full_cols);
       uint16_t* out = staging.data() + r * cols;
-      for (int64_t i = 0; i < cols; ++i) out[i] = fp32_to_bf16(f32[i]);
+      for (int64_t i = 0; i < cols; ++i) out[i] = fp32_to_bf16(f32[col0 + i]);
     }
     SGL_CUDA_OK(cudaMemcpyAsync(dst + r0 * cols, staging.data(), nr * cols * sizeof(uint16_t),
                                 cudaMemcpyHostToDevice, stream),
@@ -216,15 +252,18 @@ Status upload_matrix_bf16(const models::WeightRef& w, uint16_t* dst, cudaStream_
   return Status::ok();
 }
 
-Status upload_vector_f32(const models::WeightRef& w, float* dst, cudaStream_t stream) {
+// The whole vector, or block `shard.index` of `shard.parts` equal blocks.
+Status upload_vector_f32(const models::WeightRef& w, float* dst, cudaStream_t stream,
+                         Shard shard = {}) {
   if (w.type != GgmlType::kF32 && w.type != GgmlType::kF16 && w.type != GgmlType::kBF16)
     return unsupported("model: tensor '" + w.name + "' must be f32, f16 or bf16, got " +
                        std::string(model::ggml_type_name(w.type)));
   std::vector<float> v(static_cast<size_t>(w.cols() * w.rows()));
   model::dequantize_row(w.type, w.data, v.data(), static_cast<int64_t>(v.size()));
-  SGL_CUDA_OK(
-      cudaMemcpyAsync(dst, v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice, stream),
-      "upload " + w.name);
+  const size_t part = v.size() / shard.parts;
+  SGL_CUDA_OK(cudaMemcpyAsync(dst, v.data() + part * shard.index, part * sizeof(float),
+                              cudaMemcpyHostToDevice, stream),
+              "upload " + w.name);
   // v dies here: wait for the copy.
   SGL_CUDA_OK(cudaStreamSynchronize(stream), "upload");
   return Status::ok();
@@ -234,7 +273,8 @@ Status upload_vector_f32(const models::WeightRef& w, float* dst, cudaStream_t st
 
 Status CudaBackend::load_weights(const models::LoadedModel& model) {
   const auto& c = config_;
-  SGL_ASSIGN_OR_RETURN(models::LlamaWeights w, models::load_llama_weights(c, *model.weights));
+  SGL_ASSIGN_OR_RETURN(models::LlamaWeights w,
+                       models::load_llama_weights(full_config_, *model.weights));
   cudaStream_t s = as_stream(stream_);
   std::vector<float> f32;
   std::vector<uint16_t> staging;
@@ -251,18 +291,23 @@ Status CudaBackend::load_weights(const models::LoadedModel& model) {
   for (uint32_t i = 0; i < c.n_layer; ++i) {
     const auto& lw = w.layers[i];
     Layer& l = layers_[i];
-    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.wq, l.wqkv, s, f32, staging));
-    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.wk, l.wqkv + q_dim * E, s, f32, staging));
-    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.wv, l.wqkv + (q_dim + kv_dim) * E, s, f32, staging));
+    // Under tensor parallelism (q_dim, kv_dim, F are this rank's): its heads' rows of Q, K, V
+    // (heads are contiguous row blocks) and columns of O; its rows of gate and up, columns of
+    // down.
+    const Shard rows{false, tp_rank_, tp_size_}, cols{true, tp_rank_, tp_size_};
+    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.wq, l.wqkv, s, f32, staging, rows));
+    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.wk, l.wqkv + q_dim * E, s, f32, staging, rows));
+    SGL_RETURN_IF_ERROR(
+        upload_matrix_bf16(lw.wv, l.wqkv + (q_dim + kv_dim) * E, s, f32, staging, rows));
     if (c.attn_qkv_bias) {
-      SGL_RETURN_IF_ERROR(upload_vector_f32(lw.bq, l.bqkv, s));
-      SGL_RETURN_IF_ERROR(upload_vector_f32(lw.bk, l.bqkv + q_dim, s));
-      SGL_RETURN_IF_ERROR(upload_vector_f32(lw.bv, l.bqkv + q_dim + kv_dim, s));
+      SGL_RETURN_IF_ERROR(upload_vector_f32(lw.bq, l.bqkv, s, rows));
+      SGL_RETURN_IF_ERROR(upload_vector_f32(lw.bk, l.bqkv + q_dim, s, rows));
+      SGL_RETURN_IF_ERROR(upload_vector_f32(lw.bv, l.bqkv + q_dim + kv_dim, s, rows));
     }
-    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.wo, l.wo, s, f32, staging));
-    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.w_gate, l.wgu, s, f32, staging));
-    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.w_up, l.wgu + F * E, s, f32, staging));
-    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.w_down, l.wdown, s, f32, staging));
+    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.wo, l.wo, s, f32, staging, cols));
+    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.w_gate, l.wgu, s, f32, staging, rows));
+    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.w_up, l.wgu + F * E, s, f32, staging, rows));
+    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.w_down, l.wdown, s, f32, staging, cols));
     SGL_RETURN_IF_ERROR(upload_vector_f32(lw.attn_norm, l.attn_norm, s));
     SGL_RETURN_IF_ERROR(upload_vector_f32(lw.ffn_norm, l.ffn_norm, s));
     if (progress_) {
@@ -289,7 +334,7 @@ Status CudaBackend::fill_dummy(uint64_t seed) {
   const size_t q_dim = static_cast<size_t>(c.n_head) * c.head_dim;
   const size_t kv_dim = static_cast<size_t>(c.n_head_kv) * c.head_dim;
   const size_t qkv = q_dim + 2 * kv_dim;
-  uint64_t k = seed * 1000003;
+  uint64_t k = seed * 1000003 + static_cast<uint64_t>(tp_rank_) * 7919;
   cuda::launch_fill_uniform_bf16(tok_embd_, V * E, 1.0f, ++k, s);
   if (!c.tied_embeddings)
     cuda::launch_fill_uniform_bf16(output_, V * E, 1.0f / std::sqrt(float(E)), ++k, s);
@@ -298,9 +343,13 @@ Status CudaBackend::fill_dummy(uint64_t seed) {
     Layer& l = layers_[i];
     cuda::launch_fill_uniform_bf16(l.wqkv, qkv * E, 1.0f / std::sqrt(float(E)), ++k, s);
     if (l.bqkv) cuda::launch_fill_f32(l.bqkv, qkv, 0.01f, s);
-    cuda::launch_fill_uniform_bf16(l.wo, E * q_dim, 1.0f / std::sqrt(float(q_dim)), ++k, s);
+    // The scales of the full matrices' inputs (the same distribution under tensor parallelism;
+    // a rank's values are its own draws, not a slice of the tp = 1 tensors).
+    const float full_q = float(full_config_.n_head) * float(c.head_dim);
+    cuda::launch_fill_uniform_bf16(l.wo, E * q_dim, 1.0f / std::sqrt(full_q), ++k, s);
     cuda::launch_fill_uniform_bf16(l.wgu, 2 * F * E, 1.0f / std::sqrt(float(E)), ++k, s);
-    cuda::launch_fill_uniform_bf16(l.wdown, E * F, 1.0f / std::sqrt(float(F)), ++k, s);
+    cuda::launch_fill_uniform_bf16(l.wdown, E * F, 1.0f / std::sqrt(float(full_config_.n_ff)), ++k,
+                                   s);
     cuda::launch_fill_f32(l.attn_norm, E, 1.0f, s);
     cuda::launch_fill_f32(l.ffn_norm, E, 1.0f, s);
   }
@@ -375,6 +424,7 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const models::LoadedMod
                                                          const CudaBackendOptions& options) {
   std::unique_ptr<CudaBackend> b(new CudaBackend(model.config));
   b->progress_ = options.progress;
+  SGL_RETURN_IF_ERROR(b->init_shard(options));
   SGL_RETURN_IF_ERROR(b->init_device(options));
   SGL_RETURN_IF_ERROR(b->alloc_weights());
   SGL_RETURN_IF_ERROR(b->load_weights(model));
@@ -387,6 +437,7 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create_dummy(const model::Mode
                                                                uint64_t seed) {
   std::unique_ptr<CudaBackend> b(new CudaBackend(config));
   b->progress_ = options.progress;
+  SGL_RETURN_IF_ERROR(b->init_shard(options));
   SGL_RETURN_IF_ERROR(b->init_device(options));
   SGL_RETURN_IF_ERROR(b->alloc_weights());
   SGL_RETURN_IF_ERROR(b->fill_dummy(seed));
@@ -598,6 +649,7 @@ Status CudaBackend::enqueue_layers(const StepInputs& in) {
     }
     cuda::launch_attention(aa, s);
     SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wo, f_, cuda::GemmOut::kF32, n, E, q_dim, s));
+    if (tp_size_ > 1) SGL_RETURN_IF_ERROR(all_reduce_(f_, static_cast<size_t>(n) * E, s));
     cuda::launch_add_rms_norm(x_, f_, L.ffn_norm, h_, n, E, c.rms_eps, s);
     // Where the plain GEMV beat cuBLASLt on the gate|up shape, its gated form computes
     // SiLU(gate) * up in the epilogue: one launch, and no f32 [n, 2 n_ff] round trip.
@@ -610,6 +662,7 @@ Status CudaBackend::enqueue_layers(const StepInputs& in) {
       cuda::launch_silu_mul(f_, n, F, h_, s);
       SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wdown, f_, cuda::GemmOut::kF32, n, E, F, s));
     }
+    if (tp_size_ > 1) SGL_RETURN_IF_ERROR(all_reduce_(f_, static_cast<size_t>(n) * E, s));
     // The residual add fused with the next layer's attention norm (the last layer's output
     // norm result in h_ goes unused: the head norms only the requested rows).
     const float* next_norm = il + 1 < c.n_layer ? layers_[il + 1].attn_norm : output_norm_;
@@ -793,6 +846,16 @@ Status CudaBackend::forward(const ForwardBatch& batch, Logits* logits) {
                                 cudaMemcpyDeviceToHost, s),
                 "logits download");
   SGL_CUDA_OK(cudaStreamSynchronize(s), "forward");
+  return Status::ok();
+}
+
+Status CudaBackend::forward_no_output(const ForwardBatch& batch) {
+  const auto& c = config_;
+  SGL_RETURN_IF_ERROR(batch.validate(kv_capacity_, static_cast<int32_t>(c.n_vocab)));
+  SGL_CUDA_OK(cudaSetDevice(device_), "set device");
+  if (batch.n_tokens() == 0) return Status::ok();
+  SGL_RETURN_IF_ERROR(forward_device(batch));
+  SGL_CUDA_OK(cudaStreamSynchronize(as_stream(stream_)), "forward");
   return Status::ok();
 }
 

@@ -20,6 +20,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -51,6 +52,15 @@ struct CudaBackendOptions {
   // Decode-only batches replay CUDA graphs (captured lazily per padded batch size); the
   // environment variable SGL_CUDA_GRAPHS=0 also turns them off.
   bool cuda_graphs = true;
+  // Tensor parallelism (set by TpCudaBackend, tp_backend.h): this backend holds rank tp_rank's
+  // shard of tp_size: n_head / tp_size query heads and n_head_kv / tp_size KV heads (its rows of
+  // Q|K|V and bias, its columns of O), n_ff / tp_size rows of gate and of up (its columns of
+  // down); embeddings, norms and the LM head whole. The O and down GEMMs then give partial sums,
+  // which `all_reduce` must sum over the ranks (in place, `count` f32 values, enqueued on the
+  // given cudaStream_t) before the residual add. Every rank must run the same forward calls.
+  int tp_rank = 0;
+  int tp_size = 1;
+  std::function<Status(float* data, size_t count, void* stream)> all_reduce;
 };
 
 class CudaBackend final : public Backend {
@@ -67,12 +77,19 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override;
 
   std::string_view name() const override { return "cuda"; }
-  const model::ModelConfig& config() const override { return config_; }
+  // The model's config (also under tensor parallelism, where this backend holds a shard).
+  const model::ModelConfig& config() const override { return full_config_; }
   int64_t kv_capacity() const override { return kv_capacity_; }
   Status forward(const ForwardBatch& batch, Logits* logits) override;
   // The same forward pass, but returns only the greedy token (argmax, computed on the GPU) of
   // each logit row: no logits are copied to the host.
   Status forward_greedy(const ForwardBatch& batch, std::vector<int32_t>* tokens);
+  // The forward pass with no output (the K/V writes only): what the ranks other than 0 of a
+  // tensor-parallel backend run, so that their all-reduces meet rank 0's.
+  Status forward_no_output(const ForwardBatch& batch);
+  // forward_sample's checks of `rows` against `batch` (done before any GPU work, so that
+  // tensor-parallel ranks fail together, before any collective).
+  static Status check_sample_rows(const ForwardBatch& batch, std::span<const SampleRow> rows);
 
   // Bytes of weights on the device, and of the KV pool.
   size_t weight_bytes() const { return weight_bytes_; }
@@ -81,6 +98,8 @@ class CudaBackend final : public Backend {
 
  private:
   explicit CudaBackend(const model::ModelConfig& config);
+  // Checks the tensor-parallel split and narrows config_ to this rank's shard.
+  Status init_shard(const CudaBackendOptions& options);
   Status init_device(const CudaBackendOptions& options);
   Status alloc_weights();
   Status load_weights(const models::LoadedModel& model);
@@ -127,7 +146,12 @@ class CudaBackend final : public Backend {
     float* ffn_norm = nullptr;   // [n_embd]
   };
 
+  // config_: the shapes this backend computes (under tensor parallelism n_head, n_head_kv and
+  // n_ff are this rank's shares); full_config_: the model's.
   model::ModelConfig config_;
+  model::ModelConfig full_config_;
+  int tp_rank_ = 0, tp_size_ = 1;
+  std::function<Status(float*, size_t, void*)> all_reduce_;
   int device_ = -1;
   bool progress_ = true;
   int n_sm_ = 0;

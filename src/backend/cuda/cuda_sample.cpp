@@ -46,10 +46,7 @@ void CudaBackend::SampleBuffersDeleter::operator()(SampleBuffers* b) const {
   delete b;
 }
 
-Status CudaBackend::forward_sample(const ForwardBatch& batch, std::span<const SampleRow> rows,
-                                   std::vector<int32_t>* tokens) {
-  const auto& c = config_;
-  SGL_RETURN_IF_ERROR(batch.validate(kv_capacity_, static_cast<int32_t>(c.n_vocab)));
+Status CudaBackend::check_sample_rows(const ForwardBatch& batch, std::span<const SampleRow> rows) {
   const size_t n_out = batch.logit_rows.size();
   if (rows.size() != n_out)
     return invalid_argument("forward_sample: " + std::to_string(rows.size()) +
@@ -60,6 +57,15 @@ Status CudaBackend::forward_sample(const ForwardBatch& batch, std::span<const Sa
     if (!(r.u >= 0.0 && r.u < 1.0))
       return invalid_argument("forward_sample: u must be in [0, 1), got " + std::to_string(r.u));
   }
+  return Status::ok();
+}
+
+Status CudaBackend::forward_sample(const ForwardBatch& batch, std::span<const SampleRow> rows,
+                                   std::vector<int32_t>* tokens) {
+  const auto& c = config_;
+  SGL_RETURN_IF_ERROR(batch.validate(kv_capacity_, static_cast<int32_t>(c.n_vocab)));
+  SGL_RETURN_IF_ERROR(check_sample_rows(batch, rows));
+  const size_t n_out = batch.logit_rows.size();
   SGL_SAMPLE_CUDA_OK(cudaSetDevice(device_), "set device");
   tokens->assign(n_out, 0);
   if (batch.n_tokens() == 0) return Status::ok();

@@ -40,113 +40,7 @@
 namespace sgl::cuda_test {
 namespace {
 
-using model::GgmlType;
-
-struct Spec {
-  std::string arch = "llama";
-  uint32_t n_embd = 64, n_layer = 2, n_ff = 128, n_head = 4, n_head_kv = 2, head_dim = 16;
-  bool bias = false, rope_freqs = false, tied = false;
-  uint32_t seed = 1;
-};
-
-constexpr uint32_t kVocab = 320;
-
-Status write_tiny_gguf(const std::string& path, const Spec& s) {
-  std::mt19937 rng(s.seed);
-  model::GgufWriter w;
-  const std::string a = s.arch + ".";
-  // GPT-2's 256 byte symbols (bytes_to_unicode: printable Latin-1 bytes stand for themselves,
-  // the others for U+0100 onwards in byte order) + control tokens up to kVocab.
-  std::vector<std::string> tokens;
-  std::vector<int32_t> types;
-  uint32_t next = 256;
-  for (uint32_t b = 0; b < 256; ++b) {
-    const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
-    const uint32_t cp = printable ? b : next++;
-    std::string u;
-    if (cp < 0x80) {
-      u += char(cp);
-    } else {
-      u += char(0xC0 | (cp >> 6));
-      u += char(0x80 | (cp & 0x3F));
-    }
-    tokens.push_back(u);
-    types.push_back(1);
-  }
-  while (tokens.size() < kVocab) {
-    tokens.push_back("<|extra_" + std::to_string(tokens.size()) + "|>");
-    types.push_back(3);
-  }
-  w.add_string("general.architecture", s.arch)
-      .add_u32(a + "context_length", 1024)
-      .add_u32(a + "embedding_length", s.n_embd)
-      .add_u32(a + "block_count", s.n_layer)
-      .add_u32(a + "feed_forward_length", s.n_ff)
-      .add_u32(a + "attention.head_count", s.n_head)
-      .add_u32(a + "attention.head_count_kv", s.n_head_kv)
-      .add_u32(a + "attention.key_length", s.head_dim)
-      .add_u32(a + "attention.value_length", s.head_dim)
-      .add_u32(a + "rope.dimension_count", s.head_dim)
-      .add_f32(a + "rope.freq_base", 10000.0f)
-      .add_f32(a + "attention.layer_norm_rms_epsilon", 1e-5f)
-      .add_string("tokenizer.ggml.model", "gpt2")
-      .add_string("tokenizer.ggml.pre", "default")
-      .add_string_array("tokenizer.ggml.tokens", tokens)
-      .add_i32_array("tokenizer.ggml.token_type", types)
-      .add_string_array("tokenizer.ggml.merges", {})
-      .add_u32("tokenizer.ggml.eos_token_id", kVocab - 1)
-      .add_bool("tokenizer.ggml.add_bos_token", false);
-  auto normal = [&](size_t n, float mean, float sd) {
-    std::normal_distribution<float> d(mean, sd);
-    std::vector<float> v(n);
-    for (float& x : v) x = d(rng);
-    return v;
-  };
-  auto matrix = [&](const std::string& name, uint64_t n_in, uint64_t n_out, float scale) {
-    w.add_f32_tensor(name, {n_in, n_out}, normal(n_in * n_out, 0, scale / std::sqrt(float(n_in))));
-  };
-  const uint64_t E = s.n_embd, F = s.n_ff, Q = uint64_t{s.n_head} * s.head_dim,
-                 KV = uint64_t{s.n_head_kv} * s.head_dim;
-  matrix("token_embd.weight", E, kVocab, std::sqrt(float(E)));
-  w.add_f32_tensor("output_norm.weight", {E}, normal(E, 1, 0.2f));
-  if (!s.tied) matrix("output.weight", E, kVocab, 4);
-  if (s.rope_freqs) {
-    std::uniform_real_distribution<float> u(-1.4f, 1.4f);
-    std::vector<float> f(s.head_dim / 2);
-    for (float& x : f) x = std::exp(u(rng));
-    w.add_f32_tensor("rope_freqs.weight", {s.head_dim / 2}, f);
-  }
-  for (uint32_t l = 0; l < s.n_layer; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
-    w.add_f32_tensor(p + "attn_norm.weight", {E}, normal(E, 1, 0.2f));
-    matrix(p + "attn_q.weight", E, Q, 2);
-    matrix(p + "attn_k.weight", E, KV, 2);
-    matrix(p + "attn_v.weight", E, KV, 1);
-    if (s.bias) {
-      w.add_f32_tensor(p + "attn_q.bias", {Q}, normal(Q, 0, 0.5f));
-      w.add_f32_tensor(p + "attn_k.bias", {KV}, normal(KV, 0, 0.5f));
-      w.add_f32_tensor(p + "attn_v.bias", {KV}, normal(KV, 0, 0.5f));
-    }
-    matrix(p + "attn_output.weight", Q, E, 1);
-    w.add_f32_tensor(p + "ffn_norm.weight", {E}, normal(E, 1, 0.2f));
-    matrix(p + "ffn_gate.weight", E, F, 1.5f);
-    matrix(p + "ffn_up.weight", E, F, 1);
-    matrix(p + "ffn_down.weight", F, E, 1);
-  }
-  return w.write_file(path);
-}
-
-std::vector<int32_t> random_tokens(int n, std::mt19937& rng) {
-  std::vector<int32_t> t(n);
-  for (auto& x : t) x = int32_t(rng() % (kVocab - 1));
-  return t;
-}
-
-std::vector<float> row_of(const backend::Logits& l, int r) {
-  return std::vector<float>(l.row(r), l.row(r) + l.n_vocab);
-}
-
-class CudaModelTest : public ::testing::TestWithParam<Spec> {
+class CudaModelTest : public ::testing::TestWithParam<TinyModelSpec> {
  protected:
   void SetUp() override {
     SGL_REQUIRE_GPU();
@@ -337,7 +231,7 @@ TEST_P(CudaModelTest, BadInputIsAnError) {
   ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
   backend::ForwardBatch fb;
   backend::Logits lg;
-  const int32_t tok[2] = {1, int32_t(kVocab) + 5};
+  const int32_t tok[2] = {1, int32_t(kTinyVocab) + 5};
   const int32_t slots[2] = {0, 1};
   fb.add_sequence(tok, 2, 0, slots, true);
   EXPECT_FALSE((*gpu)->forward(fb, &lg).is_ok());  // token out of range
@@ -355,8 +249,8 @@ TEST_P(CudaModelTest, BadInputIsAnError) {
 
 INSTANTIATE_TEST_SUITE_P(
     Tiny, CudaModelTest,
-    ::testing::Values(Spec{"llama", 64, 2, 128, 4, 2, 16, false, true, false, 1},
-                      Spec{"qwen2", 128, 2, 256, 4, 2, 64, true, false, true, 2}),
+    ::testing::Values(TinyModelSpec{"llama", 64, 2, 128, 4, 2, 16, false, true, false, 1},
+                      TinyModelSpec{"qwen2", 128, 2, 256, 4, 2, 64, true, false, true, 2}),
     [](const auto& info) { return info.param.arch; });
 
 TEST(CudaFactory, DeviceNames) {

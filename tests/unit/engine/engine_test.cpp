@@ -950,6 +950,34 @@ TEST_F(EngineTest, UnknownOrMissingDeviceIsAClearErrorNotACrash) {
   }
 }
 
+TEST_F(EngineTest, TensorParallelismNeedsCuda) {
+  // --tp-size: more than one GPU through NCCL; on the CPU backend (or below 1) a clear error
+  // from create(), after loading the model, with a clean teardown.
+  EngineOptions o;
+  o.threads = 2;
+  o.tp_size = 2;
+  auto cpu = Engine::create(kModelPath, o);
+  ASSERT_FALSE(cpu.is_ok());
+  EXPECT_NE(cpu.status().message().find("--device cuda"), std::string::npos)
+      << cpu.status().to_string();
+  EXPECT_NE(cpu.status().message().find("--tp-size 2"), std::string::npos);
+  o.tp_size = 0;
+  auto zero = Engine::create(kModelPath, o);
+  ASSERT_FALSE(zero.is_ok());
+  EXPECT_NE(zero.status().message().find("--tp-size"), std::string::npos);
+  if (!sgl::backend::cuda_compiled()) {
+    o.device = "cuda";
+    o.tp_size = 2;
+    auto c = Engine::create(kModelPath, o);
+    ASSERT_FALSE(c.is_ok());
+    EXPECT_NE(c.status().message().find("built without CUDA"), std::string::npos)
+        << c.status().to_string();
+  }
+  o.device = "cpu";
+  o.tp_size = 1;  // the default still works
+  EXPECT_TRUE(Engine::create(kModelPath, o).is_ok());
+}
+
 TEST_F(EngineTest, DummyLoadFormatChecksItsInputs) {
   // --load-format dummy: a config.json plus a separate tokenizer; random weights exist only on
   // the GPU backend, so on the CPU it is a clear error, as are missing or unknown inputs.

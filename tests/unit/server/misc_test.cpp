@@ -147,6 +147,21 @@ TEST(ServerArgs, DefaultsAndFlags) {
   Json j = server_args_json(*b);
   EXPECT_EQ(j["api_key"], "<set>");  // never echoed
   EXPECT_EQ(j["served_model_name"], "smol");
+  EXPECT_EQ(j["tp_size"], 1);
+  EXPECT_EQ(o->tp_size, 1);
+}
+
+TEST(ServerArgs, TpSize) {
+  bool help = false;
+  auto a = parse_server_args({"--model-path", "m", "--device", "cuda", "--tp-size", "2"}, &help);
+  ASSERT_TRUE(a.is_ok()) << a.status().to_string();
+  EXPECT_EQ(a->tp_size, 2);
+  auto o = engine_options(*a);
+  ASSERT_TRUE(o.is_ok());
+  EXPECT_EQ(o->tp_size, 2);
+  EXPECT_EQ(server_args_json(*a)["tp_size"], 2);
+  EXPECT_FALSE(parse_server_args({"--model-path", "m", "--tp-size", "0"}, &help).is_ok());
+  EXPECT_FALSE(parse_server_args({"--model-path", "m", "--tp-size", "x"}, &help).is_ok());
 }
 
 TEST(ServerArgs, ErrorsAndHelp) {
