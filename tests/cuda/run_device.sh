@@ -51,7 +51,7 @@ else
 fi
 
 # NCCL for the tensor-parallel tests and runs (loaded at run time): pip's nvidia-nccl-cu13.
-nccl_dir="$(python3 -c 'import nvidia.nccl,os;print(os.path.dirname(nvidia.nccl.__file__))' \
+nccl_dir="$(python3 -c 'import nvidia.nccl as m;print(list(m.__path__)[0])' \
   2>/dev/null)/lib"
 [ -e "$nccl_dir/libnccl.so.2" ] && export LD_LIBRARY_PATH="$nccl_dir:${LD_LIBRARY_PATH:-}"
 n_gpu="$(nvidia-smi -L | wc -l)"

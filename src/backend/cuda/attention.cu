@@ -19,6 +19,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 
 #include "backend/cuda/attention_tc_common.cuh"
@@ -659,15 +660,9 @@ void launch_kv(const KernelArgs& ka, int group, dim3 grid, cudaStream_t stream) 
 template <typename KV, int D, bool kHi>
 bool launch_tc_cfg(const KernelArgs& ka, dim3 grid, cudaStream_t stream) {
   constexpr int smem = tc_smem_bytes<D>();
-  static bool configured = false;  // the attribute is set once per process (one device)
-  if (!configured) {
-    if (cudaFuncSetAttribute(decode_tc_kernel<KV, D, kHi>,
-                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess) {
-      cudaGetLastError();
-      return false;
-    }
-    configured = true;
-  }
+  // Per GPU: the attribute is per device, and tensor-parallel ranks launch on several.
+  static std::atomic<uint64_t> configured{0};
+  if (!tc::set_max_dynamic_smem(decode_tc_kernel<KV, D, kHi>, smem, configured)) return false;
   decode_tc_kernel<KV, D, kHi><<<grid, kWarps * 32, smem, stream>>>(ka);
   return true;
 }
