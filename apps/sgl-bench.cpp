@@ -710,6 +710,20 @@ void add_output(RunTotals& t, const sgl::runtime::GenerateOutput& out) {
   t.ttft_s.push_back(out.timings.first_token_s);
 }
 
+// Waits for every handle and adds its output to `t`; an error or an aborted request fails the run.
+Status wait_all(const std::vector<std::shared_ptr<sgl::runtime::RequestHandle>>& handles,
+                RunTotals& t) {
+  for (const auto& h : handles) {
+    auto out = h->wait();
+    if (!out.is_ok()) return out.status();
+    if (out->finish_reason.kind == sgl::runtime::FinishReason::kAbort)
+      return sgl::internal_error("request " + h->rid() + " aborted: " +
+                                 out->finish_reason.message);
+    add_output(t, *out);
+  }
+  return Status::ok();
+}
+
 // Engine stats once the scheduler is idle (its last step's counters are published after the last
 // finish event).
 sgl::runtime::EngineStats settled_stats(const sgl::runtime::Engine& e) {
@@ -879,13 +893,7 @@ int run_shared_prefix(int argc, char** argv) {
     if (!h.is_ok()) return fail(h.status().to_string());
     handles.push_back(*h);
   }
-  for (auto& h : handles) {
-    auto out = h->wait();
-    if (!out.is_ok()) return fail(out.status().to_string());
-    if (out->finish_reason.kind == sgl::runtime::FinishReason::kAbort)
-      return fail("request " + h->rid() + " aborted: " + out->finish_reason.message);
-    add_output(t, *out);
-  }
+  if (Status st = wait_all(handles, t); !st.is_ok()) return fail(st.to_string());
   t.wall_s = now_s() - t0;
   const sgl::runtime::EngineStats s1 = settled_stats(e);
   report_run(*o, "shared-prefix", sizes, t, s0, s1, e.max_total_tokens());
@@ -1018,13 +1026,7 @@ int run_offline(int argc, char** argv) {
     reqs.push_back(bench_request("off-" + std::to_string(i), std::move(prompts[i]), o->output_len));
   auto handles = e.submit_batch(std::move(reqs));
   if (!handles.is_ok()) return fail(handles.status().to_string());
-  for (auto& h : *handles) {
-    auto out = h->wait();
-    if (!out.is_ok()) return fail(out.status().to_string());
-    if (out->finish_reason.kind == sgl::runtime::FinishReason::kAbort)
-      return fail("request " + h->rid() + " aborted: " + out->finish_reason.message);
-    add_output(t, *out);
-  }
+  if (Status st = wait_all(*handles, t); !st.is_ok()) return fail(st.to_string());
   t.wall_s = now_s() - t0;
   const sgl::runtime::EngineStats s1 = settled_stats(e);
   report_run(*o, "offline", sizes, t, s0, s1, e.max_total_tokens());

@@ -40,23 +40,12 @@
 namespace sgl::cuda_test {
 namespace {
 
-class CudaModelTest : public ::testing::TestWithParam<TinyModelSpec> {
+class CudaModelTest : public TinyModelTest {
  protected:
   void SetUp() override {
     SGL_REQUIRE_GPU();
-    path_ = (std::filesystem::temp_directory_path() /
-             ("sgl_cuda_tiny_" + std::to_string(getpid()) + "_" + GetParam().arch + ".gguf"))
-                .string();
-    ASSERT_TRUE(write_tiny_gguf(path_, GetParam()).is_ok());
-    auto m = models::load_model(path_);
-    ASSERT_TRUE(m.is_ok()) << m.status().to_string();
-    model_ = std::move(*m);
+    load_tiny("cuda_tiny");
   }
-  void TearDown() override {
-    if (!path_.empty()) std::filesystem::remove(path_);
-  }
-  std::string path_;
-  std::unique_ptr<models::LoadedModel> model_;
 };
 
 TEST_P(CudaModelTest, MixedBatchMatchesCpu) {

@@ -356,76 +356,6 @@ TEST(CudaSampling, DeterministicAndInPlaceAgrees) {
 
 // ---------------------------------------------------------------- the engine on the GPU
 
-constexpr uint32_t kVocab = 320;
-
-// A tiny random Llama with a byte-level tokenizer (GPT-2's byte symbols, no merges) and control
-// tokens up to kVocab, the last being EOS.
-Status write_tiny_llama(const std::string& path) {
-  std::mt19937 rng(9);
-  model::GgufWriter w;
-  std::vector<std::string> tokens;
-  std::vector<int32_t> types;
-  uint32_t next = 256;
-  for (uint32_t b = 0; b < 256; ++b) {
-    const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
-    const uint32_t cp = printable ? b : next++;
-    std::string u;
-    if (cp < 0x80) {
-      u += char(cp);
-    } else {
-      u += char(0xC0 | (cp >> 6));
-      u += char(0x80 | (cp & 0x3F));
-    }
-    tokens.push_back(u);
-    types.push_back(1);
-  }
-  while (tokens.size() < kVocab) {
-    tokens.push_back("<|extra_" + std::to_string(tokens.size()) + "|>");
-    types.push_back(3);
-  }
-  const uint32_t E = 64, F = 128, H = 4, KVH = 2, D = 16, L = 2;
-  w.add_string("general.architecture", "llama")
-      .add_u32("llama.context_length", 1024)
-      .add_u32("llama.embedding_length", E)
-      .add_u32("llama.block_count", L)
-      .add_u32("llama.feed_forward_length", F)
-      .add_u32("llama.attention.head_count", H)
-      .add_u32("llama.attention.head_count_kv", KVH)
-      .add_u32("llama.rope.dimension_count", D)
-      .add_f32("llama.rope.freq_base", 10000.0f)
-      .add_f32("llama.attention.layer_norm_rms_epsilon", 1e-5f)
-      .add_string("tokenizer.ggml.model", "gpt2")
-      .add_string("tokenizer.ggml.pre", "default")
-      .add_string_array("tokenizer.ggml.tokens", tokens)
-      .add_i32_array("tokenizer.ggml.token_type", types)
-      .add_string_array("tokenizer.ggml.merges", {})
-      .add_u32("tokenizer.ggml.eos_token_id", kVocab - 1)
-      .add_bool("tokenizer.ggml.add_bos_token", false);
-  auto matrix = [&](const std::string& name, uint64_t n_in, uint64_t n_out, float scale) {
-    std::normal_distribution<float> d(0.0f, scale / std::sqrt(float(n_in)));
-    std::vector<float> v(n_in * n_out);
-    for (float& x : v) x = d(rng);
-    w.add_f32_tensor(name, {n_in, n_out}, v);
-  };
-  const std::vector<float> ones_e(E, 1.0f);
-  matrix("token_embd.weight", E, kVocab, std::sqrt(float(E)));
-  w.add_f32_tensor("output_norm.weight", {E}, ones_e);
-  matrix("output.weight", E, kVocab, 2);
-  for (uint32_t l = 0; l < L; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
-    w.add_f32_tensor(p + "attn_norm.weight", {E}, ones_e);
-    matrix(p + "attn_q.weight", E, H * D, 1);
-    matrix(p + "attn_k.weight", E, KVH * D, 1);
-    matrix(p + "attn_v.weight", E, KVH * D, 1);
-    matrix(p + "attn_output.weight", H * D, E, 1);
-    w.add_f32_tensor(p + "ffn_norm.weight", {E}, ones_e);
-    matrix(p + "ffn_gate.weight", E, F, 1);
-    matrix(p + "ffn_up.weight", E, F, 1);
-    matrix(p + "ffn_down.weight", F, E, 1);
-  }
-  return w.write_file(path);
-}
-
 class CudaEngineSampling : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -433,7 +363,9 @@ class CudaEngineSampling : public ::testing::Test {
     path_ = (std::filesystem::temp_directory_path() /
              ("sgl_cuda_sampling_" + std::to_string(getpid()) + ".gguf"))
                 .string();
-    ASSERT_TRUE(write_tiny_llama(path_).is_ok());
+    TinyModelSpec spec;  // a tiny random Llama with a byte-level tokenizer (cuda_test_util.h)
+    spec.seed = 9;
+    ASSERT_TRUE(write_tiny_gguf(path_, spec).is_ok());
   }
   void TearDown() override {
     if (!path_.empty()) std::filesystem::remove(path_);
@@ -499,7 +431,7 @@ TEST_F(CudaEngineSampling, ConstrainedSeededGenerationOnTheDevice) {
   EXPECT_EQ(f1.output_ids.size(), 40u);
   EXPECT_EQ(f1.output_ids, f2.output_ids);
   EXPECT_NE(f1.output_ids, f3.output_ids);
-  for (int32_t t : f1.output_ids) EXPECT_LT(t, static_cast<int32_t>(kVocab));
+  for (int32_t t : f1.output_ids) EXPECT_LT(t, static_cast<int32_t>(kTinyVocab));
 
   // A JSON schema: valid JSON with the required fields.
   runtime::GenerateRequest j;

@@ -4,9 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -17,6 +21,7 @@
 
 #include "backend/forward_batch.h"
 #include "model/gguf_writer.h"
+#include "models/loader.h"
 #include "support/fp16.h"
 #include "support/status.h"
 
@@ -198,6 +203,27 @@ inline Status write_tiny_gguf(const std::string& path, const TinyModelSpec& s) {
   }
   return w.write_file(path);
 }
+
+// Fixture base of the tiny-model tests (cuda_model_test.cpp, cuda_tp_test.cpp): the parameter's
+// model written to a temporary GGUF, loaded into model_, the file removed afterwards. Derived
+// fixtures call load_tiny() from SetUp after their skip checks.
+class TinyModelTest : public ::testing::TestWithParam<TinyModelSpec> {
+ protected:
+  void load_tiny(const std::string& tag) {
+    path_ = (std::filesystem::temp_directory_path() /
+             ("sgl_" + tag + "_" + std::to_string(getpid()) + "_" + GetParam().arch + ".gguf"))
+                .string();
+    ASSERT_TRUE(write_tiny_gguf(path_, GetParam()).is_ok());
+    auto m = models::load_model(path_);
+    ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+    model_ = std::move(*m);
+  }
+  void TearDown() override {
+    if (!path_.empty()) std::filesystem::remove(path_);
+  }
+  std::string path_;
+  std::unique_ptr<models::LoadedModel> model_;
+};
 
 inline std::vector<int32_t> random_tokens(int n, std::mt19937& rng) {
   std::vector<int32_t> t(n);

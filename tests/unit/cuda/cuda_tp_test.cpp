@@ -53,20 +53,11 @@ bool have_two_gpus() {
     if (auto v = backend::cuda::nccl_version(); !v.is_ok()) GTEST_SKIP() << v.status().message(); \
   } while (0)
 
-class CudaTpTest : public ::testing::TestWithParam<TinyModelSpec> {
+class CudaTpTest : public TinyModelTest {
  protected:
   void SetUp() override {
     SGL_REQUIRE_TP2();
-    path_ = (std::filesystem::temp_directory_path() /
-             ("sgl_cuda_tp_" + std::to_string(getpid()) + "_" + GetParam().arch + ".gguf"))
-                .string();
-    ASSERT_TRUE(write_tiny_gguf(path_, GetParam()).is_ok());
-    auto m = models::load_model(path_);
-    ASSERT_TRUE(m.is_ok()) << m.status().to_string();
-    model_ = std::move(*m);
-  }
-  void TearDown() override {
-    if (!path_.empty()) std::filesystem::remove(path_);
+    load_tiny("cuda_tp");
   }
   static backend::CudaBackendOptions options(bool graphs) {
     backend::CudaBackendOptions o;
@@ -75,8 +66,6 @@ class CudaTpTest : public ::testing::TestWithParam<TinyModelSpec> {
     o.cuda_graphs = graphs;
     return o;
   }
-  std::string path_;
-  std::unique_ptr<models::LoadedModel> model_;
 };
 
 // Compares row by row; returns the worst normalized error.
