@@ -295,7 +295,11 @@ Result<double> parse_number(const std::string& key, const std::string& v) {
 Result<GenOptions> gen_options(const Args& a) {
   GenOptions o;
   o.sampling.temperature = 0.0f;
-  for (const auto& [k, v] : a.opts) {
+  for (const auto& kv : a.opts) {
+    // Named references, not a structured binding: the lambda below captures `k`, which clang
+    // before 16 does not allow for structured bindings.
+    const std::string& k = kv.first;
+    const std::string& v = kv.second;
     if (k == "-p" || k == "--prompt" || k == "--kv-dtype" || k == "--system") continue;
     SGL_ASSIGN_OR_RETURN(double d, parse_number(k, v));
     auto as_int = [&](int64_t lo, int64_t hi) -> Result<int64_t> {
