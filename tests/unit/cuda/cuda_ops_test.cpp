@@ -148,9 +148,7 @@ TEST(CudaOps, RopeTableAndQkvStore) {
       const int capacity = 64;
       std::vector<int32_t> pos(n), slots(n);
       for (int t = 0; t < n; ++t) pos[t] = int(rng() % 100000);
-      std::vector<int32_t> perm(capacity);
-      std::iota(perm.begin(), perm.end(), 0);
-      std::shuffle(perm.begin(), perm.end(), rng);
+      const std::vector<int32_t> perm = shuffled_slots(capacity, rng);
       std::copy(perm.begin(), perm.begin() + n, slots.begin());
       std::vector<float> factors;
       if (rc.factors) factors = random_floats(rc.rope_dim / 2, rng, 1.0f, 8.0f);
@@ -458,16 +456,9 @@ TEST(CudaOps, AttentionMatchesCpu) {
   for (const auto& ac : cases) {
     for (const auto kv_elem : {cu::KvElem::kBF16, cu::KvElem::kF16}) {
       const int D = ac.head_dim, H = ac.n_head, Hkv = ac.n_head_kv;
-      int n_tokens = 0, total_kv = 0, max_kv = 1;
-      for (auto [p, nn] : ac.seqs) {
-        n_tokens += nn;
-        total_kv += p + nn;
-        max_kv = std::max(max_kv, p + nn);
-      }
+      const auto [n_tokens, total_kv, max_kv] = ragged_sizes(ac.seqs);
       const int capacity = total_kv + 17;
-      std::vector<int32_t> perm(capacity);
-      std::iota(perm.begin(), perm.end(), 0);
-      std::shuffle(perm.begin(), perm.end(), rng);
+      const std::vector<int32_t> perm = shuffled_slots(capacity, rng);
       const auto kf = random_floats(size_t(capacity) * Hkv * D, rng, -2, 2);
       const auto vf = random_floats(size_t(capacity) * Hkv * D, rng);
       std::vector<uint16_t> kraw(kf.size()), vraw(vf.size());

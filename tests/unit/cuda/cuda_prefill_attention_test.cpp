@@ -82,17 +82,10 @@ TEST(CudaPrefillAttention, MatchesReference) {
   };
   for (const auto& pc : cases) {
     const int D = pc.head_dim, H = pc.n_head, Hkv = pc.n_head_kv;
-    int n_tokens = 0, total_kv = 0, max_kv = 1;
-    for (auto [p, nn] : pc.seqs) {
-      n_tokens += nn;
-      total_kv += p + nn;
-      max_kv = std::max(max_kv, p + nn);
-    }
+    const auto [n_tokens, total_kv, max_kv] = ragged_sizes(pc.seqs);
     // A pool larger than needed, each sequence's slots a random scattering of it.
     const int capacity = total_kv + 29;
-    std::vector<int32_t> perm(capacity);
-    std::iota(perm.begin(), perm.end(), 0);
-    std::shuffle(perm.begin(), perm.end(), rng);
+    const std::vector<int32_t> perm = shuffled_slots(capacity, rng);
     const auto k = bf16_round(random_floats(size_t(capacity) * Hkv * D, rng, -2, 2));
     const auto v = bf16_round(random_floats(size_t(capacity) * Hkv * D, rng));
     const auto q =

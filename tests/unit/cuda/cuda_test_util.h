@@ -13,6 +13,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #ifdef SGL_WITH_CUDA
@@ -106,6 +107,29 @@ inline double norm_err(const std::vector<float>& a, const std::vector<float>& b)
     den += double(b[i]) * b[i];
   }
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+// Sizes of a ragged batch of (n_past, n_new) sequences: new tokens, K/V rows in all, the longest.
+struct RaggedSizes {
+  int n_tokens = 0, total_kv = 0, max_kv = 1;
+};
+inline RaggedSizes ragged_sizes(const std::vector<std::pair<int, int>>& seqs) {
+  RaggedSizes r;
+  for (auto [p, nn] : seqs) {
+    r.n_tokens += nn;
+    r.total_kv += p + nn;
+    r.max_kv = std::max(r.max_kv, p + nn);
+  }
+  return r;
+}
+
+// The slots 0 .. capacity-1 in random order: sequences take consecutive runs of it, so their
+// K/V rows lie scattered through the pool as in a long-running server.
+inline std::vector<int32_t> shuffled_slots(int capacity, std::mt19937& rng) {
+  std::vector<int32_t> perm(capacity);
+  for (int i = 0; i < capacity; ++i) perm[i] = i;
+  std::shuffle(perm.begin(), perm.end(), rng);
+  return perm;
 }
 
 // A tiny random Llama-family model written as GGUF with f32 weights (cuda_model_test.cpp,
