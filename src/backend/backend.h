@@ -23,9 +23,16 @@
 
 namespace sgl::backend {
 
-enum class KvDtype { kF16, kBF16, kF32 };
+// KV cache element type. The fp8 kinds (SGLang's --kv-cache-dtype fp8_e4m3 / fp8_e5m2) store
+// K and V with scale 1.0: round to nearest even, saturating to +-448 (e4m3) / +-57344 (e5m2).
+// Only the CUDA backend has them; the CPU backend refuses them.
+enum class KvDtype { kF16, kBF16, kF32, kFp8E4M3, kFp8E5M2 };
 std::string_view kv_dtype_name(KvDtype t);
-Result<KvDtype> parse_kv_dtype(std::string_view name);  // "f16"/"fp16", "bf16", "f32"/"fp32"
+// "f16"/"fp16"/"auto", "bf16", "f32"/"fp32", "fp8_e4m3", "fp8_e5m2".
+Result<KvDtype> parse_kv_dtype(std::string_view name);
+// Bytes per stored K or V element.
+int kv_dtype_bytes(KvDtype t);
+inline bool kv_dtype_is_fp8(KvDtype t) { return t == KvDtype::kFp8E4M3 || t == KvDtype::kFp8E5M2; }
 
 // One logits row to sample on the device (Backend::forward_sample), with the meaning of
 // runtime::Sampler::sample: the same filters in the same order, and the draw that the host's

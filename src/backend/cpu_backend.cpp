@@ -170,6 +170,10 @@ Status CpuBackend::init(const models::LoadedModel& model, const CpuBackendOption
   rope_.freq_factors = freq_factors_.empty() ? nullptr : freq_factors_.data();
 
   // KV pool.
+  if (kv_dtype_is_fp8(options.kv_dtype))
+    return unsupported("the CPU backend has no fp8 KV cache (--kv-cache-dtype " +
+                       std::string(kv_dtype_name(options.kv_dtype)) +
+                       "); use f16, bf16 or f32, or --device cuda");
   kv_dtype_ = options.kv_dtype;
   kv_type_ = kv_dtype_ == KvDtype::kF32    ? GgmlType::kF32
              : kv_dtype_ == KvDtype::kBF16 ? GgmlType::kBF16

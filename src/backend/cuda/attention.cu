@@ -21,9 +21,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <type_traits>
 
 #include "backend/cuda/attention_tc_common.cuh"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/kv_store.cuh"
 #include "backend/cuda/pdl.cuh"
 
 namespace sgl::backend::cuda {
@@ -57,6 +59,23 @@ __device__ __forceinline__ void load8(const __half* p, float* f) {
     f[2 * i + 1] = v.y;
   }
 }
+
+// fp8: eight elements are 8 bytes.
+template <typename KV>
+__device__ __forceinline__ void load8_fp8(const KV* p, float* f) {
+  const uint2 u = *reinterpret_cast<const uint2*>(p);
+  uint32_t h[4];
+  kv::fp8x4_to_f16x2x2<KV>(u.x, h[0], h[1]);
+  kv::fp8x4_to_f16x2x2<KV>(u.y, h[2], h[3]);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) kv::f16x2_to_float(h[i], f + 2 * i);
+}
+__device__ __forceinline__ void load8(const __nv_fp8_e4m3* p, float* f) { load8_fp8(p, f); }
+__device__ __forceinline__ void load8(const __nv_fp8_e5m2* p, float* f) { load8_fp8(p, f); }
+
+// Raw storage of eight K or V elements.
+template <typename KV>
+using Raw8 = std::conditional_t<sizeof(KV) == 1, uint2, uint4>;
 
 // Merges softmax state (m2, l2, a2) into (m1, l1, a1).
 __device__ __forceinline__ void merge_state(float& m1, float& l1, float* a1, float m2, float l2,
@@ -171,18 +190,19 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(KernelArgs ka) {
   const KV* kc = static_cast<const KV*>(a.k_cache);
   const KV* vc = static_cast<const KV*>(a.v_cache);
   constexpr int kStep = kWarps * KPW;
-  auto fetch = [&](int j, uint4* kr, uint4* vr) {
+  using Raw = Raw8<KV>;
+  auto fetch = [&](int j, Raw* kr, Raw* vr) {
     if (j < k_end) {
       const size_t off = (static_cast<size_t>(slots[j]) * a.n_head_kv + kvh) * D + part * 8;
-      *kr = *reinterpret_cast<const uint4*>(kc + off);
-      *vr = *reinterpret_cast<const uint4*>(vc + off);
+      *kr = *reinterpret_cast<const Raw*>(kc + off);
+      *vr = *reinterpret_cast<const Raw*>(vc + off);
     } else {
-      *kr = *vr = make_uint4(0, 0, 0, 0);
+      *kr = *vr = Raw{};
     }
   };
   // The next step's K/V rows are loaded (raw 16 bytes) before this step's math, so two steps of
   // loads are in flight per lane. (Three steps measured 2% slower at batch 64 x 4k on the H100.)
-  uint4 k_raw, v_raw;
+  Raw k_raw, v_raw;
   fetch(k_begin + warp * KPW + sub, &k_raw, &v_raw);
   for (int base = k_begin + warp * KPW; base < k_end; base += kStep) {
     const int j = base + sub;
@@ -248,15 +268,16 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(KernelArgs ka) {
 constexpr int kTile = 16;        // keys per warp step
 constexpr int kTcMaxHeads = 16;  // query heads per block (the mma's M rows)
 
-template <int D>
+// fp8 tiles are half the bytes: twice the stages keep as many bytes in flight.
+template <int D, bool kFp8>
 constexpr int tc_stages() {
-  return D >= 256 ? 2 : D >= 128 ? 3 : 4;
+  return (D >= 256 ? 2 : D >= 128 ? 3 : 4) * (kFp8 ? 2 : 1);
 }
-// Shared memory: the cp.async ring ([stage][chunk][thread] 16-byte chunks, D / 8 chunks per
-// thread and tile), reused after the loop for the cross-warp merge.
-template <int D>
+// Shared memory: the cp.async ring ([stage][chunk][thread] 16-byte chunks, D / 8 (fp8: D / 16)
+// chunks per thread and tile), reused after the loop for the cross-warp merge.
+template <int D, bool kFp8>
 constexpr int tc_smem_bytes() {
-  const int ring = kWarps * 32 * tc_stages<D>() * (D / 8) * 16;
+  const int ring = kWarps * 32 * tc_stages<D, kFp8>() * (D / (kFp8 ? 16 : 8)) * 16;
   const int merge = (kWarps * kTcMaxHeads * D + 2 * kWarps * kTcMaxHeads) * 4;
   return ring > merge ? ring : merge;
 }
@@ -302,14 +323,26 @@ struct Mma<__half> {
 //    wants two keys per register, so the thread loads keys 2c, 2c+1, 2c+8, 2c+9 at dims
 //    64 g + 8 r .. +7 and byte-permutes pairs; column n of output n-tile 8 g + e is dim
 //    64 g + 8 n + e.
+//
+// fp8 K/V (D >= 128): a 16-byte chunk holds 16 elements, so the same scheme runs with chunks
+// twice as wide: K chunk j of key r is dims 64 j + 16 c .. +15, its four 4-byte words feeding
+// k-steps 4 j .. 4 j + 3 (Q follows: A pair (2 j + w / 2, w % 2) is dims 64 j + 16 c + 4 w ..);
+// V chunks are dims 128 g + 16 r .. +15, column n of n-tile 16 g + e being dim 128 g + 16 n + e.
+// fp8 converts to f16 exactly (cvt.f16x2.e4m3x2, or a byte move for e5m2), so the mma runs in
+// f16 (Q converted, as for an f16 pool).
 template <typename KV, int D, bool kHi>
 __global__ void __launch_bounds__(kWarps * 32) decode_tc_kernel(KernelArgs ka) {
-  constexpr int kStages = tc_stages<D>();
-  constexpr int kNJ = D / 32;          // 16-byte K chunks per key and thread
-  constexpr int kNG = D / 64;          // 16-byte V chunks per key and thread
-  constexpr int kKCh = 2 * kNJ;        // K chunks per tile and thread (keys r, r + 8)
-  constexpr int kCh = kKCh + 4 * kNG;  // all chunks per tile and thread (= D / 8)
+  constexpr bool kFp8 = kv::kIsFp8<KV>;
+  using M = Mma<std::conditional_t<kFp8, __half, KV>>;
+  constexpr int kStages = tc_stages<D, kFp8>();
+  constexpr int kEl = kFp8 ? 16 : 8;     // elements per 16-byte chunk
+  constexpr int kNJ = D / 32;            // Q A-fragment pairs (k-steps / 2)
+  constexpr int kKPer = D / (4 * kEl);   // K chunks per key and thread
+  constexpr int kNG = D / (8 * kEl);     // V chunks per key and thread
+  constexpr int kKCh = 2 * kKPer;        // K chunks per tile and thread (keys r, r + 8)
+  constexpr int kCh = kKCh + 4 * kNG;    // all chunks per tile and thread
   constexpr int kThreads = kWarps * 32;
+  static_assert(kNG >= 1, "fp8 needs head_dim >= 128");
   extern __shared__ uint4 smem[];
   pdl_trigger();  // the O GEMV may start loading its weights now
   const AttentionArgs& a = ka.a;
@@ -336,20 +369,21 @@ __global__ void __launch_bounds__(kWarps * 32) decode_tc_kernel(KernelArgs ka) {
   // Q A fragments: [j][half][reg]; rows r (regs 0, 2) and r + 8 (regs 1, 3), zero past ng.
   uint32_t qa[kNJ][2][4];
   {
-    const uint16_t* qrow = a.q + (static_cast<size_t>(t) * a.n_head + h0) * D + 8 * c;
+    const uint16_t* qrow = a.q + (static_cast<size_t>(t) * a.n_head + h0) * D;
 #pragma unroll
     for (int j = 0; j < kNJ; ++j) {
+      const int d0 = kFp8 ? 64 * (j / 2) + 16 * c + 8 * (j % 2) : 32 * j + 8 * c;
       uint4 lo = make_uint4(0, 0, 0, 0), hi = make_uint4(0, 0, 0, 0);
-      if (r < ng) lo = *reinterpret_cast<const uint4*>(qrow + r * D + 32 * j);
-      if (kHi && r + 8 < ng) hi = *reinterpret_cast<const uint4*>(qrow + (r + 8) * D + 32 * j);
-      qa[j][0][0] = Mma<KV>::q_pair(lo.x);
-      qa[j][0][1] = Mma<KV>::q_pair(hi.x);
-      qa[j][0][2] = Mma<KV>::q_pair(lo.y);
-      qa[j][0][3] = Mma<KV>::q_pair(hi.y);
-      qa[j][1][0] = Mma<KV>::q_pair(lo.z);
-      qa[j][1][1] = Mma<KV>::q_pair(hi.z);
-      qa[j][1][2] = Mma<KV>::q_pair(lo.w);
-      qa[j][1][3] = Mma<KV>::q_pair(hi.w);
+      if (r < ng) lo = *reinterpret_cast<const uint4*>(qrow + r * D + d0);
+      if (kHi && r + 8 < ng) hi = *reinterpret_cast<const uint4*>(qrow + (r + 8) * D + d0);
+      qa[j][0][0] = M::q_pair(lo.x);
+      qa[j][0][1] = M::q_pair(hi.x);
+      qa[j][0][2] = M::q_pair(lo.y);
+      qa[j][0][3] = M::q_pair(hi.y);
+      qa[j][1][0] = M::q_pair(lo.z);
+      qa[j][1][1] = M::q_pair(hi.z);
+      qa[j][1][2] = M::q_pair(lo.w);
+      qa[j][1][3] = M::q_pair(hi.w);
     }
   }
 
@@ -373,17 +407,18 @@ __global__ void __launch_bounds__(kWarps * 32) decode_tc_kernel(KernelArgs ka) {
     s_v[3] = __shfl_sync(0xffffffffu, sl, 2 * c + 9);
 #pragma unroll
     for (int kt = 0; kt < 2; ++kt) {
-      const KV* src = kc + (static_cast<size_t>(max(s_k[kt], 0)) * a.n_head_kv + kvh) * D + 8 * c;
+      const KV* src =
+          kc + (static_cast<size_t>(max(s_k[kt], 0)) * a.n_head_kv + kvh) * D + 2 * kEl * c;
 #pragma unroll
-      for (int j = 0; j < kNJ; ++j)
-        tc::cp_async16(chunk_addr(stage, kt * kNJ + j), src + 32 * j, s_k[kt] >= 0);
+      for (int j = 0; j < kKPer; ++j)
+        tc::cp_async16(chunk_addr(stage, kt * kKPer + j), src + 8 * kEl * j, s_k[kt] >= 0);
     }
 #pragma unroll
     for (int v = 0; v < 4; ++v) {
-      const KV* src = vc + (static_cast<size_t>(max(s_v[v], 0)) * a.n_head_kv + kvh) * D + 8 * r;
+      const KV* src = vc + (static_cast<size_t>(max(s_v[v], 0)) * a.n_head_kv + kvh) * D + kEl * r;
 #pragma unroll
       for (int g = 0; g < kNG; ++g)
-        tc::cp_async16(chunk_addr(stage, kKCh + v * kNG + g), src + 64 * g, s_v[v] >= 0);
+        tc::cp_async16(chunk_addr(stage, kKCh + v * kNG + g), src + 8 * kEl * g, s_v[v] >= 0);
     }
   };
 
@@ -413,12 +448,22 @@ __global__ void __launch_bounds__(kWarps * 32) decode_tc_kernel(KernelArgs ka) {
 
     float s[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
 #pragma unroll
-    for (int j = 0; j < kNJ; ++j) {
+    for (int j = 0; j < kKPer; ++j) {
 #pragma unroll
       for (int kt = 0; kt < 2; ++kt) {
-        const uint4 kw = buf[(kt * kNJ + j) * kThreads];
-        Mma<KV>::run(s[kt], qa[j][0], kw.x, kw.y);
-        Mma<KV>::run(s[kt], qa[j][1], kw.z, kw.w);
+        const uint4 kw = buf[(kt * kKPer + j) * kThreads];
+        if constexpr (kFp8) {
+          const uint32_t w[4] = {kw.x, kw.y, kw.z, kw.w};
+#pragma unroll
+          for (int q = 0; q < 4; ++q) {
+            uint32_t b0, b1;
+            kv::fp8x4_to_f16x2x2<KV>(w[q], b0, b1);
+            M::run(s[kt], qa[2 * j + q / 2][q % 2], b0, b1);
+          }
+        } else {
+          M::run(s[kt], qa[j][0], kw.x, kw.y);
+          M::run(s[kt], qa[j][1], kw.z, kw.w);
+        }
       }
     }
 
@@ -472,10 +517,10 @@ __global__ void __launch_bounds__(kWarps * 32) decode_tc_kernel(KernelArgs ka) {
       }
     }
     uint32_t pa[4];
-    pa[0] = Mma<KV>::pack(s[0][0], s[0][1]);
-    pa[1] = kHi ? Mma<KV>::pack(s[0][2], s[0][3]) : 0u;
-    pa[2] = Mma<KV>::pack(s[1][0], s[1][1]);
-    pa[3] = kHi ? Mma<KV>::pack(s[1][2], s[1][3]) : 0u;
+    pa[0] = M::pack(s[0][0], s[0][1]);
+    pa[1] = kHi ? M::pack(s[0][2], s[0][3]) : 0u;
+    pa[2] = M::pack(s[1][0], s[1][1]);
+    pa[3] = kHi ? M::pack(s[1][2], s[1][3]) : 0u;
 
 #pragma unroll
     for (int g = 0; g < kNG; ++g) {
@@ -485,11 +530,27 @@ __global__ void __launch_bounds__(kWarps * 32) decode_tc_kernel(KernelArgs ka) {
       const uint4 v3 = buf[(kKCh + 3 * kNG + g) * kThreads];
       const uint32_t w0[4] = {v0.x, v0.y, v0.z, v0.w}, w1[4] = {v1.x, v1.y, v1.z, v1.w};
       const uint32_t w2[4] = {v2.x, v2.y, v2.z, v2.w}, w3[4] = {v3.x, v3.y, v3.z, v3.w};
+      if constexpr (kFp8) {
+        // Byte e of keys 2c, 2c+1 (and 2c+8, 2c+9) side by side, then to f16 pairs.
 #pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        const uint32_t sel = (e & 1) ? 0x7632u : 0x5410u;  // high or low halves of both words
-        Mma<KV>::run(o[8 * g + e], pa, __byte_perm(w0[e / 2], w1[e / 2], sel),
-                     __byte_perm(w2[e / 2], w3[e / 2], sel));
+        for (int q = 0; q < 4; ++q) {
+#pragma unroll
+          for (int hb = 0; hb < 2; ++hb) {
+            const uint32_t sel = hb ? 0x7362u : 0x5140u;  // bytes 2, 3 or 0, 1 of both words
+            uint32_t b0[2], b1[2];
+            kv::fp8x4_to_f16x2x2<KV>(__byte_perm(w0[q], w1[q], sel), b0[0], b0[1]);
+            kv::fp8x4_to_f16x2x2<KV>(__byte_perm(w2[q], w3[q], sel), b1[0], b1[1]);
+            M::run(o[16 * g + 4 * q + 2 * hb], pa, b0[0], b1[0]);
+            M::run(o[16 * g + 4 * q + 2 * hb + 1], pa, b0[1], b1[1]);
+          }
+        }
+      } else {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          const uint32_t sel = (e & 1) ? 0x7632u : 0x5410u;  // high or low halves of both words
+          M::run(o[8 * g + e], pa, __byte_perm(w0[e / 2], w1[e / 2], sel),
+                 __byte_perm(w2[e / 2], w3[e / 2], sel));
+        }
       }
     }
   }
@@ -511,13 +572,15 @@ __global__ void __launch_bounds__(kWarps * 32) decode_tc_kernel(KernelArgs ka) {
 #pragma unroll
   for (int g = 0; g < kNG; ++g) {
 #pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      const int d = 64 * g + 16 * c + e;  // columns 2c and 2c + 1 of n-tile 8 g + e
-      acc_lo[d] = o[8 * g + e][0];
-      acc_lo[d + 8] = o[8 * g + e][1];
+    for (int e = 0; e < kEl; ++e) {
+      // Columns 2c and 2c + 1 of n-tile kEl g + e.
+      const int d = 8 * kEl * g + 2 * kEl * c + e;
+      const int nt = kEl * g + e;
+      acc_lo[d] = o[nt][0];
+      acc_lo[d + kEl] = o[nt][1];
       if (kHi) {
-        acc_hi[d] = o[8 * g + e][2];
-        acc_hi[d + 8] = o[8 * g + e][3];
+        acc_hi[d] = o[nt][2];
+        acc_hi[d + kEl] = o[nt][3];
       }
     }
   }
@@ -659,7 +722,7 @@ void launch_kv(const KernelArgs& ka, int group, dim3 grid, cudaStream_t stream) 
 // False (launching nothing) if the kernel's shared-memory size cannot be configured.
 template <typename KV, int D, bool kHi>
 bool launch_tc_cfg(const KernelArgs& ka, dim3 grid, cudaStream_t stream) {
-  constexpr int smem = tc_smem_bytes<D>();
+  constexpr int smem = tc_smem_bytes<D, kv::kIsFp8<KV>>();
   // Per GPU: the attribute is per device, and tensor-parallel ranks launch on several.
   static std::atomic<uint64_t> configured{0};
   if (!tc::set_max_dynamic_smem(decode_tc_kernel<KV, D, kHi>, smem, configured)) return false;
@@ -677,7 +740,8 @@ template <typename KV>
 bool launch_tc(const KernelArgs& ka, int group, dim3 grid, cudaStream_t stream) {
   switch (ka.a.head_dim) {
     case 64:
-      return launch_tc_d<KV, 64>(ka, group, grid, stream);
+      if constexpr (kv::kIsFp8<KV>) return false;  // fp8 needs 128+ (CUDA-core kernel)
+      else return launch_tc_d<KV, 64>(ka, group, grid, stream);
     case 128:
       return launch_tc_d<KV, 128>(ka, group, grid, stream);
     default:
@@ -708,10 +772,20 @@ void launch_simple(KernelArgs ka, cudaStream_t stream) {
   const int group = ka.a.n_head / ka.a.n_head_kv;
   ka.n_gchunks = (group + group_chunk(group) - 1) / group_chunk(group);
   const dim3 grid(ka.a.n_tokens, ka.a.n_head_kv * ka.n_gchunks, ka.n_splits);
-  if (ka.a.kv_elem == KvElem::kBF16)
-    launch_kv<bf16>(ka, group, grid, stream);
-  else
-    launch_kv<__half>(ka, group, grid, stream);
+  switch (ka.a.kv_elem) {
+    case KvElem::kBF16:
+      launch_kv<bf16>(ka, group, grid, stream);
+      break;
+    case KvElem::kF16:
+      launch_kv<__half>(ka, group, grid, stream);
+      break;
+    case KvElem::kFp8E4M3:
+      launch_kv<__nv_fp8_e4m3>(ka, group, grid, stream);
+      break;
+    case KvElem::kFp8E5M2:
+      launch_kv<__nv_fp8_e5m2>(ka, group, grid, stream);
+      break;
+  }
   launch_combine(ka, stream);
 }
 
@@ -743,8 +817,21 @@ void launch_attention(const AttentionArgs& a, cudaStream_t stream) {
   if (tc_head_dim(a.head_dim)) {
     const int group = a.n_head / a.n_head_kv;
     const dim3 grid(a.n_tokens, a.n_head_kv * ka.n_gchunks, ka.n_splits);
-    const bool ok = a.kv_elem == KvElem::kBF16 ? launch_tc<bf16>(ka, group, grid, stream)
-                                               : launch_tc<__half>(ka, group, grid, stream);
+    bool ok = false;
+    switch (a.kv_elem) {
+      case KvElem::kBF16:
+        ok = launch_tc<bf16>(ka, group, grid, stream);
+        break;
+      case KvElem::kF16:
+        ok = launch_tc<__half>(ka, group, grid, stream);
+        break;
+      case KvElem::kFp8E4M3:
+        ok = launch_tc<__nv_fp8_e4m3>(ka, group, grid, stream);
+        break;
+      case KvElem::kFp8E5M2:
+        ok = launch_tc<__nv_fp8_e5m2>(ka, group, grid, stream);
+        break;
+    }
     if (ok) {
       launch_combine(ka, stream);
       return;

@@ -29,6 +29,7 @@
 #include <cstdint>
 
 #include "backend/cuda/attention_tc_common.cuh"
+#include "backend/cuda/kv_store.cuh"
 #include "backend/cuda/kernels.h"
 
 namespace sgl::backend::cuda {
@@ -279,7 +280,53 @@ bool launch_cfg(const AttentionArgs& a, const int32_t* tiles, int n_tiles, cudaS
 }  // namespace
 
 bool prefill_tc_supported(int head_dim, KvElem kv_elem) {
-  return (head_dim == 64 || head_dim == 128) && kv_elem == KvElem::kBF16;
+  return (head_dim == 64 || head_dim == 128) && kv_elem != KvElem::kF16;
+}
+
+namespace {
+
+// One thread per 8 elements of a row (8 bytes in, 16 out); K and V by blockIdx.y.
+template <typename KV>
+__global__ void kv_rows_to_bf16_kernel(const uint8_t* __restrict__ k, const uint8_t* __restrict__ v,
+                                       const int32_t* __restrict__ src, int n_rows, int row_elems,
+                                       uint16_t* __restrict__ dk, uint16_t* __restrict__ dv) {
+  const int per_row = row_elems / 8;
+  const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= static_cast<size_t>(n_rows) * per_row) return;
+  const size_t row = i / per_row, part = i % per_row;
+  const uint8_t* pool = blockIdx.y == 0 ? k : v;
+  uint16_t* dst = blockIdx.y == 0 ? dk : dv;
+  const uint2 in = *reinterpret_cast<const uint2*>(
+      pool + static_cast<size_t>(src[row]) * row_elems + part * 8);
+  uint32_t out[4];
+  const uint32_t w[2] = {in.x, in.y};
+#pragma unroll
+  for (int h = 0; h < 4; ++h) {
+    const uint32_t two = (w[h / 2] >> (16 * (h % 2))) & 0xffffu;
+    float f[2];
+    kv::f16x2_to_float(kv::fp8x2_to_f16x2<KV>(two), f);
+    out[h] = tc::pack_bf16(f[0], f[1]);
+  }
+  *reinterpret_cast<uint4*>(dst + row * row_elems + part * 8) =
+      make_uint4(out[0], out[1], out[2], out[3]);
+}
+
+}  // namespace
+
+void launch_kv_rows_to_bf16(const void* k_cache, const void* v_cache, KvElem kv_elem,
+                            const int32_t* src_slots, int n_rows, int row_elems, uint16_t* dst_k,
+                            uint16_t* dst_v, cudaStream_t stream) {
+  const size_t threads = static_cast<size_t>(n_rows) * (row_elems / 8);
+  if (threads == 0) return;
+  const dim3 grid(static_cast<unsigned>((threads + 255) / 256), 2);
+  const auto* k = static_cast<const uint8_t*>(k_cache);
+  const auto* v = static_cast<const uint8_t*>(v_cache);
+  if (kv_elem == KvElem::kFp8E4M3)
+    kv_rows_to_bf16_kernel<__nv_fp8_e4m3>
+        <<<grid, 256, 0, stream>>>(k, v, src_slots, n_rows, row_elems, dst_k, dst_v);
+  else
+    kv_rows_to_bf16_kernel<__nv_fp8_e5m2>
+        <<<grid, 256, 0, stream>>>(k, v, src_slots, n_rows, row_elems, dst_k, dst_v);
 }
 
 namespace {
@@ -318,6 +365,22 @@ bool prefill_tc_variant_available(PrefillTcVariant v) {
 bool launch_attention_prefill_tc_variant(const AttentionArgs& a, const int32_t* tiles, int n_tiles,
                                          PrefillTcVariant v, cudaStream_t stream) {
   if (!prefill_tc_supported(a.head_dim, a.kv_elem)) return false;
+  if (a.kv_elem != KvElem::kBF16) {
+    // fp8: the rows of the tiles' sequences in bf16, read through their own slot list.
+    if (a.bf16_k == nullptr || a.bf16_v == nullptr || a.bf16_src == nullptr ||
+        a.bf16_seq_begin == nullptr || a.bf16_slots == nullptr)
+      return false;
+    if (n_tiles <= 0) return prefill_tc_variant_available(v);
+    launch_kv_rows_to_bf16(a.k_cache, a.v_cache, a.kv_elem, a.bf16_src, a.bf16_rows,
+                           a.n_head_kv * a.head_dim, a.bf16_k, a.bf16_v, stream);
+    AttentionArgs b = a;
+    b.k_cache = a.bf16_k;
+    b.v_cache = a.bf16_v;
+    b.kv_elem = KvElem::kBF16;
+    b.seq_slots_begin = a.bf16_seq_begin;
+    b.slots = a.bf16_slots;
+    return launch_attention_prefill_tc_variant(b, tiles, n_tiles, v, stream);
+  }
   if (v == PrefillTcVariant::kDefault) {
     // The fastest measured on the H100 (docs/cuda.md); the wgmma kernel where it can run.
     static const bool wgmma = prefill_tc_variant_available(kPrefillTcWgmmaDefault);

@@ -101,7 +101,8 @@ CudaBackend::~CudaBackend() {
   for (void* p : {static_cast<void*>(x_), static_cast<void*>(f_), static_cast<void*>(h_),
                   static_cast<void*>(q_), static_cast<void*>(act_), static_cast<void*>(cos_sin_),
                   static_cast<void*>(meta_), static_cast<void*>(head_x_),
-                  static_cast<void*>(logits_), static_cast<void*>(attn_ws_)})
+                  static_cast<void*>(logits_), static_cast<void*>(attn_ws_),
+                  static_cast<void*>(deq_k_), static_cast<void*>(deq_v_)})
     if (p) cudaFree(p);
   if (pinned_) cudaFreeHost(pinned_);
   if (stream_) cudaStreamDestroy(as_stream(stream_));
@@ -158,12 +159,12 @@ Status CudaBackend::init_device(const CudaBackendOptions& o) {
   if (c.rope_scaling.type == model::RopeScalingType::kYarn)
     return unsupported("CUDA backend: YaRN RoPE scaling is not supported");
   if (o.kv_dtype == KvDtype::kF32)
-    return unsupported("CUDA backend: the KV cache is bf16 or f16 (f32 is not supported)");
-  kv_bf16_ = o.kv_dtype == KvDtype::kBF16;
+    return unsupported(
+        "CUDA backend: the KV cache is bf16, f16, fp8_e4m3 or fp8_e5m2 (f32 is not supported)");
+  kv_dtype_ = o.kv_dtype;
   const char* env = std::getenv("SGL_CUDA_PREFILL_TC");
   use_tc_ = o.prefill_tc && !(env != nullptr && std::string(env) == "0") &&
-            cuda::prefill_tc_supported(static_cast<int>(c.head_dim),
-                                       kv_bf16_ ? cuda::KvElem::kBF16 : cuda::KvElem::kF16);
+            cuda::prefill_tc_supported(static_cast<int>(c.head_dim), kv_elem());
   const char* genv = std::getenv("SGL_CUDA_GRAPHS");
   graphs_enabled_ = o.cuda_graphs && !(genv != nullptr && std::string(genv) == "0");
   if (o.mem_fraction_static <= 0.0 || o.mem_fraction_static > 1.0)
@@ -381,10 +382,20 @@ Status CudaBackend::init_rope(const std::vector<double>& file_factors) {
   return Status::ok();
 }
 
+cuda::KvElem CudaBackend::kv_elem() const {
+  switch (kv_dtype_) {
+    case KvDtype::kF16: return cuda::KvElem::kF16;
+    case KvDtype::kFp8E4M3: return cuda::KvElem::kFp8E4M3;
+    case KvDtype::kFp8E5M2: return cuda::KvElem::kFp8E5M2;
+    default: return cuda::KvElem::kBF16;
+  }
+}
+
 Status CudaBackend::init_kv(const CudaBackendOptions& o) {
   const auto& c = config_;
   kv_row_elems_ = static_cast<size_t>(c.n_head_kv) * c.head_dim;
-  const size_t slot_bytes = 2 * kv_row_elems_ * 2 * c.n_layer;  // K and V, 2 bytes each
+  const size_t elem_bytes = static_cast<size_t>(cuda::kv_elem_bytes(kv_elem()));
+  const size_t slot_bytes = 2 * kv_row_elems_ * elem_bytes * c.n_layer;  // K and V
   if (o.kv_capacity > 0) {
     kv_capacity_ = o.kv_capacity;
   } else {
@@ -401,14 +412,15 @@ Status CudaBackend::init_kv(const CudaBackendOptions& o) {
   }
   kv_capacity_ = std::min<int64_t>(kv_capacity_, (int64_t{1} << 31) - 2);
   // One slot more than the pool's capacity: the K/V sink of the decode graphs' padding rows.
-  const size_t layer_elems = kv_row_elems_ * (static_cast<size_t>(kv_capacity_) + 1);
+  const size_t layer_bytes =
+      kv_row_elems_ * elem_bytes * (static_cast<size_t>(kv_capacity_) + 1);
   for (uint32_t i = 0; i < c.n_layer; ++i) {
-    uint16_t *k = nullptr, *v = nullptr;
-    SGL_RETURN_IF_ERROR(dev_alloc(&k, layer_elems, "the KV pool (lower the KV pool size)"));
-    SGL_RETURN_IF_ERROR(dev_alloc(&v, layer_elems, "the KV pool (lower the KV pool size)"));
+    uint8_t *k = nullptr, *v = nullptr;
+    SGL_RETURN_IF_ERROR(dev_alloc(&k, layer_bytes, "the KV pool (lower the KV pool size)"));
+    SGL_RETURN_IF_ERROR(dev_alloc(&v, layer_bytes, "the KV pool (lower the KV pool size)"));
     // Slots never written are never read (contract), but keep the pool finite anyway.
-    SGL_CUDA_OK(cudaMemsetAsync(k, 0, layer_elems * 2, as_stream(stream_)), "KV pool");
-    SGL_CUDA_OK(cudaMemsetAsync(v, 0, layer_elems * 2, as_stream(stream_)), "KV pool");
+    SGL_CUDA_OK(cudaMemsetAsync(k, 0, layer_bytes, as_stream(stream_)), "KV pool");
+    SGL_CUDA_OK(cudaMemsetAsync(v, 0, layer_bytes, as_stream(stream_)), "KV pool");
     k_cache_.push_back(k);
     v_cache_.push_back(v);
   }
@@ -417,7 +429,8 @@ Status CudaBackend::init_kv(const CudaBackendOptions& o) {
 }
 
 size_t CudaBackend::kv_bytes() const {
-  return 2 * kv_row_elems_ * 2 * static_cast<size_t>(kv_capacity_) * config_.n_layer;
+  return 2 * kv_row_elems_ * static_cast<size_t>(cuda::kv_elem_bytes(kv_elem())) *
+         static_cast<size_t>(kv_capacity_) * config_.n_layer;
 }
 
 Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const models::LoadedModel& model,
@@ -540,9 +553,23 @@ Status CudaBackend::prepare_eager(const ForwardBatch& batch, StepInputs* in) {
         }
   std::sort(tiles.begin(), tiles.end(), [](const auto& x, const auto& y) { return x[0] > y[0]; });
   const int n_tiles = static_cast<int>(tiles.size());
-  const size_t meta_elems =
-      5 * static_cast<size_t>(n) + n_seqs + n_out + 2 * tiles.size() + n_slots + n_out;
+  // fp8 KV: the prefill kernels read bf16, so every K/V row of a sequence with tiles is first
+  // converted into deq_k_/deq_v_ (compact rows, one run per sequence, read through an identity
+  // slot list).
+  size_t n_deq = 0;
+  const bool deq = n_tiles > 0 && cuda::kv_elem_bytes(kv_elem()) == 1;
+  if (deq)
+    for (const auto& sv : batch.seqs)
+      if (sv.n_new >= kTcMinRows) n_deq += static_cast<size_t>(sv.n_past) + sv.n_new;
+  const size_t meta_elems = 5 * static_cast<size_t>(n) + n_seqs + n_out + 2 * tiles.size() +
+                            n_slots + n_out + (deq ? n_seqs + 2 * n_deq : 0);
   SGL_RETURN_IF_ERROR(ensure_scratch(n, n_out, max_kv, meta_elems));
+  if (deq) {
+    bool moved = false;  // graphs never read these
+    const size_t bytes = n_deq * kv_row_elems_ * 2;
+    SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&deq_k_), &cap_deq_k_, bytes, "fp8 K", &moved));
+    SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&deq_v_), &cap_deq_v_, bytes, "fp8 V", &moved));
+  }
 
   // Batch description: tokens | positions | out_slots | token_seq | token_skip | seq begins |
   // logit rows | tiles | slots | (argmax output).
@@ -572,8 +599,35 @@ Status CudaBackend::prepare_eager(const ForwardBatch& batch, StepInputs* in) {
     std::memcpy(slots + off, sv.slots, len * 4);
     off += len;
   }
+  // fp8 prefill rows, after the argmax output: seq begins (compact) | source slots | identity.
+  int32_t* deq_meta = slots + n_slots + n_out;
+  if (deq) {
+    int32_t* d_begin = deq_meta;
+    int32_t* d_src = d_begin + n_seqs;
+    int32_t* d_iota = d_src + n_deq;
+    size_t row = 0;
+    for (int si = 0; si < n_seqs; ++si) {
+      const SequenceView& sv = batch.seqs[si];
+      d_begin[si] = static_cast<int32_t>(row);
+      if (sv.n_new < kTcMinRows) continue;
+      const size_t len = static_cast<size_t>(sv.n_past) + sv.n_new;
+      std::memcpy(d_src + row, sv.slots, len * 4);
+      row += len;
+    }
+    for (size_t i = 0; i < n_deq; ++i) d_iota[i] = static_cast<int32_t>(i);
+  }
   const size_t upload = static_cast<size_t>(slots - hm) + n_slots;
   SGL_CUDA_OK(cudaMemcpyAsync(meta_, hm, upload * 4, cudaMemcpyHostToDevice, s), "batch upload");
+  if (deq) {
+    const size_t at = static_cast<size_t>(deq_meta - hm);
+    SGL_CUDA_OK(cudaMemcpyAsync(meta_ + at, deq_meta, (n_seqs + 2 * n_deq) * 4,
+                                cudaMemcpyHostToDevice, s),
+                "batch upload");
+    in->deq_seq_begin = meta_ + at;
+    in->deq_src = in->deq_seq_begin + n_seqs;
+    in->deq_slots = in->deq_src + n_deq;
+    in->n_deq = static_cast<int>(n_deq);
+  }
   in->tokens = meta_;
   in->pos = meta_ + n;
   in->out_slots = meta_ + 2 * n;
@@ -621,7 +675,7 @@ Status CudaBackend::enqueue_layers(const StepInputs& in) {
     qa.q_out = q_;
     qa.k_cache = k_cache_[il];
     qa.v_cache = v_cache_[il];
-    qa.kv_elem = kv_bf16_ ? cuda::KvElem::kBF16 : cuda::KvElem::kF16;
+    qa.kv_elem = kv_elem();
     cuda::launch_qkv_rope_store(qa, s);
     cuda::AttentionArgs aa;
     aa.q = q_;
@@ -644,6 +698,12 @@ Status CudaBackend::enqueue_layers(const StepInputs& in) {
     aa.n_sm = n_sm_;
     if (n_tiles > 0) {
       aa.token_skip = in.token_skip;
+      aa.bf16_rows = in.n_deq;
+      aa.bf16_src = in.deq_src;
+      aa.bf16_seq_begin = in.deq_seq_begin;
+      aa.bf16_slots = in.deq_slots;
+      aa.bf16_k = deq_k_;
+      aa.bf16_v = deq_v_;
       if (!cuda::launch_attention_prefill_tc(aa, in.tiles, n_tiles, s))
         return internal_error("CUDA: the tensor-core prefill attention could not be launched");
     }

@@ -34,19 +34,21 @@
 
 namespace sgl::backend::cuda {
 class Gemm;
+enum class KvElem;
 }
 
 namespace sgl::backend {
 
 struct CudaBackendOptions {
   int device = 0;
-  KvDtype kv_dtype = KvDtype::kBF16;  // bf16 or f16 (f32 is refused)
+  KvDtype kv_dtype = KvDtype::kBF16;  // bf16, f16, fp8_e4m3 or fp8_e5m2 (f32 is refused)
   int64_t kv_capacity = 0;            // KV pool size in tokens; 0 = from mem_fraction_static
   // Fraction of the GPU's memory for weights + KV pool (the rest: activations, cuBLASLt, the
   // CUDA context). Used only when kv_capacity is 0.
   double mem_fraction_static = 0.85;
   bool progress = true;  // print loading progress to stderr
-  // Prefill chunks of 32+ tokens on the tensor-core attention kernel (head_dim 64/128, bf16 KV);
+  // Prefill chunks of 32+ tokens on the tensor-core attention kernel (head_dim 64/128, bf16 or
+  // fp8 KV: fp8 rows are converted to a bf16 scratch first);
   // the environment variable SGL_CUDA_PREFILL_TC=0 also turns it off.
   bool prefill_tc = true;
   // Decode-only batches replay CUDA graphs (captured lazily per padded batch size); the
@@ -97,6 +99,7 @@ class CudaBackend final : public Backend {
   std::string device_name() const { return device_name_; }
 
  private:
+  cuda::KvElem kv_elem() const;  // the kernels' name for kv_dtype_
   explicit CudaBackend(const model::ModelConfig& config);
   // Checks the tensor-parallel split and narrows config_ to this rank's shard.
   Status init_shard(const CudaBackendOptions& options);
@@ -113,6 +116,9 @@ class CudaBackend final : public Backend {
                   *slots = nullptr;
     int32_t* argmax = nullptr;  // [n_out] argmax output
     int n = 0, n_out = 0, n_tiles = 0, max_kv = 0;
+    // fp8 KV with prefill tiles: the tiles' sequences' rows in bf16 (AttentionArgs::bf16_*).
+    const int32_t *deq_seq_begin = nullptr, *deq_src = nullptr, *deq_slots = nullptr;
+    int n_deq = 0;
     int attn_splits = 0;  // > 0: AttentionArgs::fixed_splits (graphs)
   };
   // Grows the activation scratch; drops the captured graphs when any block moved.
@@ -168,7 +174,9 @@ class CudaBackend final : public Backend {
   double* inv_freq_ = nullptr;  // [rope_dim / 2]
   int rope_dim_ = 0;
 
-  bool kv_bf16_ = true;
+  KvDtype kv_dtype_ = KvDtype::kBF16;
+  uint16_t *deq_k_ = nullptr, *deq_v_ = nullptr;  // fp8 KV: bf16 rows for the prefill kernel
+  size_t cap_deq_k_ = 0, cap_deq_v_ = 0;          // bytes
   bool use_tc_ = false;                           // tensor-core prefill attention
   std::vector<std::array<int32_t, 3>> tc_tiles_;  // per forward: (keys, first token, rows)
   int64_t kv_capacity_ = 0;

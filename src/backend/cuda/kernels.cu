@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/kv_store.cuh"
 #include "backend/cuda/pdl.cuh"
 
 namespace sgl::backend::cuda {
@@ -95,17 +96,6 @@ __global__ void rope_table_kernel(const double* __restrict__ inv_freq, int rope_
   cos_sin[static_cast<size_t>(t) * rope_dim + half + i] = static_cast<float>(s);
 }
 
-template <typename KV>
-__device__ __forceinline__ KV to_kv(float v);
-template <>
-__device__ __forceinline__ bf16 to_kv<bf16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-template <>
-__device__ __forceinline__ __half to_kv<__half>(float v) {
-  return __float2half_rn(v);
-}
-
 // One block per token; threads walk the element pairs of every Q, K and V head.
 template <typename KV>
 __global__ void qkv_rope_store_kernel(QkvRopeArgs a) {
@@ -149,12 +139,12 @@ __global__ void qkv_rope_store_kernel(QkvRopeArgs a) {
       q[e1] = float_to_bf16_bits(x1);
     } else if (!is_v) {
       KV* k = kc + (head - a.n_head) * D;
-      k[e0] = to_kv<KV>(x0);
-      k[e1] = to_kv<KV>(x1);
+      kv::store(k + e0, x0);
+      kv::store(k + e1, x1);
     } else {
       KV* v = vc + (head - a.n_head - a.n_head_kv) * D;
-      v[e0] = to_kv<KV>(x0);
-      v[e1] = to_kv<KV>(x1);
+      kv::store(v + e0, x0);
+      kv::store(v + e1, x1);
     }
   }
 }
@@ -298,10 +288,20 @@ void launch_qkv_rope_store(const QkvRopeArgs& a, cudaStream_t stream) {
   if (a.n <= 0) return;
   const int pairs = (a.n_head + 2 * a.n_head_kv) * a.head_dim / 2;
   const int threads = pairs >= 512 ? 512 : (pairs + 31) / 32 * 32;
-  if (a.kv_elem == KvElem::kBF16)
-    qkv_rope_store_kernel<bf16><<<a.n, threads, 0, stream>>>(a);
-  else
-    qkv_rope_store_kernel<__half><<<a.n, threads, 0, stream>>>(a);
+  switch (a.kv_elem) {
+    case KvElem::kBF16:
+      qkv_rope_store_kernel<bf16><<<a.n, threads, 0, stream>>>(a);
+      break;
+    case KvElem::kF16:
+      qkv_rope_store_kernel<__half><<<a.n, threads, 0, stream>>>(a);
+      break;
+    case KvElem::kFp8E4M3:
+      qkv_rope_store_kernel<__nv_fp8_e4m3><<<a.n, threads, 0, stream>>>(a);
+      break;
+    case KvElem::kFp8E5M2:
+      qkv_rope_store_kernel<__nv_fp8_e5m2><<<a.n, threads, 0, stream>>>(a);
+      break;
+  }
 }
 
 void launch_silu_mul(const float* gu, int n, int n_ff, uint16_t* out, cudaStream_t stream) {

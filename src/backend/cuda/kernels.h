@@ -15,8 +15,14 @@
 
 namespace sgl::backend::cuda {
 
-// Element type of the KV pool.
-enum class KvElem { kBF16, kF16 };
+// Element type of the KV pool. The fp8 kinds (1 byte, scale 1.0, saturating; kv_store.cuh) are
+// read by launch_attention (tensor cores for head_dim 128/256, the CUDA-core kernel otherwise)
+// and by launch_attention_prefill_tc through a bf16 copy of the rows it reads.
+enum class KvElem { kBF16, kF16, kFp8E4M3, kFp8E5M2 };
+// Bytes per K or V element.
+constexpr int kv_elem_bytes(KvElem e) {
+  return e == KvElem::kFp8E4M3 || e == KvElem::kFp8E5M2 ? 1 : 2;
+}
 
 // x[t, :] = float(table[tokens[t], :]).  table: [n_vocab, n_embd] bf16, x: [n, n_embd] f32.
 // REQUIRES: every token id is a valid row.
@@ -82,6 +88,16 @@ struct AttentionArgs {
   // [n_tokens] or null: launch_attention leaves tokens with token_skip[t] != 0 alone (their
   // outputs come from launch_attention_prefill_tc).
   const int32_t* token_skip = nullptr;
+  // fp8 pools, launch_attention_prefill_tc only (its kernels read bf16): the K/V rows the tiles
+  // read are first converted into bf16_k / bf16_v ([bf16_rows, n_head_kv, head_dim] bf16; row i
+  // from pool slot bf16_src[i]), and the kernel then reads key j of the sequence of token t at
+  // row bf16_slots[bf16_seq_begin[token_seq[t]] + j] instead of the pool's slot list.
+  int bf16_rows = 0;
+  const int32_t* bf16_src = nullptr;
+  const int32_t* bf16_seq_begin = nullptr;
+  const int32_t* bf16_slots = nullptr;
+  uint16_t* bf16_k = nullptr;
+  uint16_t* bf16_v = nullptr;
 };
 // True iff the attention kernels handle this head dimension (8, 16, 32, 64, 128, 256).
 bool attention_head_dim_supported(int head_dim);
@@ -101,7 +117,7 @@ void launch_attention_simple(const AttentionArgs& a, cudaStream_t stream);
 
 // Prefill attention on tensor cores (wgmma on sm_90, else mma.sync; bf16, FlashAttention-style
 // blocks of 128 queries, online softmax in f32; attention_tc.h) for head_dim 64 or 128 with a
-// bf16 KV pool. Same contract as launch_attention (causal, slot lists, cached prefix) for the
+// bf16 KV pool, or an fp8 one through the bf16_* rows of AttentionArgs (false without them). Same contract as launch_attention (causal, slot lists, cached prefix) for the
 // queries of the given tiles only: tiles is [n_tiles][2] on the device, each (first token index,
 // number of rows <= kPrefillTcRows), the rows being consecutive tokens of one sequence; longest
 // tiles first is fastest. Returns false (launching nothing) when it does not apply
@@ -110,6 +126,12 @@ bool prefill_tc_supported(int head_dim, KvElem kv_elem);
 bool launch_attention_prefill_tc(const AttentionArgs& a, const int32_t* tiles, int n_tiles,
                                  cudaStream_t stream);
 constexpr int kPrefillTcRows = 128;
+// dst_k[i] = bf16(k_cache[src_slots[i]]) and the same for V, for i < n_rows, rows of row_elems
+// (a multiple of 8) elements: the fp8 pool's rows for the bf16 prefill kernels (exact: every fp8
+// value is a bf16 value).
+void launch_kv_rows_to_bf16(const void* k_cache, const void* v_cache, KvElem kv_elem,
+                            const int32_t* src_slots, int n_rows, int row_elems, uint16_t* dst_k,
+                            uint16_t* dst_v, cudaStream_t stream);
 
 // Skinny GEMM for decode batches (gemv.cu): y[n, N] (f32) = x[n, K] (bf16) * W[N, K]^T (bf16,
 // row-major as stored), f32 accumulation, for n <= kGemvMaxRows activation rows. A pure weight
