@@ -30,7 +30,8 @@
 //       [--decode-len 4096] [--decode-shapes 1x1024,64x4096,...]: copy bandwidth, GEMM rate and
 //       attention kernels on the GPU; decode attention also at each batch x context of
 //       --decode-shapes ("" for none), with the planner's and the CUDA-graph path's split counts,
-//       by the default and the CUDA-core kernel, and at each split count of --decode-splits.
+//       by the default and the CUDA-core kernel (and with an fp8_e4m3 pool by the default), and
+//       at each split count of --decode-splits.
 //
 //   sgl-bench shared-prefix [-m MODEL] [--groups 8] [--per-group 16] [--system-len 1024]
 //                           [--question-len 64] [--output-len 32] [RUNTIME OPTIONS]
@@ -1157,6 +1158,12 @@ int run_cuda_kernels(int argc, char** argv) {
   put("gemm_decode_qkv_1x6144x4096", cu::bench_gemm(0, 1, 6144, 4096));
   put("gemm_decode_gate_up_1x28672x4096", cu::bench_gemm(0, 1, 28672, 4096));
   put("decode_attention", cu::bench_decode_attention(0, db, dl, 32, 8, 128));
+  put("decode_attention_fp8_e4m3", cu::bench_decode_attention(0, db, dl, 32, 8, 128, 0, false,
+                                                              cu::KvElem::kFp8E4M3));
+  put("decode_attention_fp8_e5m2", cu::bench_decode_attention(0, db, dl, 32, 8, 128, 0, false,
+                                                              cu::KvElem::kFp8E5M2));
+  put("decode_attention_fp8_e4m3_cuda_cores",
+      cu::bench_decode_attention(0, db, dl, 32, 8, 128, 0, true, cu::KvElem::kFp8E4M3));
   nlohmann::json dec = nlohmann::json::array();
   for (auto [b, l] : shapes) {
     for (const bool cuda_cores : {false, true}) {
@@ -1164,6 +1171,10 @@ int run_cuda_kernels(int argc, char** argv) {
         auto r = cu::bench_decode_attention(0, b, l, 32, 8, 128, fixed, cuda_cores);
         dec.push_back(r.is_ok() ? *r : nlohmann::json(r.status().to_string()));
       }
+    }
+    for (const int fixed : {0, -1}) {  // fp8 KV, tensor-core kernel
+      auto r = cu::bench_decode_attention(0, b, l, 32, 8, 128, fixed, false, cu::KvElem::kFp8E4M3);
+      dec.push_back(r.is_ok() ? *r : nlohmann::json(r.status().to_string()));
     }
     for (const int splits : sweep) {
       auto r = cu::bench_decode_attention(0, b, l, 32, 8, 128, splits, false);

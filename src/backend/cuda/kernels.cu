@@ -222,6 +222,17 @@ __global__ void fill_uniform_bf16_kernel(uint16_t* p, size_t n, float scale, uin
   }
 }
 
+// The same draws stored as KV elements (kv::store: rounded, saturated).
+template <typename KV>
+__global__ void fill_uniform_kv_kernel(KV* p, size_t n, float scale, uint64_t seed) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const uint64_t h = splitmix64(seed * 0xD1B54A32D192ED03ull + i);
+    const float u = static_cast<float>(h >> 40) * (1.0f / 8388608.0f) - 1.0f;  // [-1, 1)
+    kv::store(p + i, scale * u);
+  }
+}
+
 __global__ void fill_f32_kernel(float* p, size_t n, float value) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x)
@@ -320,6 +331,28 @@ void launch_fill_uniform_bf16(uint16_t* p, size_t n, float scale, uint64_t seed,
                               cudaStream_t stream) {
   if (n == 0) return;
   fill_uniform_bf16_kernel<<<grid_for(n, 256), 256, 0, stream>>>(p, n, scale, seed);
+}
+
+void launch_fill_uniform_kv(void* p, size_t n, KvElem kv_elem, float scale, uint64_t seed,
+                            cudaStream_t stream) {
+  if (n == 0) return;
+  const dim3 grid = grid_for(n, 256);
+  switch (kv_elem) {
+    case KvElem::kBF16:
+      fill_uniform_kv_kernel<<<grid, 256, 0, stream>>>(static_cast<bf16*>(p), n, scale, seed);
+      break;
+    case KvElem::kF16:
+      fill_uniform_kv_kernel<<<grid, 256, 0, stream>>>(static_cast<__half*>(p), n, scale, seed);
+      break;
+    case KvElem::kFp8E4M3:
+      fill_uniform_kv_kernel<<<grid, 256, 0, stream>>>(static_cast<__nv_fp8_e4m3*>(p), n, scale,
+                                                       seed);
+      break;
+    case KvElem::kFp8E5M2:
+      fill_uniform_kv_kernel<<<grid, 256, 0, stream>>>(static_cast<__nv_fp8_e5m2*>(p), n, scale,
+                                                       seed);
+      break;
+  }
 }
 
 void launch_fill_f32(float* p, size_t n, float value, cudaStream_t stream) {

@@ -153,6 +153,9 @@ void launch_gemv_gate_up_silu(const uint16_t* x, const uint16_t* w_gu, uint16_t*
 // [-1, 1) from a hash of (seed, i).
 void launch_fill_uniform_bf16(uint16_t* p, size_t n, float scale, uint64_t seed,
                               cudaStream_t stream);
+// The same draws as KV elements of kv_elem (rounded and saturated as the K/V store does).
+void launch_fill_uniform_kv(void* p, size_t n, KvElem kv_elem, float scale, uint64_t seed,
+                            cudaStream_t stream);
 void launch_fill_f32(float* p, size_t n, float value, cudaStream_t stream);
 
 // dst = src over `bytes` (a multiple of 16, both 16-byte aligned) with 16-byte loads and stores:

@@ -112,7 +112,7 @@ Result<nlohmann::json> bench_gemm(int device, int n, int m, int k) {
 
 namespace {
 
-// Shared set-up of the attention benchmarks: a pool of `n_slots` random bf16 K/V rows, and
+// Shared set-up of the attention benchmarks: a pool of `n_slots` random K/V rows, and
 // sequences whose slot lists are a random permutation of the pool.
 struct AttnSetup {
   DeviceMem q, k, v, out, ws, meta;
@@ -120,7 +120,7 @@ struct AttnSetup {
 };
 
 Status make_attention(AttnSetup* s, const std::vector<std::pair<int, int>>& seqs, int n_head,
-                      int n_head_kv, int head_dim, int n_sm) {
+                      int n_head_kv, int head_dim, int n_sm, KvElem kv_elem = KvElem::kBF16) {
   int n_tokens = 0, n_slots = 0, max_kv = 1;
   for (auto [past, nn] : seqs) {
     n_tokens += nn;
@@ -129,15 +129,15 @@ Status make_attention(AttnSetup* s, const std::vector<std::pair<int, int>>& seqs
   }
   const size_t kv_elems = size_t(n_slots) * n_head_kv * head_dim;
   SGL_RETURN_IF_ERROR(alloc(&s->q, size_t(n_tokens) * n_head * head_dim * 2));
-  SGL_RETURN_IF_ERROR(alloc(&s->k, kv_elems * 2));
-  SGL_RETURN_IF_ERROR(alloc(&s->v, kv_elems * 2));
+  SGL_RETURN_IF_ERROR(alloc(&s->k, kv_elems * kv_elem_bytes(kv_elem)));
+  SGL_RETURN_IF_ERROR(alloc(&s->v, kv_elems * kv_elem_bytes(kv_elem)));
   SGL_RETURN_IF_ERROR(alloc(&s->out, size_t(n_tokens) * n_head * head_dim * 2));
   const size_t ws = attention_workspace_floats(n_tokens, n_head, n_head_kv, head_dim, max_kv, n_sm);
   SGL_RETURN_IF_ERROR(alloc(&s->ws, std::max<size_t>(ws, 1) * 4));
   launch_fill_uniform_bf16(static_cast<uint16_t*>(s->q.p), size_t(n_tokens) * n_head * head_dim,
                            1.0f, 3, nullptr);
-  launch_fill_uniform_bf16(static_cast<uint16_t*>(s->k.p), kv_elems, 1.0f, 4, nullptr);
-  launch_fill_uniform_bf16(static_cast<uint16_t*>(s->v.p), kv_elems, 1.0f, 5, nullptr);
+  launch_fill_uniform_kv(s->k.p, kv_elems, kv_elem, 1.0f, 4, nullptr);
+  launch_fill_uniform_kv(s->v.p, kv_elems, kv_elem, 1.0f, 5, nullptr);
   std::vector<int32_t> perm(n_slots);
   std::iota(perm.begin(), perm.end(), 0);
   std::mt19937 rng(1);
@@ -165,7 +165,7 @@ Status make_attention(AttnSetup* s, const std::vector<std::pair<int, int>>& seqs
   a.q = static_cast<uint16_t*>(s->q.p);
   a.k_cache = s->k.p;
   a.v_cache = s->v.p;
-  a.kv_elem = KvElem::kBF16;
+  a.kv_elem = kv_elem;
   a.positions = m;
   a.token_seq = m + n_tokens;
   a.seq_slots_begin = m + 2 * n_tokens;
@@ -186,15 +186,15 @@ Status make_attention(AttnSetup* s, const std::vector<std::pair<int, int>>& seqs
 
 Result<nlohmann::json> bench_decode_attention(int device, int batch, int kv_len, int n_head,
                                               int n_head_kv, int head_dim, int fixed_splits,
-                                              bool cuda_cores) {
+                                              bool cuda_cores, KvElem kv_elem) {
   SGL_MB_OK(cudaSetDevice(device));
   const int n_sm = sm_count(device);
-  const double bytes = 2.0 * batch * kv_len * n_head_kv * head_dim * 2;
+  const double bytes = 2.0 * batch * kv_len * n_head_kv * head_dim * kv_elem_bytes(kv_elem);
   // Copies of the batch (disjoint slots of one pool), each rep reading the next one.
   const int copies = static_cast<int>(std::clamp(std::ceil(256.0 * (1 << 20) / bytes), 1.0, 64.0));
   AttnSetup s;
   std::vector<std::pair<int, int>> seqs(size_t(batch) * copies, {kv_len - 1, 1});
-  SGL_RETURN_IF_ERROR(make_attention(&s, seqs, n_head, n_head_kv, head_dim, n_sm));
+  SGL_RETURN_IF_ERROR(make_attention(&s, seqs, n_head, n_head_kv, head_dim, n_sm, kv_elem));
   AttentionArgs a = s.a;
   a.n_tokens = batch;
   a.fixed_splits =
@@ -225,6 +225,10 @@ Result<nlohmann::json> bench_decode_attention(int device, int batch, int kv_len,
                         {"n_head_kv", n_head_kv},
                         {"head_dim", head_dim},
                         {"kernel", cuda_cores ? "cuda_cores" : "default"},
+                        {"kv", kv_elem == KvElem::kBF16       ? "bf16"
+                               : kv_elem == KvElem::kF16      ? "f16"
+                               : kv_elem == KvElem::kFp8E4M3 ? "fp8_e4m3"
+                                                              : "fp8_e5m2"},
                         {"fixed_splits", a.fixed_splits},
                         {"splits", std::max<size_t>(1, splits_ws)},
                         {"ms", ms},

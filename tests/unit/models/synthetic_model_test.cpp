@@ -709,6 +709,33 @@ TEST_F(SyntheticModelTest, Llama3StyleWithRopeFreqs) {
                            }});
 }
 
+// fp8 KV caches are the CUDA backend's alone: the CPU backend refuses them, naming the type.
+TEST_F(SyntheticModelTest, CpuBackendRefusesFp8Kv) {
+  TinySpec s;
+  s.arch = "llama";
+  const TinyVocab vocab = tiny_vocab();
+  const std::string path = dir_ + "/model.gguf";
+  ASSERT_TRUE(write_gguf(path, s, vocab, make_tensors(s, uint32_t(vocab.tokens.size()))).is_ok());
+  auto model = load_model(path);
+  ASSERT_TRUE(model.is_ok()) << model.status().to_string();
+  for (const auto kv : {backend::KvDtype::kFp8E4M3, backend::KvDtype::kFp8E5M2}) {
+    backend::CpuBackendOptions o;
+    o.n_threads = 1;
+    o.kv_capacity = 64;
+    o.kv_dtype = kv;
+    auto be = backend::CpuBackend::create(**model, o);
+    ASSERT_FALSE(be.is_ok());
+    EXPECT_EQ(be.status().code(), StatusCode::kUnsupported) << be.status().to_string();
+    EXPECT_NE(be.status().message().find(backend::kv_dtype_name(kv)), std::string::npos)
+        << be.status().to_string();
+  }
+  backend::CpuBackendOptions o;
+  o.n_threads = 1;
+  o.kv_capacity = 64;
+  o.kv_dtype = backend::KvDtype::kBF16;
+  EXPECT_TRUE(backend::CpuBackend::create(**model, o).is_ok());
+}
+
 TEST_F(SyntheticModelTest, EveryWeightFormatMixed) {
   TinySpec s;
   s.arch = "llama";

@@ -164,6 +164,21 @@ TEST(ServerArgs, TpSize) {
   EXPECT_FALSE(parse_server_args({"--model-path", "m", "--tp-size", "x"}, &help).is_ok());
 }
 
+TEST(ServerArgs, KvCacheDtype) {
+  bool help = false;
+  for (const char* t : {"auto", "bf16", "fp8_e4m3", "fp8_e5m2"}) {
+    auto a = parse_server_args({"--model-path", "m", "--kv-cache-dtype", t}, &help);
+    ASSERT_TRUE(a.is_ok()) << t << ": " << a.status().to_string();
+    EXPECT_EQ(a->kv_cache_dtype, t);
+  }
+  auto a = parse_server_args({"--model-path", "m", "--kv-cache-dtype", "fp8_e4m3"}, &help);
+  ASSERT_TRUE(a.is_ok());
+  auto o = engine_options(*a);
+  ASSERT_TRUE(o.is_ok()) << o.status().to_string();
+  EXPECT_EQ(o->kv_dtype, backend::KvDtype::kFp8E4M3);
+  EXPECT_FALSE(parse_server_args({"--model-path", "m", "--kv-cache-dtype", "fp4"}, &help).is_ok());
+}
+
 TEST(ServerArgs, ErrorsAndHelp) {
   bool help = false;
   EXPECT_FALSE(parse_server_args({}, &help).is_ok());
