@@ -407,11 +407,10 @@ __global__ void __launch_bounds__(kWarps * 32) decode_tc_kernel(KernelArgs ka) {
     s_v[3] = __shfl_sync(0xffffffffu, sl, 2 * c + 9);
 #pragma unroll
     for (int kt = 0; kt < 2; ++kt) {
-      const KV* src =
-          kc + (static_cast<size_t>(max(s_k[kt], 0)) * a.n_head_kv + kvh) * D + 2 * kEl * c;
+      const KV* src = kc + (static_cast<size_t>(max(s_k[kt], 0)) * a.n_head_kv + kvh) * D + kEl * c;
 #pragma unroll
       for (int j = 0; j < kKPer; ++j)
-        tc::cp_async16(chunk_addr(stage, kt * kKPer + j), src + 8 * kEl * j, s_k[kt] >= 0);
+        tc::cp_async16(chunk_addr(stage, kt * kKPer + j), src + 4 * kEl * j, s_k[kt] >= 0);
     }
 #pragma unroll
     for (int v = 0; v < 4; ++v) {

@@ -48,15 +48,20 @@ double fp8_value(const Fp8Format& f, uint8_t code) {
   return (code & 0x80) ? -mag : mag;
 }
 
-// Round to nearest, ties to the even code (the even mantissa), saturating to +-max.
+// Round to nearest, ties to the even code (the even mantissa), saturating to +-max: the
+// nearest of the finite positive codes (increasing with the code) by bisection.
 uint8_t fp8_encode(const Fp8Format& f, float x) {
+  static std::vector<double> tables[2];
+  std::vector<double>& v = tables[f.exp_bits == 4 ? 0 : 1];
+  if (v.empty())
+    for (int c = 0; c <= f.max_code; ++c) v.push_back(fp8_value(f, uint8_t(c)));
   const uint8_t sign = std::signbit(x) ? 0x80 : 0;
   const double a = std::fabs(double(x));
-  if (a >= fp8_value(f, f.max_code)) return sign | f.max_code;
-  uint8_t lo = 0;  // the largest code with value <= a
-  while (lo < f.max_code && fp8_value(f, lo + 1) <= a) ++lo;
-  if (fp8_value(f, lo) == a) return sign | lo;
-  const double dl = a - fp8_value(f, lo), dh = fp8_value(f, lo + 1) - a;
+  if (a >= v.back()) return sign | f.max_code;
+  // lo: the largest code with value <= a.
+  const uint8_t lo = uint8_t(std::upper_bound(v.begin(), v.end(), a) - v.begin() - 1);
+  if (v[lo] == a) return sign | lo;
+  const double dl = a - v[lo], dh = v[lo + 1] - a;
   const uint8_t c = dl < dh ? lo : dh < dl ? uint8_t(lo + 1) : ((lo & 1) ? uint8_t(lo + 1) : lo);
   return sign | c;
 }
