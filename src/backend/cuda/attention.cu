@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <type_traits>
 
 #include "backend/cuda/attention_tc_common.cuh"
@@ -275,9 +276,9 @@ constexpr int tc_stages() {
 }
 // Shared memory: the cp.async ring ([stage][chunk][thread] 16-byte chunks, D / 8 (fp8: D / 16)
 // chunks per thread and tile), reused after the loop for the cross-warp merge.
-template <int D, bool kFp8>
+template <int D, bool kFp8, int kStages = tc_stages<D, kFp8>()>
 constexpr int tc_smem_bytes() {
-  const int ring = kWarps * 32 * tc_stages<D, kFp8>() * (D / (kFp8 ? 16 : 8)) * 16;
+  const int ring = kWarps * 32 * kStages * (D / (kFp8 ? 16 : 8)) * 16;
   const int merge = (kWarps * kTcMaxHeads * D + 2 * kWarps * kTcMaxHeads) * 4;
   return ring > merge ? ring : merge;
 }
@@ -330,11 +331,10 @@ struct Mma<__half> {
 // V chunks are dims 128 g + 16 r .. +15, column n of n-tile 16 g + e being dim 128 g + 16 n + e.
 // fp8 converts to f16 exactly (cvt.f16x2.e4m3x2, or a byte move for e5m2), so the mma runs in
 // f16 (Q converted, as for an f16 pool).
-template <typename KV, int D, bool kHi>
+template <typename KV, int D, bool kHi, int kStages>
 __global__ void __launch_bounds__(kWarps * 32) decode_tc_kernel(KernelArgs ka) {
   constexpr bool kFp8 = kv::kIsFp8<KV>;
   using M = Mma<std::conditional_t<kFp8, __half, KV>>;
-  constexpr int kStages = tc_stages<D, kFp8>();
   constexpr int kEl = kFp8 ? 16 : 8;     // elements per 16-byte chunk
   constexpr int kNJ = D / 32;            // Q A-fragment pairs (k-steps / 2)
   constexpr int kKPer = D / (4 * kEl);   // K chunks per key and thread
@@ -719,14 +719,31 @@ void launch_kv(const KernelArgs& ka, int group, dim3 grid, cudaStream_t stream) 
 }
 
 // False (launching nothing) if the kernel's shared-memory size cannot be configured.
-template <typename KV, int D, bool kHi>
-bool launch_tc_cfg(const KernelArgs& ka, dim3 grid, cudaStream_t stream) {
-  constexpr int smem = tc_smem_bytes<D, kv::kIsFp8<KV>>();
+template <typename KV, int D, bool kHi, int kStages>
+bool launch_tc_stages(const KernelArgs& ka, dim3 grid, cudaStream_t stream) {
+  constexpr int smem = tc_smem_bytes<D, kv::kIsFp8<KV>, kStages>();
   // Per GPU: the attribute is per device, and tensor-parallel ranks launch on several.
   static std::atomic<uint64_t> configured{0};
-  if (!tc::set_max_dynamic_smem(decode_tc_kernel<KV, D, kHi>, smem, configured)) return false;
-  decode_tc_kernel<KV, D, kHi><<<grid, kWarps * 32, smem, stream>>>(ka);
+  if (!tc::set_max_dynamic_smem(decode_tc_kernel<KV, D, kHi, kStages>, smem, configured))
+    return false;
+  decode_tc_kernel<KV, D, kHi, kStages><<<grid, kWarps * 32, smem, stream>>>(ka);
   return true;
+}
+
+template <typename KV, int D, bool kHi>
+bool launch_tc_cfg(const KernelArgs& ka, dim3 grid, cudaStream_t stream) {
+  constexpr bool kFp8 = kv::kIsFp8<KV>;
+  // fp8, head_dim 128: SGL_CUDA_DECODE_FP8_STAGES=4|5|7 swaps the ring depth (benchmarks only).
+  if constexpr (kFp8 && D == 128) {
+    static const int stages = [] {
+      const char* e = std::getenv("SGL_CUDA_DECODE_FP8_STAGES");
+      return e != nullptr ? std::atoi(e) : 0;
+    }();
+    if (stages == 4) return launch_tc_stages<KV, D, kHi, 4>(ka, grid, stream);
+    if (stages == 5) return launch_tc_stages<KV, D, kHi, 5>(ka, grid, stream);
+    if (stages == 7) return launch_tc_stages<KV, D, kHi, 7>(ka, grid, stream);
+  }
+  return launch_tc_stages<KV, D, kHi, tc_stages<D, kFp8>()>(ka, grid, stream);
 }
 
 template <typename KV, int D>
