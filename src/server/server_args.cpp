@@ -137,7 +137,9 @@ const std::vector<Flag>& flags() {
        str_flag(&ServerArgs::log_level)},
       {"--threads", "N", "CPU threads for the forward pass (default: physical cores).",
        int_flag("--threads", &ServerArgs::threads, 0, 4096)},
-      {"--kv-cache-dtype", "TYPE", "KV cache element type: auto (f16), f16, bf16, f32, fp8_e4m3, fp8_e5m2 (fp8: --device cuda).",
+      {"--kv-cache-dtype", "TYPE",
+       "KV cache element type: auto (f16), f16, bf16, f32, fp8_e4m3, fp8_e5m2 (fp8: --device "
+       "cuda).",
        str_flag(&ServerArgs::kv_cache_dtype)},
       {"--random-seed", "N",
        "Seed for requests without their own seed and for the random policy (default: drawn at "
@@ -269,8 +271,9 @@ Result<ServerArgs> parse_server_args(const std::vector<std::string>& args, bool*
   if (a.model_path.empty()) return invalid_argument("--model-path is required (see --help)");
   if (auto p = runtime::parse_schedule_policy(a.schedule_policy); !p.is_ok()) return p.status();
   if (a.kv_cache_dtype != "auto" && !backend::parse_kv_dtype(a.kv_cache_dtype).is_ok())
-    return invalid_argument("--kv-cache-dtype: expected auto, f16, bf16, f32, fp8_e4m3 or fp8_e5m2, got " +
-                            quote_for_message(a.kv_cache_dtype));
+    return invalid_argument(
+        "--kv-cache-dtype: expected auto, f16, bf16, f32, fp8_e4m3 or fp8_e5m2, got " +
+        quote_for_message(a.kv_cache_dtype));
   if (a.log_level != "debug" && a.log_level != "info" && a.log_level != "warning" &&
       a.log_level != "error")
     return invalid_argument("--log-level: expected debug, info, warning or error");

@@ -335,12 +335,12 @@ template <typename KV, int D, bool kHi, int kStages>
 __global__ void __launch_bounds__(kWarps * 32) decode_tc_kernel(KernelArgs ka) {
   constexpr bool kFp8 = kv::kIsFp8<KV>;
   using M = Mma<std::conditional_t<kFp8, __half, KV>>;
-  constexpr int kEl = kFp8 ? 16 : 8;     // elements per 16-byte chunk
-  constexpr int kNJ = D / 32;            // Q A-fragment pairs (k-steps / 2)
-  constexpr int kKPer = D / (4 * kEl);   // K chunks per key and thread
-  constexpr int kNG = D / (8 * kEl);     // V chunks per key and thread
-  constexpr int kKCh = 2 * kKPer;        // K chunks per tile and thread (keys r, r + 8)
-  constexpr int kCh = kKCh + 4 * kNG;    // all chunks per tile and thread
+  constexpr int kEl = kFp8 ? 16 : 8;    // elements per 16-byte chunk
+  constexpr int kNJ = D / 32;           // Q A-fragment pairs (k-steps / 2)
+  constexpr int kKPer = D / (4 * kEl);  // K chunks per key and thread
+  constexpr int kNG = D / (8 * kEl);    // V chunks per key and thread
+  constexpr int kKCh = 2 * kKPer;       // K chunks per tile and thread (keys r, r + 8)
+  constexpr int kCh = kKCh + 4 * kNG;   // all chunks per tile and thread
   constexpr int kThreads = kWarps * 32;
   static_assert(kNG >= 1, "fp8 needs head_dim >= 128");
   extern __shared__ uint4 smem[];
@@ -733,15 +733,21 @@ bool launch_tc_stages(const KernelArgs& ka, dim3 grid, cudaStream_t stream) {
 template <typename KV, int D, bool kHi>
 bool launch_tc_cfg(const KernelArgs& ka, dim3 grid, cudaStream_t stream) {
   constexpr bool kFp8 = kv::kIsFp8<KV>;
-  // fp8, head_dim 128: SGL_CUDA_DECODE_FP8_STAGES=4|5|7 swaps the ring depth (benchmarks only).
   if constexpr (kFp8 && D == 128) {
+    // SGL_CUDA_DECODE_FP8_STAGES=4|5|6|7 fixes the ring depth (benchmarks only).
     static const int stages = [] {
       const char* e = std::getenv("SGL_CUDA_DECODE_FP8_STAGES");
       return e != nullptr ? std::atoi(e) : 0;
     }();
-    if (stages == 4) return launch_tc_stages<KV, D, kHi, 4>(ka, grid, stream);
-    if (stages == 5) return launch_tc_stages<KV, D, kHi, 5>(ka, grid, stream);
-    if (stages == 7) return launch_tc_stages<KV, D, kHi, 7>(ka, grid, stream);
+    // A 4-deep ring (64 KB) fits three blocks per SM instead of two: measured on the H100 it
+    // streams faster where there are many waves of blocks (256 x 2k: 2325 GB/s against 2237 at
+    // 6 deep) and slower where the grid is under two waves of two blocks (64 x 4k, 512 blocks:
+    // 2089 against 2244, the last wave a third full).
+    const long blocks = static_cast<long>(grid.x) * grid.y * grid.z;
+    const int s = stages != 0 ? stages : blocks >= 6L * ka.a.n_sm ? 4 : 6;
+    if (s == 4) return launch_tc_stages<KV, D, kHi, 4>(ka, grid, stream);
+    if (s == 5) return launch_tc_stages<KV, D, kHi, 5>(ka, grid, stream);
+    if (s == 7) return launch_tc_stages<KV, D, kHi, 7>(ka, grid, stream);
   }
   return launch_tc_stages<KV, D, kHi, tc_stages<D, kFp8>()>(ka, grid, stream);
 }
@@ -756,8 +762,10 @@ template <typename KV>
 bool launch_tc(const KernelArgs& ka, int group, dim3 grid, cudaStream_t stream) {
   switch (ka.a.head_dim) {
     case 64:
-      if constexpr (kv::kIsFp8<KV>) return false;  // fp8 needs 128+ (CUDA-core kernel)
-      else return launch_tc_d<KV, 64>(ka, group, grid, stream);
+      if constexpr (kv::kIsFp8<KV>)
+        return false;  // fp8 needs 128+ (CUDA-core kernel)
+      else
+        return launch_tc_d<KV, 64>(ka, group, grid, stream);
     case 128:
       return launch_tc_d<KV, 128>(ka, group, grid, stream);
     default:

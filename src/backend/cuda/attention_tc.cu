@@ -29,8 +29,8 @@
 #include <cstdint>
 
 #include "backend/cuda/attention_tc_common.cuh"
-#include "backend/cuda/kv_store.cuh"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/kv_store.cuh"
 
 namespace sgl::backend::cuda {
 namespace {
@@ -296,8 +296,8 @@ __global__ void kv_rows_to_bf16_kernel(const uint8_t* __restrict__ k, const uint
   const size_t row = i / per_row, part = i % per_row;
   const uint8_t* pool = blockIdx.y == 0 ? k : v;
   uint16_t* dst = blockIdx.y == 0 ? dk : dv;
-  const uint2 in = *reinterpret_cast<const uint2*>(
-      pool + static_cast<size_t>(src[row]) * row_elems + part * 8);
+  const uint2 in =
+      *reinterpret_cast<const uint2*>(pool + static_cast<size_t>(src[row]) * row_elems + part * 8);
   uint32_t out[4];
   const uint32_t w[2] = {in.x, in.y};
 #pragma unroll

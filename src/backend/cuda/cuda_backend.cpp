@@ -98,11 +98,11 @@ CudaBackend::~CudaBackend() {
   if (gmeta_) cudaFree(gmeta_);
   gemm_.reset();
   for (void* p : allocations_) cudaFree(p);
-  for (void* p : {static_cast<void*>(x_), static_cast<void*>(f_), static_cast<void*>(h_),
-                  static_cast<void*>(q_), static_cast<void*>(act_), static_cast<void*>(cos_sin_),
-                  static_cast<void*>(meta_), static_cast<void*>(head_x_),
-                  static_cast<void*>(logits_), static_cast<void*>(attn_ws_),
-                  static_cast<void*>(deq_k_), static_cast<void*>(deq_v_)})
+  for (void* p :
+       {static_cast<void*>(x_), static_cast<void*>(f_), static_cast<void*>(h_),
+        static_cast<void*>(q_), static_cast<void*>(act_), static_cast<void*>(cos_sin_),
+        static_cast<void*>(meta_), static_cast<void*>(head_x_), static_cast<void*>(logits_),
+        static_cast<void*>(attn_ws_), static_cast<void*>(deq_k_), static_cast<void*>(deq_v_)})
     if (p) cudaFree(p);
   if (pinned_) cudaFreeHost(pinned_);
   if (stream_) cudaStreamDestroy(as_stream(stream_));
@@ -384,10 +384,14 @@ Status CudaBackend::init_rope(const std::vector<double>& file_factors) {
 
 cuda::KvElem CudaBackend::kv_elem() const {
   switch (kv_dtype_) {
-    case KvDtype::kF16: return cuda::KvElem::kF16;
-    case KvDtype::kFp8E4M3: return cuda::KvElem::kFp8E4M3;
-    case KvDtype::kFp8E5M2: return cuda::KvElem::kFp8E5M2;
-    default: return cuda::KvElem::kBF16;
+    case KvDtype::kF16:
+      return cuda::KvElem::kF16;
+    case KvDtype::kFp8E4M3:
+      return cuda::KvElem::kFp8E4M3;
+    case KvDtype::kFp8E5M2:
+      return cuda::KvElem::kFp8E5M2;
+    default:
+      return cuda::KvElem::kBF16;
   }
 }
 
@@ -412,8 +416,7 @@ Status CudaBackend::init_kv(const CudaBackendOptions& o) {
   }
   kv_capacity_ = std::min<int64_t>(kv_capacity_, (int64_t{1} << 31) - 2);
   // One slot more than the pool's capacity: the K/V sink of the decode graphs' padding rows.
-  const size_t layer_bytes =
-      kv_row_elems_ * elem_bytes * (static_cast<size_t>(kv_capacity_) + 1);
+  const size_t layer_bytes = kv_row_elems_ * elem_bytes * (static_cast<size_t>(kv_capacity_) + 1);
   for (uint32_t i = 0; i < c.n_layer; ++i) {
     uint8_t *k = nullptr, *v = nullptr;
     SGL_RETURN_IF_ERROR(dev_alloc(&k, layer_bytes, "the KV pool (lower the KV pool size)"));
@@ -567,8 +570,10 @@ Status CudaBackend::prepare_eager(const ForwardBatch& batch, StepInputs* in) {
   if (deq) {
     bool moved = false;  // graphs never read these
     const size_t bytes = n_deq * kv_row_elems_ * 2;
-    SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&deq_k_), &cap_deq_k_, bytes, "fp8 K", &moved));
-    SGL_RETURN_IF_ERROR(grow(reinterpret_cast<void**>(&deq_v_), &cap_deq_v_, bytes, "fp8 V", &moved));
+    SGL_RETURN_IF_ERROR(
+        grow(reinterpret_cast<void**>(&deq_k_), &cap_deq_k_, bytes, "fp8 K", &moved));
+    SGL_RETURN_IF_ERROR(
+        grow(reinterpret_cast<void**>(&deq_v_), &cap_deq_v_, bytes, "fp8 V", &moved));
   }
 
   // Batch description: tokens | positions | out_slots | token_seq | token_skip | seq begins |
@@ -620,9 +625,9 @@ Status CudaBackend::prepare_eager(const ForwardBatch& batch, StepInputs* in) {
   SGL_CUDA_OK(cudaMemcpyAsync(meta_, hm, upload * 4, cudaMemcpyHostToDevice, s), "batch upload");
   if (deq) {
     const size_t at = static_cast<size_t>(deq_meta - hm);
-    SGL_CUDA_OK(cudaMemcpyAsync(meta_ + at, deq_meta, (n_seqs + 2 * n_deq) * 4,
-                                cudaMemcpyHostToDevice, s),
-                "batch upload");
+    SGL_CUDA_OK(
+        cudaMemcpyAsync(meta_ + at, deq_meta, (n_seqs + 2 * n_deq) * 4, cudaMemcpyHostToDevice, s),
+        "batch upload");
     in->deq_seq_begin = meta_ + at;
     in->deq_src = in->deq_seq_begin + n_seqs;
     in->deq_slots = in->deq_src + n_deq;

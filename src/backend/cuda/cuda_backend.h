@@ -35,7 +35,7 @@
 namespace sgl::backend::cuda {
 class Gemm;
 enum class KvElem;
-}
+}  // namespace sgl::backend::cuda
 
 namespace sgl::backend {
 

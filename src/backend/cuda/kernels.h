@@ -117,11 +117,12 @@ void launch_attention_simple(const AttentionArgs& a, cudaStream_t stream);
 
 // Prefill attention on tensor cores (wgmma on sm_90, else mma.sync; bf16, FlashAttention-style
 // blocks of 128 queries, online softmax in f32; attention_tc.h) for head_dim 64 or 128 with a
-// bf16 KV pool, or an fp8 one through the bf16_* rows of AttentionArgs (false without them). Same contract as launch_attention (causal, slot lists, cached prefix) for the
-// queries of the given tiles only: tiles is [n_tiles][2] on the device, each (first token index,
-// number of rows <= kPrefillTcRows), the rows being consecutive tokens of one sequence; longest
-// tiles first is fastest. Returns false (launching nothing) when it does not apply
-// (prefill_tc_supported) or the kernel cannot be configured.
+// bf16 KV pool, or an fp8 one through the bf16_* rows of AttentionArgs (false without them). Same
+// contract as launch_attention (causal, slot lists, cached prefix) for the queries of the given
+// tiles only: tiles is [n_tiles][2] on the device, each (first token index, number of rows <=
+// kPrefillTcRows), the rows being consecutive tokens of one sequence; longest tiles first is
+// fastest. Returns false (launching nothing) when it does not apply (prefill_tc_supported) or the
+// kernel cannot be configured.
 bool prefill_tc_supported(int head_dim, KvElem kv_elem);
 bool launch_attention_prefill_tc(const AttentionArgs& a, const int32_t* tiles, int n_tiles,
                                  cudaStream_t stream);

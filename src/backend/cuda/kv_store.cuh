@@ -71,7 +71,7 @@ template <typename KV>
 __device__ __forceinline__ void fp8x4_to_f16x2x2(uint32_t word, uint32_t& lo, uint32_t& hi);
 template <>
 __device__ __forceinline__ void fp8x4_to_f16x2x2<__nv_fp8_e4m3>(uint32_t word, uint32_t& lo,
-                                                                 uint32_t& hi) {
+                                                                uint32_t& hi) {
   asm("{\n .reg .b16 a, b;\n mov.b32 {a, b}, %2;\n cvt.rn.f16x2.e4m3x2 %0, a;\n"
       " cvt.rn.f16x2.e4m3x2 %1, b;\n}\n"
       : "=r"(lo), "=r"(hi)
@@ -79,7 +79,7 @@ __device__ __forceinline__ void fp8x4_to_f16x2x2<__nv_fp8_e4m3>(uint32_t word, u
 }
 template <>
 __device__ __forceinline__ void fp8x4_to_f16x2x2<__nv_fp8_e5m2>(uint32_t word, uint32_t& lo,
-                                                                 uint32_t& hi) {
+                                                                uint32_t& hi) {
   lo = __byte_perm(word, 0u, 0x1404);
   hi = __byte_perm(word, 0u, 0x3424);
 }

@@ -225,10 +225,10 @@ Result<nlohmann::json> bench_decode_attention(int device, int batch, int kv_len,
                         {"n_head_kv", n_head_kv},
                         {"head_dim", head_dim},
                         {"kernel", cuda_cores ? "cuda_cores" : "default"},
-                        {"kv", kv_elem == KvElem::kBF16       ? "bf16"
-                               : kv_elem == KvElem::kF16      ? "f16"
+                        {"kv", kv_elem == KvElem::kBF16      ? "bf16"
+                               : kv_elem == KvElem::kF16     ? "f16"
                                : kv_elem == KvElem::kFp8E4M3 ? "fp8_e4m3"
-                                                              : "fp8_e5m2"},
+                                                             : "fp8_e5m2"},
                         {"fixed_splits", a.fixed_splits},
                         {"splits", std::max<size_t>(1, splits_ws)},
                         {"ms", ms},

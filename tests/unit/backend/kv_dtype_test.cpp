@@ -13,11 +13,11 @@ TEST(KvDtype, ParseNamesAndBytes) {
     KvDtype want;
     int bytes;
   };
-  for (const Case& c : {Case{"f16", KvDtype::kF16, 2}, Case{"fp16", KvDtype::kF16, 2},
-                        Case{"auto", KvDtype::kF16, 2}, Case{"bf16", KvDtype::kBF16, 2},
-                        Case{"bfloat16", KvDtype::kBF16, 2}, Case{"f32", KvDtype::kF32, 4},
-                        Case{"fp8_e4m3", KvDtype::kFp8E4M3, 1},
-                        Case{"fp8_e5m2", KvDtype::kFp8E5M2, 1}}) {
+  for (const Case& c :
+       {Case{"f16", KvDtype::kF16, 2}, Case{"fp16", KvDtype::kF16, 2},
+        Case{"auto", KvDtype::kF16, 2}, Case{"bf16", KvDtype::kBF16, 2},
+        Case{"bfloat16", KvDtype::kBF16, 2}, Case{"f32", KvDtype::kF32, 4},
+        Case{"fp8_e4m3", KvDtype::kFp8E4M3, 1}, Case{"fp8_e5m2", KvDtype::kFp8E5M2, 1}}) {
     auto t = parse_kv_dtype(c.name);
     ASSERT_TRUE(t.is_ok()) << c.name;
     EXPECT_EQ(*t, c.want) << c.name;

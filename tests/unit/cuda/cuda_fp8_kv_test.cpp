@@ -273,8 +273,8 @@ TEST(CudaFp8Kv, AttentionMatchesCpuOnDequantizedValues) {
         cpu::attention(cp, nullptr);
         tb += nn;
       }
-      const std::string what = std::string(name_of(kv_elem)) + " H " + std::to_string(H) +
-                               " Hkv " + std::to_string(Hkv) + " D " + std::to_string(D);
+      const std::string what = std::string(name_of(kv_elem)) + " H " + std::to_string(H) + " Hkv " +
+                               std::to_string(Hkv) + " D " + std::to_string(D);
       EXPECT_LT(norm_err(out, ref), 5e-3) << what;
 
       // The CUDA-core kernel on every shape.
@@ -307,8 +307,7 @@ TEST(CudaFp8Kv, AttentionMatchesCpuOnDequantizedValues) {
       {
         DevBuf<uint16_t> doutw(size_t(n_tokens) * H * D);
         cu::AttentionArgs aw = a;
-        aw.kv_elem =
-            kv_elem == cu::KvElem::kFp8E4M3 ? cu::KvElem::kFp8E5M2 : cu::KvElem::kFp8E4M3;
+        aw.kv_elem = kv_elem == cu::KvElem::kFp8E4M3 ? cu::KvElem::kFp8E5M2 : cu::KvElem::kFp8E4M3;
         aw.out = doutw.get();
         cu::launch_attention(aw, nullptr);
         SGL_CUDA_ASSERT(cudaGetLastError());
