@@ -60,8 +60,8 @@
 //       [--json] [--dump-prompts FILE (the prompts' token ids as JSON)] [--prompts-only (dump
 //       and exit without running)] [--device cpu|cuda (the engine's backend)] [--load-format
 //       auto|dummy] [--tokenizer-path PATH (dummy)] [--mem-fraction-static 0.85]
-//       [--chunked-prefill-size 512] [--kv-dtype f16|bf16] [--tp-size 1]. MODEL defaults to
-//       models/SmolLM2-135M-Instruct.Q4_1.gguf.
+//       [--chunked-prefill-size 512] [--kv-dtype f16|bf16|fp8_e4m3|fp8_e5m2 (fp8: cuda)]
+//       [--tp-size 1]. MODEL defaults to models/SmolLM2-135M-Instruct.Q4_1.gguf.
 //       Prompts are deterministic random English-word text tokenized with MODEL's tokenizer.
 //
 // Subcommands are rows of kCommands; add one by writing a run function and a row.
@@ -1237,7 +1237,8 @@ int usage(FILE* out) {
                "[--max-total-tokens N] [--disable-radix-cache] [--seed 1] [--json] "
                "[--dump-prompts FILE] [--prompts-only] [--device cpu|cuda] "
                "[--load-format auto|dummy] [--tokenizer-path PATH] [--mem-fraction-static F] "
-               "[--chunked-prefill-size 512] [--kv-dtype f16|bf16] [--tp-size 1]\n");
+               "[--chunked-prefill-size 512] [--kv-dtype f16|bf16|fp8_e4m3|fp8_e5m2] "
+               "[--tp-size 1]\n");
   return out == stderr ? 2 : 0;
 }
 
