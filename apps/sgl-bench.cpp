@@ -56,7 +56,8 @@
 //       --output-len 1024 --max-running-requests 512 --chunked-prefill-size 8192.
 //
 //   RUNTIME OPTIONS: [--threads 2] [--max-running-requests 64] [--max-total-tokens N (default:
-//       max running requests x the longest sequence)] [--disable-radix-cache] [--seed 1]
+//       max running requests x the longest sequence)] [--disable-radix-cache]
+//       [--disable-overlap-schedule] [--seed 1]
 //       [--json] [--dump-prompts FILE (the prompts' token ids as JSON)] [--prompts-only (dump
 //       and exit without running)] [--device cpu|cuda (the engine's backend)] [--load-format
 //       auto|dummy] [--tokenizer-path PATH (dummy)] [--mem-fraction-static 0.85]
@@ -564,6 +565,7 @@ struct RuntimeBenchOptions {
   int max_running_requests = 64;
   int64_t max_total_tokens = 0;  // 0: max_running_requests x the longest sequence
   bool disable_radix_cache = false;
+  bool disable_overlap_schedule = false;
   uint64_t seed = 1;
   int output_len = 32;
   bool json = false;
@@ -593,6 +595,8 @@ Result<RuntimeBenchOptions> parse_runtime_options(
   for (const std::string& f : args.flags) {
     if (f == "--disable-radix-cache") {
       o.disable_radix_cache = true;
+    } else if (f == "--disable-overlap-schedule") {
+      o.disable_overlap_schedule = true;
     } else if (f == "--json") {
       o.json = true;
     } else if (f == "--prompts-only") {
@@ -664,6 +668,7 @@ Result<std::unique_ptr<sgl::runtime::Engine>> make_bench_engine(const RuntimeBen
                         : max_seq_len < 0      ? 0
                                                : o.max_running_requests * max_seq_len;
   eo.disable_radix_cache = o.disable_radix_cache;
+  eo.disable_overlap_schedule = o.disable_overlap_schedule;
   eo.random_seed = o.seed;
   eo.device = o.device;
   eo.load_format = o.load_format;
@@ -700,6 +705,7 @@ struct RunTotals {
   int64_t requests = 0, prompt_tokens = 0, output_tokens = 0, cached_tokens = 0;
   double wall_s = 0;
   std::vector<double> e2e_s, ttft_s;
+  std::vector<double> tpot_s;  // per request with 2+ output tokens: (e2e - TTFT) / (tokens - 1)
 };
 
 void add_output(RunTotals& t, const sgl::runtime::GenerateOutput& out) {
@@ -709,6 +715,9 @@ void add_output(RunTotals& t, const sgl::runtime::GenerateOutput& out) {
   t.cached_tokens += out.cached_tokens;
   t.e2e_s.push_back(out.timings.e2e_s);
   t.ttft_s.push_back(out.timings.first_token_s);
+  if (out.completion_tokens > 1)
+    t.tpot_s.push_back((out.timings.e2e_s - out.timings.first_token_s) /
+                       (out.completion_tokens - 1));
 }
 
 // Waits for every handle and adds its output to `t`; an error or an aborted request fails the run.
@@ -755,7 +764,7 @@ double percentile(std::vector<double> v, double p) {
 // Prints the run as JSON (--json) or as aligned text.
 void report_run(const RuntimeBenchOptions& o, const std::string& workload, nlohmann::json sizes,
                 const RunTotals& t, const sgl::runtime::EngineStats& s0,
-                const sgl::runtime::EngineStats& s1, int64_t max_total_tokens) {
+                const sgl::runtime::EngineStats& s1, int64_t max_total_tokens, bool overlap) {
   const double wall = t.wall_s;
   const int64_t steps = s1.steps - s0.steps;
   const double step_s = s1.step_seconds - s0.step_seconds;
@@ -783,8 +792,11 @@ void report_run(const RuntimeBenchOptions& o, const std::string& workload, nlohm
   out["mean_e2e_s"] = mean_of(t.e2e_s);
   out["p99_e2e_s"] = percentile(t.e2e_s, 0.99);
   out["mean_ttft_s"] = mean_of(t.ttft_s);
+  out["mean_tpot_ms"] = mean_of(t.tpot_s) * 1e3;
   out["engine"] = {
       {"steps", steps},
+      {"overlap_schedule", overlap},
+      {"overlapped_steps", s1.overlapped_steps - s0.overlapped_steps},
       {"cache_hit_rate", s1.prompt_tokens > s0.prompt_tokens
                              ? static_cast<double>(s1.cache_hit_tokens - s0.cache_hit_tokens) /
                                    static_cast<double>(s1.prompt_tokens - s0.prompt_tokens)
@@ -822,9 +834,12 @@ void report_run(const RuntimeBenchOptions& o, const std::string& workload, nlohm
   std::printf("  total throughput      %.1f tok/s (prompt + output)\n",
               (t.prompt_tokens + t.output_tokens) / wall);
   std::printf("  cache hit rate        %.1f%%\n", 100.0 * out["cache_hit_rate"].get<double>());
-  std::printf("  latency               mean %.2f s, p99 %.2f s, mean TTFT %.2f s\n",
-              mean_of(t.e2e_s), percentile(t.e2e_s, 0.99), mean_of(t.ttft_s));
-  std::printf("  scheduler steps       %lld\n", static_cast<long long>(steps));
+  std::printf("  latency               mean %.2f s, p99 %.2f s, mean TTFT %.2f s, TPOT %.3f ms\n",
+              mean_of(t.e2e_s), percentile(t.e2e_s, 0.99), mean_of(t.ttft_s),
+              mean_of(t.tpot_s) * 1e3);
+  std::printf("  scheduler steps       %lld (overlap schedule %s, %lld overlapped)\n",
+              static_cast<long long>(steps), overlap ? "on" : "off",
+              static_cast<long long>(s1.overlapped_steps - s0.overlapped_steps));
   if (steps > 0 && step_s > 0) {
     std::printf("  outside forward       %.3f ms of %.2f ms per step (%.2f%%)\n",
                 (step_s - fwd_s) / steps * 1e3, step_s / steps * 1e3,
@@ -897,7 +912,7 @@ int run_shared_prefix(int argc, char** argv) {
   if (Status st = wait_all(handles, t); !st.is_ok()) return fail(st.to_string());
   t.wall_s = now_s() - t0;
   const sgl::runtime::EngineStats s1 = settled_stats(e);
-  report_run(*o, "shared-prefix", sizes, t, s0, s1, e.max_total_tokens());
+  report_run(*o, "shared-prefix", sizes, t, s0, s1, e.max_total_tokens(), e.overlap_schedule());
   return 0;
 }
 
@@ -990,7 +1005,7 @@ int run_multi_turn(int argc, char** argv) {
     t.ttft_s.insert(t.ttft_s.end(), p.ttft_s.begin(), p.ttft_s.end());
   }
   const sgl::runtime::EngineStats s1 = settled_stats(e);
-  report_run(*o, "multi-turn", sizes, t, s0, s1, e.max_total_tokens());
+  report_run(*o, "multi-turn", sizes, t, s0, s1, e.max_total_tokens(), e.overlap_schedule());
   return 0;
 }
 
@@ -1030,7 +1045,7 @@ int run_offline(int argc, char** argv) {
   if (Status st = wait_all(*handles, t); !st.is_ok()) return fail(st.to_string());
   t.wall_s = now_s() - t0;
   const sgl::runtime::EngineStats s1 = settled_stats(e);
-  report_run(*o, "offline", sizes, t, s0, s1, e.max_total_tokens());
+  report_run(*o, "offline", sizes, t, s0, s1, e.max_total_tokens(), e.overlap_schedule());
   return 0;
 }
 
@@ -1234,7 +1249,8 @@ int usage(FILE* out) {
   for (const Command& c : kCommands) std::fprintf(out, "  %s\n", c.usage);
   std::fprintf(out,
                "\nruntime options: [--threads 2] [--max-running-requests 64] "
-               "[--max-total-tokens N] [--disable-radix-cache] [--seed 1] [--json] "
+               "[--max-total-tokens N] [--disable-radix-cache] [--disable-overlap-schedule] "
+               "[--seed 1] [--json] "
                "[--dump-prompts FILE] [--prompts-only] [--device cpu|cuda] "
                "[--load-format auto|dummy] [--tokenizer-path PATH] [--mem-fraction-static F] "
                "[--chunked-prefill-size 512] [--kv-dtype f16|bf16|fp8_e4m3|fp8_e5m2] "

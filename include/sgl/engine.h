@@ -208,6 +208,17 @@ struct EngineOptions {
   // the tokenizer comes from tokenizer_path.
   std::string load_format = "auto";
   std::string tokenizer_path;  // a GGUF file or a Hugging Face directory; dummy only
+  // The overlap schedule (SGLang's default; --disable-overlap-schedule turns it off): the
+  // scheduler launches step n + 1 on the device before it collects and processes step n's
+  // tokens, which then reach step n + 1 as future references resolved on the device. Used
+  // where the backend's launches are asynchronous (CUDA) and samples on the device; steps that
+  // need the previous tokens on the host first (logprobs, penalties, logit bias, grammars,
+  // retraction, aborts, flush_cache) run synchronously. Outputs are the same either way on a
+  // batch-invariant backend; a request's stop is seen one step late (one discarded row).
+  bool disable_overlap_schedule = false;
+  // Tests: the overlap schedule also on a backend whose launches are synchronous (the CPU
+  // backend), where it gains nothing and delays every token's event by one step.
+  bool overlap_sync_backend = false;
 };
 
 struct EngineStats {
@@ -226,6 +237,7 @@ struct EngineStats {
   int64_t generated_tokens = 0;
   int64_t jump_forward_tokens = 0; // output tokens appended by jump-forward, not decoded
   int64_t device_sampled_tokens = 0;  // tokens sampled by the backend (no logits copied back)
+  int64_t overlapped_steps = 0;    // launches enqueued while the previous one was in flight
   double forward_seconds = 0;      // time inside backend forward passes
   double step_seconds = 0;         // total scheduler step time (forward included)
   double cache_hit_rate() const {
@@ -261,11 +273,15 @@ class Engine {
   const models::LoadedModel& model() const { return *model_; }
   const std::string& model_path() const { return model_path_; }
   const EngineOptions& options() const { return opts_; }
+  // Whether the scheduler runs the overlap schedule (options and backend permitting).
+  bool overlap_schedule() const { return overlap_; }
   int64_t max_total_tokens() const { return kv_capacity_; }
   int32_t context_length() const { return context_length_; }
   int32_t n_vocab() const { return n_vocab_; }
 
   struct Req;  // scheduler-private request state
+  struct Row;     // one logits row of a step's batch
+  struct Launch;  // a launched batch whose tokens are not processed yet (overlap schedule)
 
  private:
   Engine() = default;
@@ -302,6 +318,19 @@ class Engine {
   void abort_req(Req& r, const std::string& msg);
   void sweep();
   void publish_stats();
+  // Overlap schedule. overlap_safe(): whether the next batch may be built while a launch is in
+  // flight (no live request needs its tokens on the host first). drain(): collects and
+  // processes the launch in flight, if any. alloc_decode_slots(): phase 1 of a step; without
+  // may_retract it returns false instead of retracting.
+  bool overlap_safe() const;
+  void drain();
+  void launch_async(const backend::ForwardBatch& batch, const std::vector<Req*>& in_batch,
+                    std::vector<Row> rows);
+  void collect_and_process(Launch& l);
+  bool alloc_decode_slots(bool may_retract);
+  void after_forward(const std::vector<Req*>& in_batch);
+  void process_sampled(Req& r, int32_t tok, std::span<float> lg,
+                       std::vector<int32_t>& scratch_ids);
 
   std::string model_path_;
   std::unique_ptr<models::LoadedModel> model_;
@@ -329,6 +358,12 @@ class Engine {
   Rng rng_;
   EngineStats counters_;
   backend::Logits logits_;  // the last forward pass's rows, reused between steps
+  bool overlap_ = false;
+  std::unique_ptr<Launch> inflight_;  // the launch whose tokens are not processed yet
+  uint64_t launch_seq_ = 0;           // ids of async launches
+  uint64_t processed_launch_ = 0;     // every launch up to this id is processed
+  // Finished requests that an unprocessed launch still has rows for (their tokens dropped).
+  std::vector<std::unique_ptr<Req>> retired_;
 
   // rid -> handles, for abort(rid); a request with n > 1 is also listed under its base rid.
   std::mutex registry_mu_;

@@ -40,4 +40,44 @@ Status Backend::forward_sample(const ForwardBatch&, std::span<const SampleRow>,
   return unsupported("the " + std::string(name()) + " backend does not sample on the device");
 }
 
+Result<uint64_t> Backend::launch_sample(const ForwardBatch& batch, std::span<const SampleRow> rows) {
+  if (!supports_sampling())
+    return unsupported("the " + std::string(name()) + " backend does not sample on the device");
+  if (sync_results_.size() >= static_cast<size_t>(kMaxUncollected))
+    return invalid_argument("launch_sample: " + std::to_string(kMaxUncollected) +
+                               " launches are still uncollected");
+  const ForwardBatch* run = &batch;
+  ForwardBatch resolved;
+  for (int32_t t : batch.tokens) {
+    if (t >= 0) continue;
+    resolved = batch;
+    for (int32_t& id : resolved.tokens) {
+      if (id >= 0) continue;
+      const int64_t row = -static_cast<int64_t>(id) - 1;
+      if (row >= static_cast<int64_t>(sync_last_.size()))
+        return invalid_argument("launch_sample: future token " + std::to_string(id) +
+                                " but the previous launch sampled " +
+                                std::to_string(sync_last_.size()) + " rows");
+      id = sync_last_[static_cast<size_t>(row)];
+    }
+    run = &resolved;
+    break;
+  }
+  std::vector<int32_t> tokens;
+  SGL_RETURN_IF_ERROR(forward_sample(*run, rows, &tokens));
+  sync_last_ = tokens;
+  sync_results_.push_back(std::move(tokens));
+  return sync_next_ticket_++;
+}
+
+Status Backend::collect(uint64_t ticket, std::vector<int32_t>* tokens) {
+  const uint64_t oldest = sync_next_ticket_ - sync_results_.size();
+  if (sync_results_.empty() || ticket != oldest)
+    return invalid_argument("collect: ticket " + std::to_string(ticket) +
+                            " is not the oldest uncollected launch");
+  *tokens = std::move(sync_results_.front());
+  sync_results_.pop_front();
+  return Status::ok();
+}
+
 }  // namespace sgl::backend

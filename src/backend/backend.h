@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <span>
 #include <string_view>
@@ -65,6 +66,33 @@ class Backend {
   virtual bool supports_sampling() const { return false; }
   virtual Status forward_sample(const ForwardBatch& batch, std::span<const SampleRow> rows,
                                 std::vector<int32_t>* tokens);
+
+  // The overlap scheduler's pair (runtime/engine.cpp): launch_sample enqueues what
+  // forward_sample does and returns a ticket; collect(ticket) waits for that launch and returns
+  // its tokens (one per logit row). Launches are collected in launch order, and at most
+  // kMaxUncollected may be uncollected at a time.
+  //
+  // Future tokens: in a launch's batch.tokens, -(i + 1) stands for the token sampled for logit
+  // row i of the previous launch, which need not be collected yet (so step n + 1 can be enqueued
+  // before step n's tokens reach the host). Every launch runs after the previous one completes
+  // its K/V writes (one in-order queue), so a batch may read any slot an earlier launch writes.
+  //
+  // The default implementation, for any backend that supports_sampling(), is synchronous:
+  // launch_sample resolves the future tokens on the host and runs forward_sample at once.
+  // supports_async() says whether launch_sample returns before the work is done (then it
+  // reads nothing of `batch` or `rows` after returning).
+  static constexpr int kMaxUncollected = 2;
+  virtual bool supports_async() const { return false; }
+  virtual Result<uint64_t> launch_sample(const ForwardBatch& batch,
+                                         std::span<const SampleRow> rows);
+  virtual Status collect(uint64_t ticket, std::vector<int32_t>* tokens);
+
+ private:
+  // The synchronous launch_sample's results, oldest first, and the last launch's tokens (what
+  // the future ids of the next launch refer to).
+  std::deque<std::vector<int32_t>> sync_results_;
+  std::vector<int32_t> sync_last_;
+  uint64_t sync_next_ticket_ = 1;
 };
 
 }  // namespace sgl::backend

@@ -10,7 +10,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "grammar/grammar.h"
 #include "model/quant.h"
+#include "runtime/sampler.h"
 
 namespace sgl::backend {
 
@@ -336,6 +338,37 @@ Status CpuBackend::forward(const ForwardBatch& batch, Logits* logits) {
                 E * sizeof(float));
   cpu::rms_norm(head_x_.data(), output_norm_.data(), head_x_.data(), n_out, E, c.rms_eps);
   cpu::matmul(output_.view(), head_x_.data(), logits->data.data(), n_out, &pool_, &mm_ws_);
+  return Status::ok();
+}
+
+Status CpuBackend::forward_sample(const ForwardBatch& batch, std::span<const SampleRow> rows,
+                                  std::vector<int32_t>* tokens) {
+  if (rows.size() != batch.logit_rows.size())
+    return invalid_argument("forward_sample: " + std::to_string(rows.size()) +
+                            " sampling rows for " + std::to_string(batch.logit_rows.size()) +
+                            " logit rows");
+  for (const SampleRow& r : rows)
+    if (!(r.u >= 0.0 && r.u < 1.0))
+      return invalid_argument("forward_sample: u must be in [0, 1), got " + std::to_string(r.u));
+  SGL_RETURN_IF_ERROR(forward(batch, &sample_logits_));
+  const int32_t n_vocab = static_cast<int32_t>(config_.n_vocab);
+  tokens->assign(rows.size(), 0);
+  std::vector<std::pair<float, int32_t>> scratch;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const SampleRow& r = rows[i];
+    std::span<float> lg(sample_logits_.row(static_cast<int32_t>(i)), static_cast<size_t>(n_vocab));
+    if (r.vocab_limit > 0 && r.vocab_limit < n_vocab)
+      std::fill(lg.begin() + r.vocab_limit, lg.end(), -INFINITY);
+    if (r.mask != nullptr)
+      grammar::apply_mask(lg, std::span<const uint32_t>(r.mask, static_cast<size_t>(
+                                                                    std::max(r.mask_words, 0))));
+    runtime::SamplingParams sp;
+    sp.temperature = r.temperature;
+    sp.top_k = r.top_k;
+    sp.top_p = r.top_p;
+    sp.min_p = r.min_p;
+    (*tokens)[i] = runtime::Sampler::sample_u(lg, sp, r.u, scratch);
+  }
   return Status::ok();
 }
 

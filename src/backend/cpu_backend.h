@@ -40,6 +40,12 @@ class CpuBackend final : public Backend {
   const model::ModelConfig& config() const override { return config_; }
   int64_t kv_capacity() const override { return kv_capacity_; }
   Status forward(const ForwardBatch& batch, Logits* logits) override;
+  // forward(), then runtime::Sampler's pick on each row (vocabulary limit and grammar bitset
+  // applied first): the host path's tokens for the same u. Synchronous, so the inherited
+  // launch_sample / collect are synchronous too (supports_async() is false).
+  bool supports_sampling() const override { return true; }
+  Status forward_sample(const ForwardBatch& batch, std::span<const SampleRow> rows,
+                        std::vector<int32_t>* tokens) override;
 
   int n_threads() const { return pool_.n_threads(); }
   KvDtype kv_dtype() const { return kv_dtype_; }
@@ -83,6 +89,7 @@ class CpuBackend final : public Backend {
   std::vector<float> attn_scratch_;  // per thread
   size_t attn_scratch_floats_ = 0;
   std::vector<float> head_x_;        // [n_logits, n_embd]
+  Logits sample_logits_;             // forward_sample's rows, reused between calls
 };
 
 }  // namespace sgl::backend

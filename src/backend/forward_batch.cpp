@@ -20,7 +20,7 @@ void ForwardBatch::add_sequence(const int32_t* new_tokens, int32_t n_new, int32_
   seqs.push_back(s);
 }
 
-Status ForwardBatch::validate(int64_t kv_capacity, int32_t n_vocab) const {
+Status ForwardBatch::validate(int64_t kv_capacity, int32_t n_vocab, int32_t n_future) const {
   const size_t n = tokens.size();
   if (positions.size() != n || out_slots.size() != n)
     return invalid_argument("forward batch: tokens/positions/out_slots lengths differ");
@@ -45,9 +45,10 @@ Status ForwardBatch::validate(int64_t kv_capacity, int32_t n_vocab) const {
   }
   if (static_cast<size_t>(next) != n) return invalid_argument("forward batch: tokens not covered");
   for (size_t i = 0; i < n; ++i)
-    if (tokens[i] < 0 || tokens[i] >= n_vocab)
+    if (tokens[i] < -n_future || tokens[i] >= n_vocab)
       return invalid_argument("forward batch: token id " + std::to_string(tokens[i]) +
-                              " out of range [0, " + std::to_string(n_vocab) + ")");
+                              " out of range [" + std::to_string(-n_future) + ", " +
+                              std::to_string(n_vocab) + ")");
   for (size_t i = 0; i < logit_rows.size(); ++i) {
     if (logit_rows[i] < 0 || static_cast<size_t>(logit_rows[i]) >= n ||
         (i > 0 && logit_rows[i] <= logit_rows[i - 1]))

@@ -48,7 +48,8 @@ struct ForwardBatch {
   void add_sequence(const int32_t* new_tokens, int32_t n_new, int32_t n_past, const int32_t* slots,
                     bool want_last_logits);
   // Checks the invariants above against a KV pool of kv_capacity slots and a vocabulary size.
-  Status validate(int64_t kv_capacity, int32_t n_vocab) const;
+  // n_future > 0 also accepts the future ids -1 .. -n_future (Backend::launch_sample).
+  Status validate(int64_t kv_capacity, int32_t n_vocab, int32_t n_future = 0) const;
 };
 
 // Logits for the requested rows, row-major [n_rows, n_vocab], in ForwardBatch::logit_rows order.

@@ -211,7 +211,24 @@ struct Engine::Req {
   bool has_first_token = false;
   int32_t retractions = 0;
 
+  // Overlap schedule: the token sampled for row future_row of launch future_launch, not yet
+  // processed (-1: none), at position tokens.size(); last_launch: the newest launch with a row
+  // of this request.
+  int32_t future_row = -1;
+  uint64_t future_launch = 0;
+  uint64_t last_launch = 0;
+
   bool prefilling() const { return n_past < fill_len; }
+  // Tokens known or in flight.
+  size_t known_len() const { return tokens.size() + (future_row >= 0 ? 1 : 0); }
+  // Whether it decodes in the next batch: not when its in-flight token is its last.
+  bool decodes_next() const { return future_row < 0 || generated() + 1 < params.max_new_tokens; }
+  // Needs its logits on the host, or its previous token on the host before the next batch
+  // (grammar masks, jump-forward): never in a batch launched while another is in flight.
+  bool needs_host() const {
+    return matcher.has_value() || params.return_logprob || sp.has_penalties() ||
+           !sp.logit_bias.empty();
+  }
   int32_t generated() const { return static_cast<int32_t>(tokens.size()) - prompt_len; }
   bool wants_input_logprobs() const {
     return params.return_logprob && params.logprob_start_len >= 0 && !events_sent;
@@ -229,6 +246,18 @@ struct Engine::Req {
     return std::max<int64_t>(0, final_len - std::max<int64_t>(fill_len, slots.size()));
   }
   std::string tag() const { return "[" + handle->rid() + "]"; }
+};
+
+struct Engine::Row {
+  Req* r;
+  int32_t pos;  // position whose logits this row holds
+  bool sample;  // the row samples the next token (else: an input logprob row)
+};
+
+struct Engine::Launch {
+  uint64_t id = 0;      // launch_seq_
+  uint64_t ticket = 0;  // Backend::launch_sample's
+  std::vector<Row> rows;
 };
 
 // ---------------------------------------------------------------- logprobs
@@ -320,6 +349,8 @@ Result<std::unique_ptr<Engine>> Engine::create(std::string model_path, EngineOpt
     e->cache_ = std::make_unique<RadixCache>(
         [pool](std::span<const int32_t> s) { pool->free(s); });
   }
+  e->overlap_ = !options.disable_overlap_schedule && e->backend_->supports_sampling() &&
+                (e->backend_->supports_async() || options.overlap_sync_backend);
   e->rng_ = Rng(options.random_seed ^ 0x5ca1ab1eull);
   e->grammars_ = std::make_unique<grammar::GrammarCompiler>(
       grammar::TokenVocab::from_tokenizer(e->model_->tok()));
@@ -522,6 +553,8 @@ void Engine::scheduler_loop() {
     std::deque<detail::Inbox::Pending> fresh;
     std::deque<std::promise<Status>> flushes;
     bool stop = false;
+    // Nothing left to schedule: the launch in flight only has rows of finished requests.
+    if (inflight_ && running_.empty() && waiting_.empty()) drain();
     {
       std::unique_lock<std::mutex> lk(inbox_->mu);
       if (running_.empty() && waiting_.empty()) {
@@ -558,6 +591,13 @@ void Engine::scheduler_loop() {
         r->mask.resize(r->matcher->mask_words());
       }
       waiting_.push_back(std::move(r));
+    }
+    // Aborts, flushes and shutdown act on settled requests: the launch in flight is
+    // collected and processed first.
+    if (inflight_) {
+      bool settle = stop || !flushes.empty();
+      for (auto& r : running_) settle = settle || (!r->done && r->handle->abort_requested());
+      if (settle) drain();
     }
     if (stop) {
       for (auto& r : running_) abort_req(*r, "engine shut down");
@@ -605,7 +645,8 @@ bool Engine::alloc_slots(int64_t n, std::vector<int32_t>& out) {
 
 void Engine::release(Req& r) {
   if (!r.admitted) return;
-  const size_t n = static_cast<size_t>(r.n_past);
+  // Computed and known (a token still in flight is never inserted: its id is unknown).
+  const size_t n = std::min(static_cast<size_t>(r.n_past), r.tokens.size());
   if (cache_) {
     size_t keep = 0;
     if (n > 0) {
@@ -712,6 +753,10 @@ void Engine::sweep() {
     r->enqueued_step = counters_.steps;
     waiting_.push_front(std::move(r));
   }
+  // A finished request that an unprocessed launch has a row for lives on until that launch is
+  // processed (which skips the row).
+  for (auto& r : running_)
+    if (r && r->done && r->last_launch > processed_launch_) retired_.push_back(std::move(r));
   running_.erase(std::remove_if(running_.begin(), running_.end(),
                                 [](const std::unique_ptr<Req>& r) { return !r || r->done; }),
                  running_.end());
@@ -1016,7 +1061,7 @@ bool Engine::samples_on_device(const Rows& rows) const {
     if (r.done) continue;
     if (r.params.return_logprob || r.sp.has_penalties() || !r.sp.logit_bias.empty()) return false;
   }
-  return !rows.empty();
+  return true;
 }
 
 backend::SampleRow Engine::device_sample_row(Req& r) {
@@ -1042,18 +1087,24 @@ backend::SampleRow Engine::device_sample_row(Req& r) {
   return s;
 }
 
-void Engine::step() {
-  admit();
-  ++counters_.steps;
-  new_token_ratio_ = std::max(kMinNewTokenRatio, new_token_ratio_ - kNewTokenRatioDecay);
+bool Engine::overlap_safe() const {
+  for (const auto& r : running_)
+    if (!r->done && r->needs_host()) return false;
+  for (const auto& r : waiting_)
+    if (!r->done && r->needs_host()) return false;
+  return true;
+}
 
-  // Phase 1: a slot for every decoding request's newest token; under pressure evict cache
-  // leaves, then retract running requests.
+bool Engine::alloc_decode_slots(bool may_retract) {
+  // A slot for every decoding request's newest token (known, or in flight); under pressure evict
+  // cache leaves, then retract running requests.
   for (size_t i = 0; i < running_.size(); ++i) {
     Req& r = *running_[i];
-    if (r.done || !r.admitted || r.prefilling()) continue;
-    while (r.admitted && r.slots.size() < r.tokens.size()) {
+    if (r.done || !r.admitted || r.prefilling() || !r.decodes_next()) continue;
+    while (r.admitted && r.slots.size() < r.known_len()) {
       if (alloc_slots(1, r.slots)) continue;  // several after a jump-forward
+      // Retraction requeues prompt + output so far: it needs every token on the host.
+      if (!may_retract) return false;
       Req* victim = pick_victim();
       SGL_CHECK(victim != nullptr, "no running request to retract");
       int live = 0;
@@ -1069,20 +1120,43 @@ void Engine::step() {
       retract(*victim);
     }
   }
+  return true;
+}
+
+void Engine::step() {
+  // Overlap schedule: batch k is built and launched while batch k - 1 is in flight, before its
+  // tokens reach the host. Safe when nothing about batch k depends on those tokens beyond
+  // their ids (future references, resolved on the device): otherwise settle first.
+  if (inflight_ && !overlap_safe()) drain();
+  admit();
+  ++counters_.steps;
+  new_token_ratio_ = std::max(kMinNewTokenRatio, new_token_ratio_ - kNewTokenRatioDecay);
+
+  // Phase 1: KV slots for the decoding requests (retraction only once settled).
+  if (!alloc_decode_slots(/*may_retract=*/inflight_ == nullptr)) {
+    drain();
+    alloc_decode_slots(/*may_retract=*/true);
+  }
   sweep();
 
   // Phase 2: build one batch: decode tokens first, then prefill chunks in admission order.
-  struct Row {
-    Req* r;
-    int32_t pos;   // position whose logits this row holds
-    bool sample;   // the row samples the next token (else: an input logprob row)
-  };
   backend::ForwardBatch batch;
   std::vector<Req*> in_batch;
   std::vector<Row> rows;
   for (auto& rp : running_) {
     Req& r = *rp;
-    if (r.prefilling()) continue;
+    if (r.done || r.prefilling()) continue;
+    if (r.future_row >= 0) {
+      // Its newest token is still in flight: this row reads it on the device.
+      if (!r.decodes_next()) continue;
+      SGL_CHECK(static_cast<size_t>(r.n_past) == r.tokens.size(), "in-flight token out of step");
+      const int32_t future = -(r.future_row + 1);
+      r.chunk = 1;
+      batch.add_sequence(&future, 1, r.n_past, r.slots.data(), true);
+      in_batch.push_back(&r);
+      rows.push_back({&r, r.n_past, true});
+      continue;
+    }
     // One new token, or several after a jump-forward.
     r.chunk = static_cast<int32_t>(r.tokens.size()) - r.n_past;
     batch.add_sequence(r.tokens.data() + r.n_past, r.chunk, r.n_past, r.slots.data(), true);
@@ -1092,7 +1166,7 @@ void Engine::step() {
   int32_t budget = opts_.chunked_prefill_size;
   for (auto& rp : running_) {
     Req& r = *rp;
-    if (!r.prefilling() || budget <= 0) continue;
+    if (r.done || !r.prefilling() || budget <= 0) continue;
     const int32_t n = std::min(budget, r.fill_len - r.n_past);
     const bool last = r.n_past + n == r.fill_len;
     const bool sample = last && r.params.max_new_tokens > 0;
@@ -1118,6 +1192,11 @@ void Engine::step() {
     budget -= n;
   }
   if (in_batch.empty()) {
+    if (inflight_) {
+      // Every running request waits for its last token, in flight.
+      drain();
+      return;
+    }
     // Nothing runs and the head of the queue still cannot be admitted: everything in the cache
     // was evictable, so it can never fit. Fail it rather than spin.
     if (running_.empty() && !waiting_.empty()) {
@@ -1132,7 +1211,14 @@ void Engine::step() {
   // Sampling on the device when the backend can and no row needs the logits on the host: then
   // only the tokens come back. Masks are filled and each request's RNG drawn here, before the
   // pass (neither depends on it), in the same order and number as the host path would.
-  const bool on_device = backend_->supports_sampling() && samples_on_device(rows);
+  const bool device_ok = backend_->supports_sampling() && samples_on_device(rows);
+  if (overlap_ && device_ok) {
+    launch_async(batch, in_batch, std::move(rows));
+    return;
+  }
+  // overlap_safe() admitted no request that needs the host path while a launch is in flight.
+  SGL_CHECK(inflight_ == nullptr, "a host-path batch built while a launch is in flight");
+  const bool on_device = device_ok && !rows.empty();
   std::vector<backend::SampleRow> sample_rows;
   std::vector<int32_t> device_tokens;
   if (on_device) {
@@ -1149,6 +1235,9 @@ void Engine::step() {
     sweep();
     return;
   }
+  // Input logprob rows are collected before after_forward, so that the finish event of a
+  // prefill-only request carries them.
+  std::vector<int32_t> scratch_ids;
   for (Req* r : in_batch) {
     const bool was_prefilling = r->prefilling();
     r->n_past += r->chunk;
@@ -1157,10 +1246,6 @@ void Engine::step() {
       if (r->group && r->leader) r->group->prefilled = true;
     }
   }
-
-  // Prefill-only requests (max_new_tokens == 0) end once their prompt is computed; input
-  // logprob rows are collected first so the finish event carries them.
-  std::vector<int32_t> scratch_ids;
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& row = rows[i];
     if (row.sample || row.r->done) continue;
@@ -1169,12 +1254,7 @@ void Engine::step() {
                                                 row.r->params.top_logprobs_num,
                                                 row.r->params.token_ids_logprob, scratch_ids));
   }
-  for (Req* r : in_batch) {
-    if (r->params.max_new_tokens == 0 && !r->prefilling() && !r->done) {
-      StopChecker::Step st = r->stop->finish_by_length();
-      finish(*r, st.delta, st.finish_reason);
-    }
-  }
+  after_forward(in_batch);
 
   std::vector<std::pair<float, int32_t>> scratch;
   for (size_t i = 0; i < rows.size(); ++i) {
@@ -1182,37 +1262,140 @@ void Engine::step() {
     if (!row.sample) continue;
     Req& r = *row.r;
     if (r.done) continue;
-    std::span<float> lg;  // empty when sampled on the device (then no row needs it)
-    int32_t tok;
     if (on_device) {
-      tok = device_tokens[i];
       ++counters_.device_sampled_tokens;
-    } else {
-      lg = std::span<float>(logits.row(static_cast<int32_t>(i)), static_cast<size_t>(n_vocab_));
-      // Embedding rows past the tokenizer's vocabulary (padding, e.g. Qwen2's 151936 rows for
-      // 151665 tokens) are never sampled: they have no text.
-      if (tok_vocab_ < n_vocab_) std::fill(lg.begin() + tok_vocab_, lg.end(), -INFINITY);
-      if (r.sp.has_penalties() || !r.sp.logit_bias.empty())
-        Sampler::apply_penalties(lg, r.sp, *r.sampler);
-      if (r.matcher) {
-        r.matcher->fill_mask(r.mask);
-        grammar::apply_mask(lg, r.mask);
-      }
-      tok = Sampler::sample(lg, r.sp, *r.sampler, scratch);
-    }
-    if (r.matcher && !r.matcher->accept(tok)) {
-      // Only possible when the grammar allows nothing (every logit masked).
-      abort_req(r, "constrained decoding: the grammar allows no token here");
+      process_sampled(r, device_tokens[i], {}, scratch_ids);
       continue;
     }
-    if (r.matcher && !opts_.disable_jump_forward && jump_forward(r, tok, lg, scratch_ids))
-      continue;
-    std::optional<PositionLogprobs> lp;
-    if (r.params.return_logprob)
-      lp = position_logprobs(lg, tok, r.params.top_logprobs_num, r.params.token_ids_logprob,
-                             scratch_ids);
-    emit_token(r, tok, std::move(lp));
+    std::span<float> lg(logits.row(static_cast<int32_t>(i)), static_cast<size_t>(n_vocab_));
+    // Embedding rows past the tokenizer's vocabulary (padding, e.g. Qwen2's 151936 rows for
+    // 151665 tokens) are never sampled: they have no text.
+    if (tok_vocab_ < n_vocab_) std::fill(lg.begin() + tok_vocab_, lg.end(), -INFINITY);
+    if (r.sp.has_penalties() || !r.sp.logit_bias.empty())
+      Sampler::apply_penalties(lg, r.sp, *r.sampler);
+    if (r.matcher) {
+      r.matcher->fill_mask(r.mask);
+      grammar::apply_mask(lg, r.mask);
+    }
+    process_sampled(r, Sampler::sample(lg, r.sp, *r.sampler, scratch), lg, scratch_ids);
   }
+  sweep();
+}
+
+void Engine::after_forward(const std::vector<Req*>& in_batch) {
+  // Prefill-only requests (max_new_tokens == 0) end once their prompt is computed (or, in an
+  // async launch, enqueued: whatever reads those slots later runs after it).
+  for (Req* r : in_batch) {
+    if (r->params.max_new_tokens == 0 && !r->prefilling() && !r->done) {
+      StopChecker::Step st = r->stop->finish_by_length();
+      finish(*r, st.delta, st.finish_reason);
+    }
+  }
+}
+
+void Engine::process_sampled(Req& r, int32_t tok, std::span<float> lg,
+                             std::vector<int32_t>& scratch_ids) {
+  // lg: the row's processed logits on the host path; empty when sampled on the device (then
+  // nothing needs them: no logprobs are asked).
+  if (r.matcher && !r.matcher->accept(tok)) {
+    // Only possible when the grammar allows nothing (every logit masked).
+    abort_req(r, "constrained decoding: the grammar allows no token here");
+    return;
+  }
+  if (r.matcher && !opts_.disable_jump_forward && jump_forward(r, tok, lg, scratch_ids)) return;
+  std::optional<PositionLogprobs> lp;
+  if (r.params.return_logprob)
+    lp = position_logprobs(lg, tok, r.params.top_logprobs_num, r.params.token_ids_logprob,
+                           scratch_ids);
+  emit_token(r, tok, std::move(lp));
+}
+
+void Engine::launch_async(const backend::ForwardBatch& batch, const std::vector<Req*>& in_batch,
+                          std::vector<Row> rows) {
+  std::vector<backend::SampleRow> sample_rows;
+  sample_rows.reserve(rows.size());
+  for (const Row& row : rows) sample_rows.push_back(device_sample_row(*row.r));
+  const auto t0 = Clock::now();
+  Result<uint64_t> ticket = backend_->launch_sample(batch, sample_rows);
+  counters_.forward_seconds += seconds_between(t0, Clock::now());
+  if (!ticket.is_ok()) {
+    drain();  // the rows that read its tokens are not launched: settle them first
+    for (Req* r : in_batch)
+      abort_req(*r, "forward pass failed: " + ticket.status().to_string());
+    sweep();
+    return;
+  }
+  const uint64_t id = ++launch_seq_;
+  // The batch's K/V writes are enqueued: later batches may read them (same in-order queue).
+  for (Req* r : in_batch) {
+    r->last_launch = id;
+    const bool was_prefilling = r->prefilling();
+    r->n_past += r->chunk;
+    if (was_prefilling && !r->prefilling()) {
+      if (cache_) cache_prefix(*r);
+      if (r->group && r->leader) r->group->prefilled = true;
+    }
+  }
+  for (size_t i = 0; i < rows.size(); ++i) {
+    rows[i].r->future_row = static_cast<int32_t>(i);
+    rows[i].r->future_launch = id;
+  }
+  after_forward(in_batch);
+  std::unique_ptr<Launch> prev = std::move(inflight_);
+  inflight_ = std::make_unique<Launch>();
+  inflight_->id = id;
+  inflight_->ticket = *ticket;
+  inflight_->rows = std::move(rows);
+  if (prev) {
+    ++counters_.overlapped_steps;
+    collect_and_process(*prev);
+  }
+  sweep();
+}
+
+void Engine::collect_and_process(Launch& l) {
+  std::vector<int32_t> tokens;
+  const auto t0 = Clock::now();
+  Status s = backend_->collect(l.ticket, &tokens);
+  counters_.forward_seconds += seconds_between(t0, Clock::now());
+  processed_launch_ = l.id;
+  for (const Row& row : l.rows)
+    if (row.r->future_launch == l.id) row.r->future_row = -1;
+  if (s.is_ok() && tokens.size() != l.rows.size())
+    s = internal_error("collect: " + std::to_string(tokens.size()) + " tokens for " +
+                       std::to_string(l.rows.size()) + " rows");
+  if (!s.is_ok()) {
+    // A launch after this one (if any) read its tokens: everything running is suspect.
+    if (inflight_) {
+      std::vector<int32_t> dropped;
+      (void)backend_->collect(inflight_->ticket, &dropped);
+      processed_launch_ = inflight_->id;
+      for (const Row& row : inflight_->rows) row.r->future_row = -1;
+      inflight_.reset();
+    }
+    for (auto& r : running_) abort_req(*r, "forward pass failed: " + s.to_string());
+    retired_.clear();
+    sweep();
+    return;
+  }
+  std::vector<int32_t> scratch_ids;
+  for (size_t i = 0; i < l.rows.size(); ++i) {
+    Req& r = *l.rows[i].r;
+    if (r.done) continue;  // finished while in flight: the token is dropped
+    ++counters_.device_sampled_tokens;
+    process_sampled(r, tokens[i], {}, scratch_ids);
+  }
+  retired_.erase(std::remove_if(retired_.begin(), retired_.end(),
+                                [&](const std::unique_ptr<Req>& r) {
+                                  return r->last_launch <= processed_launch_;
+                                }),
+                 retired_.end());
+}
+
+void Engine::drain() {
+  if (!inflight_) return;
+  std::unique_ptr<Launch> l = std::move(inflight_);
+  collect_and_process(*l);
   sweep();
 }
 

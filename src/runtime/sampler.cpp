@@ -121,14 +121,19 @@ int32_t Sampler::argmax(std::span<const float> logits) {
   return 0;  // empty, or every logit NaN
 }
 
-int32_t Sampler::sample(std::span<const float> logits, const SamplingParams& p,
-                        SamplerState& state, std::vector<std::pair<float, int32_t>>& cand) {
-  if (p.greedy()) return argmax(logits);
+namespace {
+
+// Sampler::sample with the uniform draw supplied by `draw` (called at most once, only when a
+// random pick is made).
+template <typename Draw>
+int32_t sample_impl(std::span<const float> logits, const SamplingParams& p, Draw draw,
+                    std::vector<std::pair<float, int32_t>>& cand) {
+  if (p.greedy()) return Sampler::argmax(logits);
   const int32_t n = static_cast<int32_t>(logits.size());
   const float inv_t = 1.0f / p.temperature;
   float maxl = -INFINITY;
   for (float l : logits) maxl = std::max(maxl, l);
-  if (!std::isfinite(maxl)) return argmax(logits);  // everything masked to -inf
+  if (!std::isfinite(maxl)) return Sampler::argmax(logits);  // everything masked to -inf
 
   // Candidates with unnormalized probabilities. min-p keeps p >= min_p * p_max; since
   // p_max = exp(0) = 1 after subtracting the max, the threshold is simply min_p.
@@ -165,13 +170,25 @@ int32_t Sampler::sample(std::span<const float> logits, const SamplingParams& p,
   }
   double total = 0;
   for (const auto& c : cand) total += c.first;
-  const double r = state.rng().next_double() * total;
+  const double r = draw() * total;
   double cum = 0;
   for (const auto& c : cand) {
     cum += c.first;
     if (r < cum) return c.second;
   }
   return cand.back().second;
+}
+
+}  // namespace
+
+int32_t Sampler::sample(std::span<const float> logits, const SamplingParams& p,
+                        SamplerState& state, std::vector<std::pair<float, int32_t>>& cand) {
+  return sample_impl(logits, p, [&state] { return state.rng().next_double(); }, cand);
+}
+
+int32_t Sampler::sample_u(std::span<const float> logits, const SamplingParams& p, double u,
+                          std::vector<std::pair<float, int32_t>>& cand) {
+  return sample_impl(logits, p, [u] { return u; }, cand);
 }
 
 void log_softmax(std::span<const float> logits, std::span<float> out) {

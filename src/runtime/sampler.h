@@ -77,6 +77,10 @@ class Sampler {
   // `scratch` is reused between calls to avoid allocation.
   static int32_t sample(std::span<const float> logits, const SamplingParams& p,
                         SamplerState& state, std::vector<std::pair<float, int32_t>>& scratch);
+  // The same pick with the uniform number given (what backend::SampleRow::u carries): equal to
+  // sample() when u is the number sample() would draw from the state's RNG.
+  static int32_t sample_u(std::span<const float> logits, const SamplingParams& p, double u,
+                          std::vector<std::pair<float, int32_t>>& scratch);
   static int32_t argmax(std::span<const float> logits);
 };
 

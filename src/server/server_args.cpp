@@ -121,6 +121,10 @@ const std::vector<Flag>& flags() {
       {"--disable-radix-cache", nullptr,
        "Turn off prefix reuse (RadixAttention); every prompt is computed in full.",
        bool_flag(&ServerArgs::disable_radix_cache)},
+      {"--disable-overlap-schedule", nullptr,
+       "Turn off the overlap schedule (on by default where the backend launches asynchronously, "
+       "i.e. CUDA): the scheduler then waits for every step's tokens before it prepares the next.",
+       bool_flag(&ServerArgs::disable_overlap_schedule)},
       {"--stream-interval", "N",
        "Tokens between streamed events (default 1: every token; larger values send fewer, bigger "
        "chunks).",
@@ -291,6 +295,7 @@ Result<runtime::EngineOptions> engine_options(const ServerArgs& a) {
   o.max_prefill_tokens = a.max_prefill_tokens;
   o.max_running_requests = a.max_running_requests;
   o.disable_radix_cache = a.disable_radix_cache;
+  o.disable_overlap_schedule = a.disable_overlap_schedule;
   SGL_ASSIGN_OR_RETURN(o.schedule_policy, runtime::parse_schedule_policy(a.schedule_policy));
   o.schedule_conservativeness = a.schedule_conservativeness;
   o.random_seed = a.random_seed < 0 ? 0 : static_cast<uint64_t>(a.random_seed);
@@ -319,6 +324,7 @@ Json server_args_json(const ServerArgs& a) {
   j["schedule_policy"] = a.schedule_policy;
   j["schedule_conservativeness"] = a.schedule_conservativeness;
   j["disable_radix_cache"] = a.disable_radix_cache;
+  j["disable_overlap_schedule"] = a.disable_overlap_schedule;
   j["stream_interval"] = a.stream_interval;
   j["chat_template"] = a.chat_template.empty() ? Json(nullptr) : Json(a.chat_template);
   j["enable_metrics"] = a.enable_metrics;

@@ -26,6 +26,7 @@ struct ServerArgs {
   std::string schedule_policy = "fcfs";
   double schedule_conservativeness = 1.0;
   bool disable_radix_cache = false;
+  bool disable_overlap_schedule = false;
   int32_t stream_interval = 1;
   std::string chat_template;  // a Jinja file; "" = the model's template
   bool enable_metrics = false;

@@ -13,6 +13,7 @@
 
 #include "backend/cuda/gemm.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/sampling.h"
 #include "model/quant.h"
 #include "models/llama.h"
 #include "support/fp16.h"
@@ -105,6 +106,7 @@ CudaBackend::~CudaBackend() {
         static_cast<void*>(attn_ws_), static_cast<void*>(deq_k_), static_cast<void*>(deq_v_)})
     if (p) cudaFree(p);
   if (pinned_) cudaFreeHost(pinned_);
+  if (staging_event_) cudaEventDestroy(static_cast<cudaEvent_t>(staging_event_));
   if (stream_) cudaStreamDestroy(as_stream(stream_));
 }
 
@@ -468,6 +470,8 @@ namespace {
 Status grow(void** p, size_t* cap, size_t bytes, const char* what, bool* moved) {
   if (bytes <= *cap && *p != nullptr) return Status::ok();
   *moved = true;
+  // An asynchronous launch (launch_sample) may still be running on the old block.
+  if (*p) cudaDeviceSynchronize();
   if (*p) cudaFree(*p);
   *p = nullptr;
   *cap = 0;
@@ -531,8 +535,34 @@ Status CudaBackend::ensure_pinned(size_t elems) {
   return Status::ok();
 }
 
+Status CudaBackend::staging_ready() {
+  if (staging_event_)
+    SGL_CUDA_OK(cudaEventSynchronize(static_cast<cudaEvent_t>(staging_event_)), "staging wait");
+  return Status::ok();
+}
+
+Status CudaBackend::after_upload(int32_t* tokens_dev, const ForwardBatch& batch, int n) {
+  cudaStream_t s = as_stream(stream_);
+  if (!staging_event_) {
+    cudaEvent_t e = nullptr;
+    SGL_CUDA_OK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "staging event");
+    staging_event_ = e;
+  }
+  SGL_CUDA_OK(cudaEventRecord(static_cast<cudaEvent_t>(staging_event_), s), "staging event");
+  if (future_src_ == nullptr) return Status::ok();
+  bool any = false;
+  for (int32_t t : batch.tokens) any = any || t < 0;
+  if (any) {
+    cuda::launch_resolve_futures(tokens_dev, n, future_src_, s);
+    SGL_CUDA_OK(cudaGetLastError(), "future tokens");
+  }
+  return Status::ok();
+}
+
 Status CudaBackend::prepare_eager(const ForwardBatch& batch, StepInputs* in) {
   cudaStream_t s = as_stream(stream_);
+  // An asynchronous launch's upload may still be reading the pinned staging.
+  SGL_RETURN_IF_ERROR(staging_ready());
   const int n = batch.n_tokens();
   const int n_seqs = static_cast<int>(batch.seqs.size());
   const int n_out = static_cast<int>(batch.logit_rows.size());
@@ -633,6 +663,8 @@ Status CudaBackend::prepare_eager(const ForwardBatch& batch, StepInputs* in) {
     in->deq_slots = in->deq_src + n_deq;
     in->n_deq = static_cast<int>(n_deq);
   }
+  // After every upload from the staging buffer (it records the event that frees the staging).
+  SGL_RETURN_IF_ERROR(after_upload(meta_, batch, n));
   in->tokens = meta_;
   in->pos = meta_ + n;
   in->out_slots = meta_ + 2 * n;
@@ -805,11 +837,13 @@ Status CudaBackend::forward_graph(const ForwardBatch& batch) {
   cudaStream_t s = as_stream(stream_);
   const int n = batch.n_tokens();
   const int P = graph_size(n);
+  SGL_RETURN_IF_ERROR(staging_ready());
   size_t n_slots = 1;  // + the padding rows' single shared slot
   for (const auto& sv : batch.seqs) n_slots += static_cast<size_t>(sv.n_past) + 1;
   const size_t total = kGraphHeader + n_slots;
   if (total > gmeta_cap_) {
     drop_graphs();
+    if (gmeta_) SGL_CUDA_OK(cudaStreamSynchronize(s), "graph inputs");  // a launch may read it
     if (gmeta_) cudaFree(gmeta_);
     gmeta_ = nullptr;
     gmeta_cap_ = 0;
@@ -852,6 +886,8 @@ Status CudaBackend::forward_graph(const ForwardBatch& batch) {
   }
   slots[n_slots - 1] = scratch_slot;
   SGL_CUDA_OK(cudaMemcpyAsync(gmeta_, hm, total * 4, cudaMemcpyHostToDevice, s), "batch upload");
+  // Future ids are resolved in place at the graph's fixed token address, before the replay.
+  SGL_RETURN_IF_ERROR(after_upload(gmeta_, batch, n));
 
   StepInputs in;
   in.tokens = gmeta_;

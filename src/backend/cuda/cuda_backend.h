@@ -216,8 +216,28 @@ class CudaBackend final : public Backend {
   // grammar bitsets go up in one copy from pinned staging, only the tokens come back.
   Status forward_sample(const ForwardBatch& batch, std::span<const SampleRow> rows,
                         std::vector<int32_t>* tokens) override;
+  // Asynchronous: launch_sample enqueues the uploads, the forward pass, the sampling kernel and
+  // the copy of the tokens into pinned memory, records an event and returns; collect waits for
+  // it. Future ids are resolved by a kernel over the uploaded token ids (launch_resolve_futures)
+  // from the previous launch's device token buffer, before the embedding (outside the decode
+  // graphs, whose token ids live at a fixed address). Two token buffers alternate between
+  // launches; the pinned staging of the batch description and of the sampling parameters is
+  // rewritten only after the previous launch's uploads have read it (staging_ready()).
+  bool supports_async() const override { return true; }
+  Result<uint64_t> launch_sample(const ForwardBatch& batch,
+                                 std::span<const SampleRow> rows) override;
+  Status collect(uint64_t ticket, std::vector<int32_t>* tokens) override;
 
  private:
+  Result<uint64_t> launch(const ForwardBatch& batch, std::span<const SampleRow> rows,
+                          bool allow_futures);
+  // Waits until the last uploads from the pinned staging buffers have completed.
+  Status staging_ready();
+  // After a batch upload: marks the staging free once the copy is done, and resolves the future
+  // ids among the n uploaded token ids (future_src_: the previous launch's tokens, or null).
+  Status after_upload(int32_t* tokens_dev, const ForwardBatch& batch, int n);
+  const int32_t* future_src_ = nullptr;  // set by launch() around forward_device
+  void* staging_event_ = nullptr;        // cudaEvent_t, recorded after each batch upload
   struct SampleBuffers;  // staging and token buffers, grown on demand (cuda_sample.cpp)
   struct SampleBuffersDeleter {
     void operator()(SampleBuffers* b) const;  // frees its device and pinned memory

@@ -422,7 +422,17 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const float* logits, f
   if (threadIdx.x == 0) out[row] = tok;
 }
 
+__global__ void resolve_futures_kernel(int32_t* tokens, int n, const int32_t* prev) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n && tokens[i] < 0) tokens[i] = prev[-tokens[i] - 1];
+}
+
 }  // namespace
+
+void launch_resolve_futures(int32_t* tokens, int n, const int32_t* prev, cudaStream_t stream) {
+  if (n <= 0) return;
+  resolve_futures_kernel<<<(n + 255) / 256, 256, 0, stream>>>(tokens, n, prev);
+}
 
 void launch_sample(const float* logits, float* work, int n_rows, int n_vocab,
                    const SampleParams* params, const uint32_t* masks, int32_t* out,

@@ -40,4 +40,8 @@ void launch_sample(const float* logits, float* work, int n_rows, int n_vocab,
                    const SampleParams* params, const uint32_t* masks, int32_t* out,
                    cudaStream_t stream);
 
+// The overlap scheduler's future tokens (Backend::launch_sample): tokens[i] = prev[-tokens[i] - 1]
+// where tokens[i] < 0, in place on the device (prev: the previous launch's sampled tokens).
+void launch_resolve_futures(int32_t* tokens, int n, const int32_t* prev, cudaStream_t stream);
+
 }  // namespace sgl::backend::cuda

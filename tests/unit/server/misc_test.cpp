@@ -122,6 +122,7 @@ TEST(ServerArgs, DefaultsAndFlags) {
                               "--schedule-policy",
                               "lpm",
                               "--disable-radix-cache",
+                              "--disable-overlap-schedule",
                               "--stream-interval",
                               "4",
                               "--enable-metrics",
@@ -144,7 +145,9 @@ TEST(ServerArgs, DefaultsAndFlags) {
   EXPECT_EQ(o->max_total_tokens, 4096);
   EXPECT_EQ(o->chunked_prefill_size, 128);
   EXPECT_EQ(o->threads, 2);
+  EXPECT_TRUE(o->disable_overlap_schedule);
   Json j = server_args_json(*b);
+  EXPECT_EQ(j["disable_overlap_schedule"], true);
   EXPECT_EQ(j["api_key"], "<set>");  // never echoed
   EXPECT_EQ(j["served_model_name"], "smol");
   EXPECT_EQ(j["tp_size"], 1);
@@ -204,7 +207,8 @@ TEST(ServerArgs, ErrorsAndHelp) {
   for (const char* f :
        {"--host", "--port", "--api-key", "--served-model-name", "--context-length",
         "--max-running-requests", "--max-total-tokens", "--chunked-prefill-size",
-        "--schedule-policy", "--disable-radix-cache", "--stream-interval", "--chat-template",
+        "--schedule-policy", "--disable-radix-cache", "--disable-overlap-schedule",
+        "--stream-interval", "--chat-template",
         "--enable-metrics", "--log-requests", "--threads", "--random-seed"})
     EXPECT_NE(h.find(f), std::string::npos) << f;
 }
