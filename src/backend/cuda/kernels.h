@@ -127,6 +127,44 @@ void launch_gemv(const uint16_t* x, const uint16_t* w, float* y, int n, int N, i
 void launch_gemv_gate_up_silu(const uint16_t* x, const uint16_t* w_gu, uint16_t* out, int n,
                               int n_ff, int K, cudaStream_t stream, int variant = 0);
 
+// Decode GEMVs with the neighbouring elementwise work fused in (gemv_fused.cu), for decode steps
+// of n <= kGemvMaxRows rows: the same weight stream and per-row arithmetic as launch_gemv, plus
+// - GemvNormIn: the GEMV computes its bf16 activations itself, rms_norm(x[rows[r]]) * weight
+//   (as launch_gather_rms_norm writes them; sum of squares in another order), in a prologue that
+//   runs under its first weight loads: the separate norm launch goes away;
+// - launch_gemv_add: resid[r, o] += sum (f32, each element added by one thread: deterministic),
+//   the residual add after the O and down projections;
+// - launch_gemv_norm_qkv_rope: bias + RoPE + the Q write and the K/V store of launch_qkv_rope_store
+//   in the epilogue (the f32 Q|K|V rows never go to memory).
+struct GemvNormIn {
+  const float* x = nullptr;       // [*, K] f32 (the residual stream)
+  const int32_t* rows = nullptr;  // [n] the rows of x to use, or null: rows 0..n-1
+  const float* weight = nullptr;  // [K] f32 norm weight
+  float eps = 0.0f;
+};
+// gemv_supported, and the prologue's n * K bf16 fit in shared memory.
+bool gemv_norm_supported(int n, int N, int K);
+// y[n, N] (f32) = rms_norm(x) W^T.  REQUIRES: gemv_norm_supported(n, N, K); x rows 16-byte aligned.
+void launch_gemv_norm(const GemvNormIn& in, const uint16_t* w, float* y, int n, int N, int K,
+                      cudaStream_t stream);
+// out[n, n_ff] (bf16) = silu(g) * u of rms_norm(x) w_gu^T, as launch_gemv_gate_up_silu.
+void launch_gemv_norm_gate_up_silu(const GemvNormIn& in, const uint16_t* w_gu, uint16_t* out,
+                                   int n, int n_ff, int K, cudaStream_t stream);
+// resid[n, N] (f32) += x[n, K] (bf16) W^T.  REQUIRES: gemv_supported(n, N, K).
+void launch_gemv_add(const uint16_t* x, const uint16_t* w, float* resid, int n, int N, int K,
+                     cudaStream_t stream);
+// What launch_qkv_rope_store(a) does to rms_norm(x) w_qkv^T (a.qkv is ignored), for a.n rows:
+// needs gemv_norm_supported, head_dim and rope_dim multiples of 4.
+bool gemv_norm_qkv_rope_supported(const QkvRopeArgs& a, int K);
+void launch_gemv_norm_qkv_rope(const GemvNormIn& in, const uint16_t* w_qkv, const QkvRopeArgs& a,
+                               int K, cudaStream_t stream);
+
+// Hints L2 to fetch [p, p + bytes) (p 16-byte aligned) without waiting for it: run on a side
+// stream while latency-bound kernels leave DRAM idle, so that the next weight stream reads
+// these bytes from L2. mode 1: bulk prefetches (sm_90 copy engine); mode 2: per-line prefetch
+// instructions; 0: nothing.
+void launch_l2_prefetch(const void* p, size_t bytes, int mode, cudaStream_t stream);
+
 // Deterministic pseudo-random fill (dummy weights): p[i] = bf16(scale * u_i), u_i uniform in
 // [-1, 1) from a hash of (seed, i).
 void launch_fill_uniform_bf16(uint16_t* p, size_t n, float scale, uint64_t seed,

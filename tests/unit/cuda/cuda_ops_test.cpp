@@ -351,6 +351,206 @@ TEST(CudaOps, GemvMatchesDoubleReference) {
   }
 }
 
+// rms_norm(x[rows[r]]) * w rounded to bf16 (what the fused GEMVs' prologue computes), and the
+// double-precision sums of those activations with W: the reference of the fused GEMVs.
+struct NormGemvRef {
+  std::vector<float> act;  // [n, K] bf16 values
+  std::vector<float> y;    // [n, N]
+};
+NormGemvRef norm_gemv_ref(const std::vector<float>& x, const std::vector<int32_t>& rows,
+                          const std::vector<float>& g, const std::vector<float>& w, int N, int K,
+                          float eps) {
+  const int n = int(rows.size());
+  NormGemvRef r;
+  r.act.resize(size_t(n) * K);
+  for (int i = 0; i < n; ++i)
+    cpu::rms_norm(x.data() + size_t(rows[i]) * K, g.data(), r.act.data() + size_t(i) * K, 1, K,
+                  eps);
+  r.act = bf16_round(r.act);
+  r.y.resize(size_t(n) * N);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < N; ++j) {
+      double acc = 0;
+      for (int kk = 0; kk < K; ++kk) acc += double(r.act[size_t(i) * K + kk]) * w[size_t(j) * K + kk];
+      r.y[size_t(i) * N + j] = float(acc);
+    }
+  return r;
+}
+
+// The fused decode GEMVs (norm prologue with and without a row gather; f32, gated and
+// residual-add epilogues) against the CPU norm + double sums, every row count, odd shapes (partial
+// warps, K not a multiple of the 256-column step), and grids that make warps loop over several
+// row groups (SGL_CUDA_GEMV_BPS is not set: 8 blocks per SM at most). Thresholds: 1e-3 for the
+// f32 outputs (the norm's sum of squares runs in another order than the CPU's, so an activation
+// can round to the neighbouring bf16 value, rarely), bf16 outputs as everywhere.
+TEST(CudaOps, FusedGemvMatchesReference) {
+  SGL_REQUIRE_GPU();
+  std::mt19937 rng(12);
+  struct Shape {
+    int N, K;
+  };
+  const float eps = 1e-5f;
+  for (const Shape s : {Shape{1, 8}, Shape{6, 264}, Shape{37, 1000}, Shape{130, 4096},
+                        Shape{1002, 776}, Shape{6144, 4096}, Shape{40000, 512}}) {
+    for (int n = 1; n <= cu::kGemvMaxRows; ++n) {
+      if (size_t(s.N) * s.K > 1 << 22 && n != 1 && n != 5 && n != cu::kGemvMaxRows) continue;
+      ASSERT_TRUE(cu::gemv_norm_supported(n, s.N, s.K));
+      // n + 3 residual rows; odd n reads them through a reversed row list.
+      const int n_src = n + 3;
+      const auto x = random_floats(size_t(n_src) * s.K, rng, -3, 3);
+      const auto g = random_floats(s.K, rng, 0.5f, 1.5f);
+      const auto w = bf16_round(random_floats(size_t(s.N) * s.K, rng));
+      const bool gather = n % 2 == 1;
+      std::vector<int32_t> rows(n);
+      for (int i = 0; i < n; ++i) rows[i] = gather ? n_src - 1 - i : i;
+      const NormGemvRef ref = norm_gemv_ref(x, rows, g, w, s.N, s.K, eps);
+      DevBuf<float> dx(x), dg(g);
+      DevBuf<int32_t> drows(rows);
+      DevBuf<uint16_t> dw(to_bf16(w));
+      cu::GemvNormIn in;
+      in.x = dx.get();
+      in.rows = gather ? drows.get() : nullptr;
+      in.weight = dg.get();
+      in.eps = eps;
+      const std::string what = std::to_string(n) + "x" + std::to_string(s.N) + "x" +
+                               std::to_string(s.K) + (gather ? " gather" : "");
+      {
+        DevBuf<float> dy(size_t(n) * s.N);  // poisoned: unwritten outputs stay NaN
+        cu::launch_gemv_norm(in, dw.get(), dy.get(), n, s.N, s.K, nullptr);
+        SGL_CUDA_ASSERT(cudaGetLastError());
+        EXPECT_LT(norm_err(dy.host(), ref.y), 1e-3) << what;
+      }
+      if (s.N % 2 == 0) {
+        const int F = s.N / 2;
+        std::vector<float> act_ref(size_t(n) * F);
+        for (int i = 0; i < n; ++i)
+          cpu::silu_mul(ref.y.data() + size_t(i) * s.N, ref.y.data() + size_t(i) * s.N + F,
+                        act_ref.data() + size_t(i) * F, F);
+        DevBuf<uint16_t> dact(size_t(n) * F);
+        cu::launch_gemv_norm_gate_up_silu(in, dw.get(), dact.get(), n, F, s.K, nullptr);
+        SGL_CUDA_ASSERT(cudaGetLastError());
+        EXPECT_LT(norm_err(from_bf16(dact.host()), act_ref), kBf16OutTol) << "gated " << what;
+      }
+      // Residual add: resid += act W^T, with the reference activations as the bf16 input.
+      {
+        const auto resid = random_floats(size_t(n) * s.N, rng, -2, 2);
+        DevBuf<float> dr(resid);
+        DevBuf<uint16_t> da(to_bf16(ref.act));
+        cu::launch_gemv_add(da.get(), dw.get(), dr.get(), n, s.N, s.K, nullptr);
+        SGL_CUDA_ASSERT(cudaGetLastError());
+        std::vector<float> want(resid.size());
+        for (size_t i = 0; i < want.size(); ++i) want[i] = float(double(resid[i]) + ref.y[i]);
+        EXPECT_LT(norm_err(dr.host(), want), 1e-5) << "add " << what;
+      }
+    }
+  }
+}
+
+// The QKV GEMV with the norm prologue and the bias + RoPE + Q / K / V store epilogue against the
+// CPU chain (rms_norm, bf16, double sums, bias, cpu::rope_apply), for the RoPE layouts, partial
+// rotary dims, biases and both KV element types, at several row counts.
+TEST(CudaOps, FusedQkvRopeMatchesReference) {
+  SGL_REQUIRE_GPU();
+  std::mt19937 rng(13);
+  const RopeCase cases[] = {
+      {4, 2, 16, 16, false, false, 10000.0f, false}, {4, 2, 16, 16, true, true, 10000.0f, false},
+      {32, 8, 128, 128, false, false, 5e5f, true},   {32, 8, 128, 128, true, true, 5e5f, true},
+      {14, 2, 64, 64, true, true, 1e6f, false},      {8, 8, 64, 32, false, false, 1e4f, false},
+      {8, 4, 64, 32, true, true, 1e4f, false},
+  };
+  const float eps = 1e-6f;
+  for (const auto& rc : cases) {
+    const int D = rc.head_dim;
+    const int width = (rc.n_head + 2 * rc.n_head_kv) * D;
+    const int K = D == 128 ? 4096 : 264;
+    const auto w = bf16_round(random_floats(size_t(width) * K, rng));
+    for (int n : {1, 3, 8}) {
+      for (const auto kv_elem : {cu::KvElem::kBF16, cu::KvElem::kF16}) {
+        const int capacity = 64;
+        std::vector<int32_t> pos(n), slots(n), rows(n);
+        for (int t = 0; t < n; ++t) pos[t] = int(rng() % 100000);
+        const std::vector<int32_t> perm = shuffled_slots(capacity, rng);
+        std::copy(perm.begin(), perm.begin() + n, slots.begin());
+        for (int t = 0; t < n; ++t) rows[t] = t;
+        cpu::RopeParams rp;
+        rp.layout = rc.neox ? cpu::RopeLayout::kNeox : cpu::RopeLayout::kNorm;
+        rp.head_dim = D;
+        rp.rope_dim = rc.rope_dim;
+        rp.freq_base = rc.base;
+        std::vector<float> cs(size_t(n) * rc.rope_dim);
+        cpu::rope_table(rp, pos.data(), n, cs.data());
+        const auto x = random_floats(size_t(n) * K, rng, -3, 3);
+        const auto g = random_floats(K, rng, 0.5f, 1.5f);
+        const auto bias = rc.bias ? random_floats(width, rng) : std::vector<float>();
+        NormGemvRef ref = norm_gemv_ref(x, rows, g, w, width, K, eps);
+        if (rc.bias)
+          for (int t = 0; t < n; ++t)
+            cpu::add(ref.y.data() + size_t(t) * width, bias.data(),
+                     ref.y.data() + size_t(t) * width, width);
+        cpu::rope_apply(rp, cs.data(), ref.y.data(), n, rc.n_head, width);
+        cpu::rope_apply(rp, cs.data(), ref.y.data() + rc.n_head * D, n, rc.n_head_kv, width);
+
+        DevBuf<float> dx(x), dg(g), dbias(bias), dcs(cs);
+        DevBuf<uint16_t> dw(to_bf16(w));
+        DevBuf<int32_t> dslots(slots);
+        DevBuf<uint16_t> dq(size_t(n) * rc.n_head * D);
+        DevBuf<uint16_t> dk(size_t(capacity) * rc.n_head_kv * D),
+            dv(size_t(capacity) * rc.n_head_kv * D);
+        cu::QkvRopeArgs a;
+        a.bias = rc.bias ? dbias.get() : nullptr;
+        a.cos_sin = dcs.get();
+        a.out_slots = dslots.get();
+        a.n = n;
+        a.n_head = rc.n_head;
+        a.n_head_kv = rc.n_head_kv;
+        a.head_dim = D;
+        a.rope_dim = rc.rope_dim;
+        a.neox = rc.neox;
+        a.q_out = dq.get();
+        a.k_cache = dk.get();
+        a.v_cache = dv.get();
+        a.kv_elem = kv_elem;
+        ASSERT_TRUE(cu::gemv_norm_qkv_rope_supported(a, K));
+        cu::GemvNormIn in;
+        in.x = dx.get();
+        in.weight = dg.get();
+        in.eps = eps;
+        cu::launch_gemv_norm_qkv_rope(in, dw.get(), a, K, nullptr);
+        SGL_CUDA_ASSERT(cudaGetLastError());
+
+        const auto q = from_bf16(dq.host());
+        const auto k_raw = dk.host(), v_raw = dv.host();
+        auto kv_val = [&](uint16_t b) {
+          return kv_elem == cu::KvElem::kBF16 ? bf16_to_fp32(b) : fp16_to_fp32(b);
+        };
+        std::vector<float> q_ref, k_got, k_ref, v_got, v_ref;
+        for (int t = 0; t < n; ++t) {
+          const float* r = ref.y.data() + size_t(t) * width;
+          q_ref.insert(q_ref.end(), r, r + rc.n_head * D);
+          k_ref.insert(k_ref.end(), r + rc.n_head * D, r + (rc.n_head + rc.n_head_kv) * D);
+          v_ref.insert(v_ref.end(), r + (rc.n_head + rc.n_head_kv) * D, r + width);
+          for (int i = 0; i < rc.n_head_kv * D; ++i) {
+            k_got.push_back(kv_val(k_raw[size_t(slots[t]) * rc.n_head_kv * D + i]));
+            v_got.push_back(kv_val(v_raw[size_t(slots[t]) * rc.n_head_kv * D + i]));
+          }
+        }
+        const std::string what = "D " + std::to_string(D) + " rope " +
+                                 std::to_string(rc.rope_dim) + " neox " +
+                                 std::to_string(rc.neox) + " n " + std::to_string(n);
+        EXPECT_LT(norm_err(q, q_ref), kBf16OutTol) << what;
+        EXPECT_LT(norm_err(k_got, k_ref), kBf16OutTol) << what;
+        EXPECT_LT(norm_err(v_got, v_ref), kBf16OutTol) << what;
+        // Slots of other tokens are left alone (still the poison).
+        for (int sl = 0; sl < capacity; ++sl) {
+          if (std::find(slots.begin(), slots.end(), sl) == slots.end()) {
+            ASSERT_EQ(k_raw[size_t(sl) * rc.n_head_kv * D], 0xFFFF) << what;
+          }
+        }
+      }
+    }
+  }
+}
+
 // Not a test: GEMV bandwidth on the Llama-3.1-8B decode shapes, each variant and cuBLASLt
 // (SGL_CUDA_GEMV=0 plan) side by side, weights rotated over copies well beyond L2. Run with
 // --gtest_also_run_disabled_tests --gtest_filter='*GemvBandwidth*' on a GPU machine.
