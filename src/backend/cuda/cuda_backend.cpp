@@ -41,9 +41,6 @@ std::string gib(double bytes) {
 
 cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
 
-// launch_l2_prefetch mode of the fused decode steps unless SGL_CUDA_L2_PREFETCH says otherwise.
-constexpr int kDefaultL2Prefetch = 0;
-
 // Llama-3 RoPE frequency scaling as per-pair divisors of the base frequencies.
 std::vector<double> llama3_factors(const model::ModelConfig& c, int rope_dim) {
   const auto& s = c.rope_scaling;
@@ -104,13 +101,9 @@ CudaBackend::~CudaBackend() {
   for (void* p : {static_cast<void*>(x_), static_cast<void*>(f_), static_cast<void*>(h_),
                   static_cast<void*>(q_), static_cast<void*>(act_), static_cast<void*>(cos_sin_),
                   static_cast<void*>(meta_), static_cast<void*>(head_x_),
-                  static_cast<void*>(logits_), static_cast<void*>(attn_ws_)})
+                  static_cast<void*>(logits_), static_cast<void*>(attn_ws_), argmax_ws_})
     if (p) cudaFree(p);
   if (pinned_) cudaFreeHost(pinned_);
-  if (side_stream_) cudaStreamSynchronize(as_stream(side_stream_));
-  if (ev_fork_) cudaEventDestroy(static_cast<cudaEvent_t>(ev_fork_));
-  if (ev_join_) cudaEventDestroy(static_cast<cudaEvent_t>(ev_join_));
-  if (side_stream_) cudaStreamDestroy(as_stream(side_stream_));
   if (stream_) cudaStreamDestroy(as_stream(stream_));
 }
 
@@ -177,18 +170,6 @@ Status CudaBackend::init_device(const CudaBackendOptions& o) {
   fused_decode_ = o.fused_decode;
   if (fenv != nullptr && std::string(fenv) == "0") fused_decode_ = FusedDecode::kOff;
   if (fenv != nullptr && std::string(fenv) == "2") fused_decode_ = FusedDecode::kAlways;
-  const char* penv = std::getenv("SGL_CUDA_L2_PREFETCH");
-  l2_prefetch_ = penv != nullptr ? std::atoi(penv) : kDefaultL2Prefetch;
-  if (l2_prefetch_ > 0) {
-    cudaStream_t side = nullptr;
-    cudaEvent_t fork = nullptr, join = nullptr;
-    SGL_CUDA_OK(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking), "stream create");
-    side_stream_ = side;
-    SGL_CUDA_OK(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming), "event create");
-    ev_fork_ = fork;
-    SGL_CUDA_OK(cudaEventCreateWithFlags(&join, cudaEventDisableTiming), "event create");
-    ev_join_ = join;
-  }
   if (o.mem_fraction_static <= 0.0 || o.mem_fraction_static > 1.0)
     return invalid_argument("--mem-fraction-static must be in (0, 1]");
   return Status::ok();
@@ -688,14 +669,6 @@ Status CudaBackend::enqueue_layers(const StepInputs& in) {
       ni.weight = L.attn_norm;
       ni.eps = c.rms_eps;
       cuda::launch_gemv_norm_qkv_rope(ni, L.wqkv, qa, E, s);
-      if (l2_prefetch_ > 0) {
-        // DRAM idles through RoPE'd attention and its merge: fetch the O weights into L2 then.
-        cudaStream_t side = as_stream(side_stream_);
-        SGL_CUDA_OK(cudaEventRecord(static_cast<cudaEvent_t>(ev_fork_), s), "fork");
-        SGL_CUDA_OK(cudaStreamWaitEvent(side, static_cast<cudaEvent_t>(ev_fork_)), "fork");
-        cuda::launch_l2_prefetch(L.wo, static_cast<size_t>(E) * q_dim * 2, l2_prefetch_, side);
-        SGL_CUDA_OK(cudaEventRecord(static_cast<cudaEvent_t>(ev_join_), side), "join");
-      }
     } else {
       SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wqkv, f_, cuda::GemmOut::kF32, n, qkv, E, s));
       cuda::launch_qkv_rope_store(qa, s);
@@ -726,8 +699,6 @@ Status CudaBackend::enqueue_layers(const StepInputs& in) {
     }
     cuda::launch_attention(aa, s);
     if (step_fused_) {
-      if (l2_prefetch_ > 0)
-        SGL_CUDA_OK(cudaStreamWaitEvent(s, static_cast<cudaEvent_t>(ev_join_)), "join");
       cuda::launch_gemv_add(h_, L.wo, x_, n, E, q_dim, s);
       cuda::GemvNormIn ni;
       ni.x = x_;
@@ -976,7 +947,12 @@ Status CudaBackend::forward_greedy(const ForwardBatch& batch, std::vector<int32_
   SGL_RETURN_IF_ERROR(forward_device(batch));
   cudaStream_t s = as_stream(stream_);
   if (n_out > 0) {
-    cuda::launch_argmax(logits_, n_out, static_cast<int>(c.n_vocab), argmax_, s);
+    // Many blocks per row (one block took ~30 us at batch 1); its scratch is not in any graph.
+    const int V = static_cast<int>(c.n_vocab);
+    bool unused = false;
+    SGL_RETURN_IF_ERROR(grow(&argmax_ws_, &cap_argmax_ws_, cuda::argmax_workspace_bytes(n_out, V),
+                             "argmax", &unused));
+    cuda::launch_argmax_split(logits_, n_out, V, argmax_ws_, argmax_, s);
     SGL_CUDA_OK(cudaGetLastError(), "argmax");
     SGL_CUDA_OK(cudaMemcpyAsync(tokens->data(), argmax_, n_out * 4, cudaMemcpyDeviceToHost, s),
                 "argmax download");

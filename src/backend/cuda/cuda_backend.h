@@ -205,19 +205,14 @@ class CudaBackend final : public Backend {
   uint16_t* head_x_ = nullptr;  // [n_logits, n_embd]
   float* logits_ = nullptr;     // [n_logits, n_vocab]
   float* attn_ws_ = nullptr;
+  void* argmax_ws_ = nullptr;  // launch_argmax_split's scratch (forward_greedy)
+  size_t cap_argmax_ws_ = 0;
   int32_t* pinned_ = nullptr;  // host staging of meta (pinned)
   // Decode graphs: padded batch size -> cudaGraphExec_t; the sizes already run once eagerly (their
   // GEMMs planned); the fixed-address inputs (header + slot lists, see forward_graph).
   bool graphs_enabled_ = true;
   FusedDecode fused_decode_ = FusedDecode::kAuto;
   bool step_fused_ = false;  // the step being enqueued runs the fused GEMVs
-  // Fused steps: the O projection's weights are prefetched into L2 on a side stream (forked and
-  // joined with events, a parallel branch in the graphs) while RoPE and attention run; the mode
-  // of launch_l2_prefetch, 0 = off (SGL_CUDA_L2_PREFETCH).
-  int l2_prefetch_ = 0;
-  void* side_stream_ = nullptr;  // cudaStream_t
-  void* ev_fork_ = nullptr;      // cudaEvent_t
-  void* ev_join_ = nullptr;
   int64_t fused_steps_ = 0;
   std::map<int, void*> graphs_;
   std::set<int> graph_planned_;

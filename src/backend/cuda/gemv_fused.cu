@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -160,15 +161,25 @@ __device__ __forceinline__ void qkv_rope_store(const QkvRopeArgs& a, int r, int 
   }
 }
 
-template <int NR, int R, int U, bool kNorm, Epi kEpi>
-__global__ void __launch_bounds__(kWarps * 32) gemv_fused_kernel(const __grid_constant__ FusedArgs a) {
+// KS = 1: each warp owns a task (R rows) and walks all of K. KS = kWarps: the block's warps share
+// a task, warp w taking every kWarps-th step of 256 * U columns, and the partial sums meet in
+// shared memory in warp order (deterministic). The small projections (a few thousand rows) need
+// the split: one warp per task leaves too few warps, each walking K one memory latency per step.
+template <int NR, int R, int U, int KS, bool kNorm, Epi kEpi>
+__global__ void __launch_bounds__(kWarps * 32, (KS > 1 && NR == 1 && !kNorm) ? 8 : 1)
+    gemv_fused_kernel(const __grid_constant__ FusedArgs a) {
   static_assert(kEpi != Epi::kGated || R % 2 == 0, "gated rows come in gate/up pairs");
+  static_assert(KS == 1 || KS == kWarps, "K is split over all of the block's warps or none");
+  static_assert(NR * R <= 32, "one lane per output element");
   extern __shared__ uint4 act_smem[];  // kNorm: [NR, K] bf16
+  __shared__ float red[KS > 1 ? 2 : 1][KS][NR * R];  // KS > 1: per-warp sums, double-buffered
   uint16_t* act = reinterpret_cast<uint16_t*>(act_smem);
-  const int lane = threadIdx.x & 31;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int K = a.K;
-  const int stride = gridDim.x * kWarps;
-  int t = blockIdx.x * kWarps + (threadIdx.x >> 5);
+  const int stride = KS > 1 ? gridDim.x : gridDim.x * kWarps;
+  int t = KS > 1 ? blockIdx.x : blockIdx.x * kWarps + warp;
+  const int k_begin = (KS > 1 ? warp * 256 * U : 0) + lane * 8;
+  constexpr int kStep = 256 * U * KS;
 
   int row[R];
   bool live[R];
@@ -185,7 +196,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_fused_kernel(const __grid_co
     task_rows<R, kEpi>(a, task, row, live);
 #pragma unroll
     for (int j = 0; j < R; ++j) wr[j] = a.w + static_cast<size_t>(row[j]) * K;
-    load(lane * 8);
+    if (k_begin < K) load(k_begin);
   };
 
   pdl_trigger();
@@ -195,6 +206,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_fused_kernel(const __grid_co
   pdl_wait();
   if constexpr (kNorm) norm_prologue<NR>(a.norm, K, act);
 
+  int parity = 0;
   for (bool first = true; t < a.n_tasks; t += stride, first = false) {
     if (!first) start_task(t);
     float acc[NR][R];
@@ -202,8 +214,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_fused_kernel(const __grid_co
     for (int r = 0; r < NR; ++r)
 #pragma unroll
       for (int j = 0; j < R; ++j) acc[r][j] = 0.0f;
-    for (int k0 = lane * 8; k0 < K; k0 += 256 * U) {
-      if (k0 != lane * 8) load(k0);
+    for (int k0 = k_begin; k0 < K; k0 += kStep) {
+      if (k0 != k_begin) load(k0);
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         const int kk = k0 + u * 256;
@@ -227,6 +239,30 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_fused_kernel(const __grid_co
       for (int j = 0; j < R; ++j)
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) acc[r][j] += __shfl_xor_sync(0xffffffffu, acc[r][j], o);
+
+    if constexpr (KS > 1) {
+      // Warp w's sums to red[parity][w]; warp 0 adds them in warp order. Alternating buffers: a
+      // warp writes a buffer again two tasks later, after the barrier that warp 0 reaches only
+      // once done reading it.
+#pragma unroll
+      for (int r = 0; r < NR; ++r)
+#pragma unroll
+        for (int j = 0; j < R; ++j)
+          if (lane == r * R + j) red[parity][warp][r * R + j] = acc[r][j];
+      __syncthreads();
+      const int p = parity;
+      parity ^= 1;
+      if (warp != 0) continue;
+#pragma unroll
+      for (int r = 0; r < NR; ++r)
+#pragma unroll
+        for (int j = 0; j < R; ++j) {
+          float sum = red[p][0][r * R + j];
+#pragma unroll
+          for (int w = 1; w < KS; ++w) sum += red[p][w][r * R + j];
+          acc[r][j] = sum;
+        }
+    }
 
     // Every lane holds every sum; each output element is stored by exactly one lane.
     if constexpr (kEpi == Epi::kGated) {
@@ -263,31 +299,13 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_fused_kernel(const __grid_co
   }
 }
 
-// Warms L2 with [p, p + bytes) while latency-bound kernels leave DRAM idle. Mode 1: bulk
-// prefetches by the copy engine (cp.async.bulk.prefetch.L2, sm_90), 32 KiB each; mode 2: one
-// prefetch.global.L2 per 128-byte line. Both are hints: nothing waits for them.
-__global__ void l2_prefetch_kernel(const char* __restrict__ p, size_t bytes, int mode) {
-  const size_t tid = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
-  const size_t threads = static_cast<size_t>(gridDim.x) * blockDim.x;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (mode == 1) {
-    constexpr size_t kChunk = 32768;
-    for (size_t off = tid * kChunk; off < bytes; off += threads * kChunk) {
-      const uint32_t size = static_cast<uint32_t>(bytes - off < kChunk ? bytes - off : kChunk);
-      asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p + off), "r"(size)
-                   : "memory");
-    }
-    return;
-  }
-#endif
-  for (size_t off = tid * 128; off < bytes; off += threads * 128)
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(p + off));
-}
-
+// Programmatic dependent launch: on for the fused GEMVs unless SGL_CUDA_PDL=0 (each one's first
+// weight loads then overlap the previous kernel's tail; measured 0.4% of the batch-1 step on the
+// H100, docs/cuda.md). The plain GEMVs (gemv.cu) use it only with SGL_CUDA_PDL=1.
 bool pdl_enabled() {
   static const bool on = [] {
     const char* e = std::getenv("SGL_CUDA_PDL");
-    return e != nullptr && e[0] == '1' && e[1] == '\0';
+    return !(e != nullptr && e[0] == '0');
   }();
   return on;
 }
@@ -316,18 +334,31 @@ int prepare_kernel(const void* kernel, size_t smem) {
   std::lock_guard<std::mutex> lock(mu);
   const auto key = std::make_pair(kernel, smem);
   if (auto it = cache.find(key); it != cache.end()) return it->second;
-  if (smem > 48 * 1024)
+  // Static shared memory comes on top of the dynamic bytes: raise the limit for every size.
+  if (smem > 0)
     cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                          static_cast<int>(kMaxPrologueSmem));
   int blocks = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kWarps * 32, smem) !=
-      cudaSuccess) {
+  if (const cudaError_t e =
+          cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kWarps * 32, smem);
+      e != cudaSuccess) {
+    if (std::getenv("SGL_CUDA_DEBUG") != nullptr)
+      std::fprintf(stderr, "gemv_fused: occupancy query: %s\n", cudaGetErrorString(e));
     cudaGetLastError();
     blocks = 1;
   }
   blocks = blocks > 0 ? blocks : 1;
   cache.emplace(key, blocks);
   return blocks;
+}
+
+// SGL_CUDA_GEMV_SPLIT=0 keeps one warp per task everywhere (benchmarks).
+bool split_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("SGL_CUDA_GEMV_SPLIT");
+    return !(e != nullptr && e[0] == '0');
+  }();
+  return on;
 }
 
 int sm_count() {
@@ -337,17 +368,16 @@ int sm_count() {
   return n > 0 ? n : 1;
 }
 
-template <int NR, bool kNorm, Epi kEpi>
-void launch_fused(FusedArgs a, cudaStream_t stream) {
-  // The tilings of gemv.cu's defaults: 4 rows x 2 steps; gated at n <= 2, a gate/up pair x 4.
-  constexpr bool kSmallGated = kEpi == Epi::kGated && NR <= 2;
-  constexpr int R = kSmallGated ? 2 : 4;
-  constexpr int U = kSmallGated ? 4 : 2;
-  const auto kernel = gemv_fused_kernel<NR, R, U, kNorm, kEpi>;
-  const int out_rows = kEpi == Epi::kGated ? a.N / 2 : a.N;
-  const int out_per_warp = kEpi == Epi::kGated ? R / 2 : R;
-  a.n_tasks = (out_rows + out_per_warp - 1) / out_per_warp;
-  int blocks = (a.n_tasks + kWarps - 1) / kWarps;
+// Tasks below this count split K over the block's warps (KS = kWarps): about one resident warp
+// per task or fewer otherwise. The choice depends on the shape alone, not on n, so a row's sums
+// are the same at every batch size.
+constexpr int kSplitBelowTasks = 4096;
+
+template <int NR, int R, int U, int KS, bool kNorm, Epi kEpi>
+void launch_tiled(FusedArgs a, cudaStream_t stream) {
+  const auto kernel = gemv_fused_kernel<NR, R, U, KS, kNorm, kEpi>;
+  const int warps_per_task = KS > 1 ? kWarps : 1;
+  int blocks = (a.n_tasks * warps_per_task + kWarps - 1) / kWarps;
   size_t smem = 0;
   if constexpr (kNorm) {
     smem = static_cast<size_t>(NR) * a.K * 2;
@@ -365,7 +395,27 @@ void launch_fused(FusedArgs a, cudaStream_t stream) {
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = pdl_enabled() ? 1 : 0;
-  cudaLaunchKernelEx(&cfg, kernel, a);
+  const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, a);
+  if (e != cudaSuccess && std::getenv("SGL_CUDA_DEBUG") != nullptr)
+    std::fprintf(stderr, "gemv_fused: launch of %d blocks, %zu smem bytes, NR %d: %s\n", blocks,
+                 smem, NR, cudaGetErrorString(e));
+}
+
+template <int NR, bool kNorm, Epi kEpi>
+void launch_fused(FusedArgs a, cudaStream_t stream) {
+  // The tilings of gemv.cu's defaults: 4 rows x 2 steps; gated at n <= 2, a gate/up pair x 4.
+  constexpr bool kSmallGated = kEpi == Epi::kGated && NR <= 2;
+  constexpr int R = kSmallGated ? 2 : 4;
+  constexpr int U = kSmallGated ? 4 : 2;
+  const int out_rows = kEpi == Epi::kGated ? a.N / 2 : a.N;
+  const int out_per_warp = kEpi == Epi::kGated ? R / 2 : R;
+  a.n_tasks = (out_rows + out_per_warp - 1) / out_per_warp;
+  // The split choice must not depend on n (R does for the gated form): decide on R = 4 tasks.
+  const int tasks4 = kEpi == Epi::kGated ? (out_rows + 1) / 2 : (out_rows + 3) / 4;
+  if (tasks4 < kSplitBelowTasks && split_enabled())
+    launch_tiled<NR, R, U, kWarps, kNorm, kEpi>(a, stream);
+  else
+    launch_tiled<NR, R, U, 1, kNorm, kEpi>(a, stream);
 }
 
 template <bool kNorm, Epi kEpi>
@@ -448,16 +498,6 @@ void launch_gemv_norm_qkv_rope(const GemvNormIn& in, const uint16_t* w_qkv, cons
   a.K = K;
   a.rope = r;
   launch_any<true, Epi::kQkvRope>(a, r.n, stream);
-}
-
-void launch_l2_prefetch(const void* p, size_t bytes, int mode, cudaStream_t stream) {
-  bytes &= ~size_t{15};
-  if (bytes == 0 || mode <= 0) return;
-  // Few threads: the prefetch shares the GPU with the attention it overlaps.
-  if (mode == 1)
-    l2_prefetch_kernel<<<1, 256, 0, stream>>>(static_cast<const char*>(p), bytes, 1);
-  else
-    l2_prefetch_kernel<<<16, 256, 0, stream>>>(static_cast<const char*>(p), bytes, 2);
 }
 
 }  // namespace sgl::backend::cuda

@@ -60,6 +60,13 @@ void launch_silu_mul(const float* gu, int n, int n_ff, uint16_t* out, cudaStream
 
 // out[r] = the index of the largest of logits[r, 0..n_vocab) (lowest index on ties).
 void launch_argmax(const float* logits, int n_rows, int n_vocab, int32_t* out, cudaStream_t stream);
+// The same result over many blocks per row (argmax.cu: slices, then one reduction per row in
+// slice order), for the decode step's few rows; workspace: argmax_workspace_bytes(n_rows,
+// n_vocab) bytes, 8-byte aligned.
+constexpr int kArgmaxMaxBlocks = 512;
+size_t argmax_workspace_bytes(int n_rows, int n_vocab);
+void launch_argmax_split(const float* logits, int n_rows, int n_vocab, void* workspace,
+                         int32_t* out, cudaStream_t stream);
 
 struct AttentionArgs {
   const uint16_t* q = nullptr;    // [n_tokens, n_head, head_dim] bf16
@@ -158,12 +165,6 @@ void launch_gemv_add(const uint16_t* x, const uint16_t* w, float* resid, int n, 
 bool gemv_norm_qkv_rope_supported(const QkvRopeArgs& a, int K);
 void launch_gemv_norm_qkv_rope(const GemvNormIn& in, const uint16_t* w_qkv, const QkvRopeArgs& a,
                                int K, cudaStream_t stream);
-
-// Hints L2 to fetch [p, p + bytes) (p 16-byte aligned) without waiting for it: run on a side
-// stream while latency-bound kernels leave DRAM idle, so that the next weight stream reads
-// these bytes from L2. mode 1: bulk prefetches (sm_90 copy engine); mode 2: per-line prefetch
-// instructions; 0: nothing.
-void launch_l2_prefetch(const void* p, size_t bytes, int mode, cudaStream_t stream);
 
 // Deterministic pseudo-random fill (dummy weights): p[i] = bf16(scale * u_i), u_i uniform in
 // [-1, 1) from a hash of (seed, i).

@@ -255,14 +255,22 @@ TEST(CudaOps, Argmax) {
       x[size_t(V) + V / 2] = 50.0f;
     }
     std::fill(x.begin() + 2 * V, x.begin() + 3 * V, 1.0f);
+    // Row 3: all -inf (index 0, as the sampler); row 4: the maximum at the very end.
+    std::fill(x.begin() + 3 * V, x.begin() + 4 * V, -INFINITY);
+    x[size_t(4) * V + V - 1] = 99.0f;
     DevBuf<float> dx(x);
-    DevBuf<int32_t> dout(rows);
+    DevBuf<int32_t> dout(rows), dsplit(rows);
+    DevBuf<uint8_t> ws(cu::argmax_workspace_bytes(rows, V));
     cu::launch_argmax(dx.get(), rows, V, dout.get(), nullptr);
     SGL_CUDA_ASSERT(cudaGetLastError());
-    const auto out = dout.host();
-    for (int r = 0; r < rows; ++r)
-      EXPECT_EQ(out[r], runtime::Sampler::argmax({x.data() + size_t(r) * V, size_t(V)}))
-          << "V " << V << " row " << r;
+    cu::launch_argmax_split(dx.get(), rows, V, ws.get(), dsplit.get(), nullptr);
+    SGL_CUDA_ASSERT(cudaGetLastError());
+    const auto out = dout.host(), split = dsplit.host();
+    for (int r = 0; r < rows; ++r) {
+      const int32_t want = runtime::Sampler::argmax({x.data() + size_t(r) * V, size_t(V)});
+      EXPECT_EQ(out[r], want) << "V " << V << " row " << r;
+      EXPECT_EQ(split[r], want) << "split, V " << V << " row " << r;
+    }
   }
 }
 
@@ -416,6 +424,7 @@ TEST(CudaOps, FusedGemvMatchesReference) {
                                std::to_string(s.K) + (gather ? " gather" : "");
       {
         DevBuf<float> dy(size_t(n) * s.N);  // poisoned: unwritten outputs stay NaN
+        SGL_CUDA_ASSERT(cudaGetLastError());
         cu::launch_gemv_norm(in, dw.get(), dy.get(), n, s.N, s.K, nullptr);
         SGL_CUDA_ASSERT(cudaGetLastError());
         EXPECT_LT(norm_err(dy.host(), ref.y), 1e-3) << what;
@@ -615,6 +624,122 @@ TEST(CudaOpsBench, DISABLED_GemvBandwidth) {
       std::printf(" |");
       for (double us : t) std::printf(" %5.0f", wbytes / (us * 1e-6) / 1e9);
       std::printf("\n");
+    }
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaStreamDestroy(st);
+}
+
+// Not a test: the fused decode GEMVs against the plain GEMV (+ the separate norm kernel they
+// replace) on the Llama-3.1-8B shapes, weights rotated over >= 1 GiB of copies, CUDA events
+// around each launch, median of 50. Run with --gtest_also_run_disabled_tests
+// --gtest_filter='*FusedGemvBandwidth*' on a GPU machine.
+TEST(CudaOpsBench, DISABLED_FusedGemvBandwidth) {
+  SGL_REQUIRE_GPU();
+  struct Shape {
+    const char* name;
+    int N, K;
+  };
+  const Shape shapes[] = {{"qkv", 6144, 4096},
+                          {"o", 4096, 4096},
+                          {"gate_up", 28672, 4096},
+                          {"down", 4096, 14336},
+                          {"lm_head", 128256, 4096}};
+  cudaStream_t st = nullptr;
+  SGL_CUDA_ASSERT(cudaStreamCreate(&st));
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  const int E = 4096;
+  DevBuf<float> resid(size_t(8) * 14336), g(E), cs(size_t(8) * 128), y(size_t(8) * 128256);
+  cu::launch_fill_f32(g.get(), E, 1.0f, st);
+  cu::launch_fill_f32(cs.get(), size_t(8) * 128, 0.5f, st);
+  {
+    DevBuf<uint16_t> tmp(size_t(8) * 14336);
+    cu::launch_fill_uniform_bf16(tmp.get(), size_t(8) * 14336, 1.0f, 3, st);
+    cudaStreamSynchronize(st);
+    std::vector<float> r(size_t(8) * 14336);
+    for (size_t i = 0; i < r.size(); ++i) r[i] = 0.001f * float(int(i % 2001) - 1000);
+    cudaMemcpy(resid.get(), r.data(), r.size() * 4, cudaMemcpyHostToDevice);
+  }
+  DevBuf<uint16_t> x(size_t(8) * 14336), h(size_t(8) * 14336), q(size_t(8) * 4096);
+  cu::launch_fill_uniform_bf16(x.get(), size_t(8) * 14336, 1.0f, 9, st);
+  DevBuf<uint16_t> kc(size_t(64) * 1024), vc(size_t(64) * 1024);
+  std::vector<int32_t> sl = {1, 5, 9, 13, 17, 21, 25, 29};
+  DevBuf<int32_t> slots(sl);
+  std::printf("%-8s %2s | us: plain fused(norm or add) [qkv: +rope] | norm kernel us | GB/s plain fused\n",
+              "shape", "n");
+  for (const Shape& s : shapes) {
+    const size_t wbytes = size_t(s.N) * s.K * 2;
+    const int copies = int(std::max<size_t>(2, (size_t(1) << 30) / wbytes));
+    DevBuf<uint16_t> w(wbytes / 2 * copies);
+    cu::launch_fill_uniform_bf16(w.get(), wbytes / 2 * copies, 0.02f, 7, st);
+    const bool gated = std::string(s.name) == "gate_up";
+    const bool adds = std::string(s.name) == "o" || std::string(s.name) == "down";
+    const bool qkv = std::string(s.name) == "qkv";
+    for (int n : {1, 2, 4, 8}) {
+      cu::GemvNormIn in;
+      in.x = resid.get();
+      in.weight = g.get();
+      in.eps = 1e-5f;
+      cu::QkvRopeArgs ra;
+      ra.cos_sin = cs.get();
+      ra.out_slots = slots.get();
+      ra.n = n;
+      ra.n_head = 32;
+      ra.n_head_kv = 8;
+      ra.head_dim = 128;
+      ra.rope_dim = 128;
+      ra.neox = true;
+      ra.q_out = q.get();
+      ra.k_cache = kc.get();
+      ra.v_cache = vc.get();
+      auto time = [&](auto&& launch) {
+        std::vector<float> ms;
+        for (int r = 0; r < 60; ++r) {
+          const uint16_t* wr = w.get() + (wbytes / 2) * (r % copies);
+          cudaEventRecord(e0, st);
+          launch(wr);
+          cudaEventRecord(e1, st);
+          cudaEventSynchronize(e1);
+          float e = 0;
+          cudaEventElapsedTime(&e, e0, e1);
+          if (r >= 10) ms.push_back(e);
+        }
+        std::sort(ms.begin(), ms.end());
+        return ms[ms.size() / 2] * 1e3;
+      };
+      double plain, fused, extra = 0, norm_us = 0;
+      if (gated) {
+        plain = time([&](const uint16_t* wr) {
+          cu::launch_gemv_gate_up_silu(x.get(), wr, h.get(), n, s.N / 2, s.K, st);
+        });
+        fused = time([&](const uint16_t* wr) {
+          cu::launch_gemv_norm_gate_up_silu(in, wr, h.get(), n, s.N / 2, s.K, st);
+        });
+      } else {
+        plain = time(
+            [&](const uint16_t* wr) { cu::launch_gemv(x.get(), wr, y.get(), n, s.N, s.K, st); });
+        if (adds)
+          fused = time([&](const uint16_t* wr) {
+            cu::launch_gemv_add(x.get(), wr, resid.get(), n, s.N, s.K, st);
+          });
+        else
+          fused = time(
+              [&](const uint16_t* wr) { cu::launch_gemv_norm(in, wr, y.get(), n, s.N, s.K, st); });
+        if (qkv)
+          extra = time([&](const uint16_t* wr) {
+            cu::launch_gemv_norm_qkv_rope(in, wr, ra, s.K, st);
+          });
+      }
+      if (!adds)
+        norm_us = time([&](const uint16_t*) {
+          cu::launch_rms_norm(resid.get(), g.get(), x.get(), n, E, 1e-5f, st);
+        });
+      SGL_CUDA_ASSERT(cudaGetLastError());
+      std::printf("%-8s %2d | %6.1f %6.1f %6.1f | %5.1f | %5.0f %5.0f\n", s.name, n, plain, fused,
+                  extra, norm_us, wbytes / (plain * 1e-6) / 1e9, wbytes / (fused * 1e-6) / 1e9);
     }
   }
   cudaEventDestroy(e0);
