@@ -299,13 +299,13 @@ __global__ void __launch_bounds__(kWarps * 32, (KS > 1 && NR == 1 && !kNorm) ? 8
   }
 }
 
-// Programmatic dependent launch: on for the fused GEMVs unless SGL_CUDA_PDL=0 (each one's first
-// weight loads then overlap the previous kernel's tail; measured 0.4% of the batch-1 step on the
-// H100, docs/cuda.md). The plain GEMVs (gemv.cu) use it only with SGL_CUDA_PDL=1.
+// Programmatic dependent launch of the fused GEMVs with SGL_CUDA_PDL=1 (as the plain ones). Off by
+// default: on the H100 it measured -0.4% of the batch-1 step in one call and +7% in another
+// (docs/cuda.md, "Batch-1 decode fusions").
 bool pdl_enabled() {
   static const bool on = [] {
     const char* e = std::getenv("SGL_CUDA_PDL");
-    return !(e != nullptr && e[0] == '0');
+    return e != nullptr && e[0] == '1' && e[1] == '\0';
   }();
   return on;
 }
