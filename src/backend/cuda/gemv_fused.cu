@@ -131,70 +131,32 @@ __device__ __forceinline__ void norm_prologue(const GemvNormIn& in, int K, uint1
   __syncthreads();
 }
 
-// The epilogue's own loads for one output element (the residual, or the bias, cos/sin and slot),
-// issued right after the task's first weight loads so that their latency hides under the stream
-// instead of following it.
-struct EpiOperands {
-  float resid = 0.0f;          // kAdd: the current residual element
-  float b_j = 0.0f, b_p = 0.0f;  // kQkvRope: the biases of the element and its RoPE partner
-  float c = 1.0f, s = 0.0f;    // its rotation
-  int64_t slot = 0;            // its token's KV slot
-};
-
-// Whether element j (row `row`, partner row row_p) is the first of its RoPE pair, and the pair's
-// cos/sin index.
-__device__ __forceinline__ int rope_index(const QkvRopeArgs& a, int row, int j, int row_p,
-                                          bool* first) {
-  const int D = a.head_dim;
-  *first = a.neox ? j < 2 : (j & 1) == 0;
-  const int e0 = *first ? row % D : row_p % D;  // the pair's first element
-  return a.neox ? e0 : e0 / 2;
-}
-
-__device__ __forceinline__ EpiOperands qkv_operands(const QkvRopeArgs& a, int r, int row, int j,
-                                                    int row_p) {
-  EpiOperands o;
-  const int D = a.head_dim;
-  const int head = row / D, e = row % D;
-  if (a.bias != nullptr) {
-    o.b_j = a.bias[row];
-    o.b_p = a.bias[row_p];
-  }
-  if (e < a.rope_dim && head < a.n_head + a.n_head_kv) {
-    bool first;
-    const int i = rope_index(a, row, j, row_p, &first);
-    const float* cs = a.cos_sin + static_cast<size_t>(r) * a.rope_dim;
-    o.c = cs[i];
-    o.s = cs[a.rope_dim / 2 + i];
-  }
-  if (head >= a.n_head) o.slot = a.out_slots[r];
-  return o;
-}
-
 // Bias, RoPE and the store of element j (weight row `row`) of a QKV task for activation row r;
-// v_p, row_p: its RoPE partner's sum and row; o: qkv_operands of the element.
+// v_p, row_p: its RoPE partner's sum and row.
 __device__ __forceinline__ void qkv_rope_store(const QkvRopeArgs& a, int r, int row, int j,
-                                               float v_j, float v_p, int row_p,
-                                               const EpiOperands& o) {
+                                               float v_j, float v_p, int row_p) {
   const int D = a.head_dim;
   const int head = row / D, e = row % D;
   if (a.bias != nullptr) {
-    v_j += o.b_j;
-    v_p += o.b_p;
+    v_j += a.bias[row];
+    v_p += a.bias[row_p];
   }
   float out = v_j;
   if (e < a.rope_dim && head < a.n_head + a.n_head_kv) {
-    bool first;
-    rope_index(a, row, j, row_p, &first);
+    const bool first = a.neox ? j < 2 : (j & 1) == 0;
+    const int e0 = first ? e : row_p % D;  // the pair's first element
+    const int i = a.neox ? e0 : e0 / 2;
+    const float* cs = a.cos_sin + static_cast<size_t>(r) * a.rope_dim;
+    const float c = cs[i], s = cs[a.rope_dim / 2 + i];
     // (x0, x1) -> (x0 c - x1 s, x0 s + x1 c), x0 the first element: as qkv_rope_store_kernel.
-    out = first ? v_j * o.c - v_p * o.s : v_p * o.s + v_j * o.c;
+    out = first ? v_j * c - v_p * s : v_p * s + v_j * c;
   }
   if (head < a.n_head) {
     a.q_out[static_cast<size_t>(r) * a.n_head * D + row] = to_bf16_bits(out);
   } else {
     const bool is_k = head < a.n_head + a.n_head_kv;
     const int kv_head = head - a.n_head - (is_k ? 0 : a.n_head_kv);
-    const size_t idx = (static_cast<size_t>(o.slot) * a.n_head_kv + kv_head) * D + e;
+    const size_t idx = (static_cast<size_t>(a.out_slots[r]) * a.n_head_kv + kv_head) * D + e;
     store_kv_elem(is_k ? a.k_cache : a.v_cache, a.kv_elem, idx, out);
   }
 }
@@ -247,22 +209,6 @@ __global__ void __launch_bounds__(kWarps * 32, (KS > 1 && NR == 1 && !kNorm) ? 8
   int parity = 0;
   for (bool first = true; t < a.n_tasks; t += stride, first = false) {
     if (!first) start_task(t);
-    // The lane's epilogue operands (after pdl_wait: they may come from the previous kernel).
-    EpiOperands ops;
-    if constexpr (kEpi == Epi::kAdd || kEpi == Epi::kQkvRope) {
-      if (KS == 1 || warp == 0) {
-#pragma unroll
-        for (int r = 0; r < NR; ++r)
-#pragma unroll
-          for (int j = 0; j < R; ++j)
-            if (lane == r * R + j && live[j]) {
-              if constexpr (kEpi == Epi::kAdd)
-                ops.resid = static_cast<const float*>(a.out)[static_cast<size_t>(r) * a.N + row[j]];
-              else
-                ops = qkv_operands(a.rope, r, row[j], j, a.rope.neox ? row[j ^ 2] : row[j ^ 1]);
-            }
-      }
-    }
     float acc[NR][R];
 #pragma unroll
     for (int r = 0; r < NR; ++r)
@@ -340,11 +286,11 @@ __global__ void __launch_bounds__(kWarps * 32, (KS > 1 && NR == 1 && !kNorm) ? 8
               // would move the arrays to local memory).
               const float v_p = a.rope.neox ? acc[r][j ^ 2] : acc[r][j ^ 1];
               const int row_p = a.rope.neox ? row[j ^ 2] : row[j ^ 1];
-              qkv_rope_store(a.rope, r, row[j], j, acc[r][j], v_p, row_p, ops);
+              qkv_rope_store(a.rope, r, row[j], j, acc[r][j], v_p, row_p);
             } else {
               float* y = static_cast<float*>(a.out) + static_cast<size_t>(r) * a.N + row[j];
               if constexpr (kEpi == Epi::kAdd)
-                *y = ops.resid + acc[r][j];  // x + delta, as the residual-add kernel rounds it
+                *y += acc[r][j];
               else
                 *y = acc[r][j];
             }
