@@ -2,13 +2,16 @@
 // small kernels between the GEMVs (RMSNorms, the residual adds, bias + RoPE + the K/V store) cost
 // about as much in launch latency and ramp as they do in work, so they move into the GEMVs.
 //
-// The weight stream is the one of gemv.cu (each warp owns R output rows, 16-byte loads that skip
-// L1, U steps of 256 columns in flight, f32 sums reduced by shuffles, same arithmetic order), with
+// The weight stream is the one of gemv.cu (R output rows per task, 16-byte loads that skip L1, U
+// steps of 256 columns in flight, f32 sums reduced by shuffles), with
+// - for the small projections (QKV, O, down: fewer than kSplitBelowTasks tasks), K split over the
+//   4 warps of a block, whose partial sums meet in shared memory in warp order: one warp per task
+//   left too few warps in flight, each walking K one memory latency per step;
 // - a prologue (GemvNormIn) that computes the activations itself: every block reads the n f32
 //   residual rows from L2, reduces their sums of squares, and writes bf16(x * rsqrt(mean(x^2) +
 //   eps) * weight) into shared memory; the block's first weight loads are issued before it, so
-//   the prologue runs under their latency. The grid is persistent (a few blocks per SM, warps
-//   striding over the row groups) so that this is done a few hundred times, not once per 16 rows;
+//   the prologue runs under their latency. The grid is persistent (a few blocks per SM striding
+//   over the tasks) so that this is done about a thousand times, not once per task;
 // - an epilogue: plain f32 store, the residual add (y += sum, one lane per element, no atomics),
 //   SiLU(gate) * up, or bias + RoPE + the Q write and the K/V store into the slots (a warp's four
 //   rows are two RoPE pairs of one head, so both halves of every rotation are in its registers).
@@ -17,7 +20,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -165,6 +167,8 @@ __device__ __forceinline__ void qkv_rope_store(const QkvRopeArgs& a, int r, int 
 // a task, warp w taking every kWarps-th step of 256 * U columns, and the partial sums meet in
 // shared memory in warp order (deterministic). The small projections (a few thousand rows) need
 // the split: one warp per task leaves too few warps, each walking K one memory latency per step.
+// Split and without a prologue (O, down: one block per task, not persistent), n = 1 is held to 64
+// registers so that 8 blocks fit per SM and the 1024 tasks of a 4096-row matrix run in one wave.
 template <int NR, int R, int U, int KS, bool kNorm, Epi kEpi>
 __global__ void __launch_bounds__(kWarps * 32, (KS > 1 && NR == 1 && !kNorm) ? 8 : 1)
     gemv_fused_kernel(const __grid_constant__ FusedArgs a) {
@@ -339,11 +343,8 @@ int prepare_kernel(const void* kernel, size_t smem) {
     cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                          static_cast<int>(kMaxPrologueSmem));
   int blocks = 0;
-  if (const cudaError_t e =
-          cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kWarps * 32, smem);
-      e != cudaSuccess) {
-    if (std::getenv("SGL_CUDA_DEBUG") != nullptr)
-      std::fprintf(stderr, "gemv_fused: occupancy query: %s\n", cudaGetErrorString(e));
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kWarps * 32, smem) !=
+      cudaSuccess) {
     cudaGetLastError();
     blocks = 1;
   }
@@ -395,27 +396,28 @@ void launch_tiled(FusedArgs a, cudaStream_t stream) {
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = pdl_enabled() ? 1 : 0;
-  const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, a);
-  if (e != cudaSuccess && std::getenv("SGL_CUDA_DEBUG") != nullptr)
-    std::fprintf(stderr, "gemv_fused: launch of %d blocks, %zu smem bytes, NR %d: %s\n", blocks,
-                 smem, NR, cudaGetErrorString(e));
+  cudaLaunchKernelEx(&cfg, kernel, a);  // errors surface at the caller's cudaGetLastError()
 }
 
 template <int NR, bool kNorm, Epi kEpi>
 void launch_fused(FusedArgs a, cudaStream_t stream) {
-  // The tilings of gemv.cu's defaults: 4 rows x 2 steps; gated at n <= 2, a gate/up pair x 4.
+  // The split is chosen by the shape alone and uses one tiling (4 rows x 2 steps) for every n,
+  // so a row's sums are the same at every batch size. Unsplit, the tilings of gemv.cu's
+  // defaults: 4 rows x 2 steps; gated at n <= 2, a gate/up pair x 4 steps (the order of each
+  // lane's sum does not depend on the steps in flight).
+  const int out_rows = kEpi == Epi::kGated ? a.N / 2 : a.N;
+  const int tasks4 = kEpi == Epi::kGated ? (out_rows + 1) / 2 : (out_rows + 3) / 4;
+  if (tasks4 < kSplitBelowTasks && split_enabled()) {
+    a.n_tasks = tasks4;
+    launch_tiled<NR, 4, 2, kWarps, kNorm, kEpi>(a, stream);
+    return;
+  }
   constexpr bool kSmallGated = kEpi == Epi::kGated && NR <= 2;
   constexpr int R = kSmallGated ? 2 : 4;
   constexpr int U = kSmallGated ? 4 : 2;
-  const int out_rows = kEpi == Epi::kGated ? a.N / 2 : a.N;
-  const int out_per_warp = kEpi == Epi::kGated ? R / 2 : R;
-  a.n_tasks = (out_rows + out_per_warp - 1) / out_per_warp;
-  // The split choice must not depend on n (R does for the gated form): decide on R = 4 tasks.
-  const int tasks4 = kEpi == Epi::kGated ? (out_rows + 1) / 2 : (out_rows + 3) / 4;
-  if (tasks4 < kSplitBelowTasks && split_enabled())
-    launch_tiled<NR, R, U, kWarps, kNorm, kEpi>(a, stream);
-  else
-    launch_tiled<NR, R, U, 1, kNorm, kEpi>(a, stream);
+  const int out_per_task = kEpi == Epi::kGated ? R / 2 : R;
+  a.n_tasks = (out_rows + out_per_task - 1) / out_per_task;
+  launch_tiled<NR, R, U, 1, kNorm, kEpi>(a, stream);
 }
 
 template <bool kNorm, Epi kEpi>

@@ -135,7 +135,9 @@ void launch_gemv_gate_up_silu(const uint16_t* x, const uint16_t* w_gu, uint16_t*
                               int n_ff, int K, cudaStream_t stream, int variant = 0);
 
 // Decode GEMVs with the neighbouring elementwise work fused in (gemv_fused.cu), for decode steps
-// of n <= kGemvMaxRows rows: the same weight stream and per-row arithmetic as launch_gemv, plus
+// of n <= kGemvMaxRows rows: the weight stream of launch_gemv (for the small projections, fewer
+// than ~16k rows, with K split over a block's warps, partial sums added in a fixed order; chosen
+// by the shape, so rows are batch invariant as there), plus
 // - GemvNormIn: the GEMV computes its bf16 activations itself, rms_norm(x[rows[r]]) * weight
 //   (as launch_gather_rms_norm writes them; sum of squares in another order), in a prologue that
 //   runs under its first weight loads: the separate norm launch goes away;
