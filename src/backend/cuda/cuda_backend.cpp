@@ -103,7 +103,8 @@ CudaBackend::~CudaBackend() {
        {static_cast<void*>(x_), static_cast<void*>(f_), static_cast<void*>(h_),
         static_cast<void*>(q_), static_cast<void*>(act_), static_cast<void*>(cos_sin_),
         static_cast<void*>(meta_), static_cast<void*>(head_x_), static_cast<void*>(logits_),
-        static_cast<void*>(attn_ws_), static_cast<void*>(deq_k_), static_cast<void*>(deq_v_)})
+        static_cast<void*>(attn_ws_), static_cast<void*>(deq_k_), static_cast<void*>(deq_v_),
+        argmax_ws_})
     if (p) cudaFree(p);
   if (pinned_) cudaFreeHost(pinned_);
   if (staging_event_) cudaEventDestroy(static_cast<cudaEvent_t>(staging_event_));
@@ -169,6 +170,10 @@ Status CudaBackend::init_device(const CudaBackendOptions& o) {
             cuda::prefill_tc_supported(static_cast<int>(c.head_dim), kv_elem());
   const char* genv = std::getenv("SGL_CUDA_GRAPHS");
   graphs_enabled_ = o.cuda_graphs && !(genv != nullptr && std::string(genv) == "0");
+  const char* fenv = std::getenv("SGL_CUDA_FUSED");
+  fused_decode_ = o.fused_decode;
+  if (fenv != nullptr && std::string(fenv) == "0") fused_decode_ = FusedDecode::kOff;
+  if (fenv != nullptr && std::string(fenv) == "2") fused_decode_ = FusedDecode::kAlways;
   if (o.mem_fraction_static <= 0.0 || o.mem_fraction_static > 1.0)
     return invalid_argument("--mem-fraction-static must be in (0, 1]");
   return Status::ok();
@@ -683,6 +688,40 @@ Status CudaBackend::prepare_eager(const ForwardBatch& batch, StepInputs* in) {
   return Status::ok();
 }
 
+Result<bool> CudaBackend::use_fused(int n) {
+  const auto& c = config_;
+  if (fused_decode_ == FusedDecode::kOff || tp_size_ > 1 || n > cuda::kGemvMaxRows ||
+      layers_.empty())
+    return false;
+  const int E = static_cast<int>(c.n_embd), F = static_cast<int>(c.n_ff);
+  const int q_dim = static_cast<int>(c.n_head * c.head_dim);
+  const int qkv = q_dim + 2 * static_cast<int>(kv_row_elems_);
+  cuda::QkvRopeArgs probe;
+  probe.n = n;
+  probe.n_head = static_cast<int>(c.n_head);
+  probe.n_head_kv = static_cast<int>(c.n_head_kv);
+  probe.head_dim = static_cast<int>(c.head_dim);
+  probe.rope_dim = rope_dim_;
+  if (!cuda::gemv_norm_qkv_rope_supported(probe, E) || !cuda::gemv_norm_supported(n, 2 * F, E) ||
+      !cuda::gemv_supported(n, E, q_dim) || !cuda::gemv_supported(n, E, F))
+    return false;
+  if (fused_decode_ == FusedDecode::kAlways) return true;
+  // Where cuBLASLt beat the plain GEMV on a shape (it can at n = 8), the unfused path keeps it.
+  // The shapes are the same in every layer: layer 0's weights stand for all in the timing.
+  cudaStream_t s = as_stream(stream_);
+  const Layer& L = layers_[0];
+  struct Shape {
+    const uint16_t *x, *w;
+    int m, k;
+  };
+  for (const Shape& sh : {Shape{h_, L.wqkv, qkv, E}, Shape{h_, L.wo, E, q_dim},
+                          Shape{h_, L.wgu, 2 * F, E}, Shape{act_, L.wdown, E, F}}) {
+    SGL_ASSIGN_OR_RETURN(const bool gemv, gemm_->prefers_gemv(sh.x, sh.w, f_, n, sh.m, sh.k, s));
+    if (!gemv) return false;
+  }
+  return true;
+}
+
 Status CudaBackend::enqueue_layers(const StepInputs& in) {
   const auto& c = config_;
   cudaStream_t s = as_stream(stream_);
@@ -692,12 +731,15 @@ Status CudaBackend::enqueue_layers(const StepInputs& in) {
   const int D = static_cast<int>(c.head_dim);
   const int q_dim = static_cast<int>(c.n_head) * D;
   const int qkv = q_dim + 2 * static_cast<int>(kv_row_elems_);
+  // Fused decode: no norm kernels and no residual-add kernels; x_ is updated in place by the O
+  // and down GEMVs, and each consumer (QKV, gate|up, the LM head) normalizes it itself.
+  SGL_ASSIGN_OR_RETURN(step_fused_, use_fused(n));
+  if (step_fused_) ++fused_steps_;
   cuda::launch_embedding(tok_embd_, in.tokens, n, E, x_, s);
   cuda::launch_rope_table(inv_freq_, rope_dim_, in.pos, n, cos_sin_, s);
-  cuda::launch_rms_norm(x_, layers_[0].attn_norm, h_, n, E, c.rms_eps, s);
+  if (!step_fused_) cuda::launch_rms_norm(x_, layers_[0].attn_norm, h_, n, E, c.rms_eps, s);
   for (uint32_t il = 0; il < c.n_layer; ++il) {
     const Layer& L = layers_[il];
-    SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wqkv, f_, cuda::GemmOut::kF32, n, qkv, E, s));
     cuda::QkvRopeArgs qa;
     qa.qkv = f_;
     qa.bias = L.bqkv;
@@ -713,7 +755,16 @@ Status CudaBackend::enqueue_layers(const StepInputs& in) {
     qa.k_cache = k_cache_[il];
     qa.v_cache = v_cache_[il];
     qa.kv_elem = kv_elem();
-    cuda::launch_qkv_rope_store(qa, s);
+    if (step_fused_) {
+      cuda::GemvNormIn ni;
+      ni.x = x_;
+      ni.weight = L.attn_norm;
+      ni.eps = c.rms_eps;
+      cuda::launch_gemv_norm_qkv_rope(ni, L.wqkv, qa, E, s);
+    } else {
+      SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wqkv, f_, cuda::GemmOut::kF32, n, qkv, E, s));
+      cuda::launch_qkv_rope_store(qa, s);
+    }
     cuda::AttentionArgs aa;
     aa.q = q_;
     aa.k_cache = k_cache_[il];
@@ -745,6 +796,17 @@ Status CudaBackend::enqueue_layers(const StepInputs& in) {
         return internal_error("CUDA: the tensor-core prefill attention could not be launched");
     }
     cuda::launch_attention(aa, s);
+    if (step_fused_) {
+      cuda::launch_gemv_add(h_, L.wo, x_, n, E, q_dim, s);
+      cuda::GemvNormIn ni;
+      ni.x = x_;
+      ni.weight = L.ffn_norm;
+      ni.eps = c.rms_eps;
+      cuda::launch_gemv_norm_gate_up_silu(ni, L.wgu, act_, n, F, E, s);
+      cuda::launch_gemv_add(act_, L.wdown, x_, n, E, F, s);
+      SGL_CUDA_OK(cudaGetLastError(), "layer " + std::to_string(il));
+      continue;
+    }
     SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wo, f_, cuda::GemmOut::kF32, n, E, q_dim, s));
     if (tp_size_ > 1) SGL_RETURN_IF_ERROR(all_reduce_(f_, static_cast<size_t>(n) * E, s));
     cuda::launch_add_rms_norm(x_, f_, L.ffn_norm, h_, n, E, c.rms_eps, s);
@@ -774,7 +836,24 @@ Status CudaBackend::enqueue_head(const StepInputs& in) {
   cudaStream_t s = as_stream(stream_);
   const int n_out = in.n_out;
   if (n_out == 0) return Status::ok();
-  const int E = static_cast<int>(c.n_embd);
+  const int E = static_cast<int>(c.n_embd), V = static_cast<int>(c.n_vocab);
+  if (step_fused_ && cuda::gemv_norm_supported(n_out, V, E)) {
+    // The final norm of the requested rows in the LM head GEMV's prologue, where the GEMV wins.
+    bool gemv = fused_decode_ == FusedDecode::kAlways;
+    if (!gemv) {
+      SGL_ASSIGN_OR_RETURN(gemv, gemm_->prefers_gemv(head_x_, output_, logits_, n_out, V, E, s));
+    }
+    if (gemv) {
+      cuda::GemvNormIn ni;
+      ni.x = x_;
+      ni.rows = in.rows;
+      ni.weight = output_norm_;
+      ni.eps = c.rms_eps;
+      cuda::launch_gemv_norm(ni, output_, logits_, n_out, V, E, s);
+      SGL_CUDA_OK(cudaGetLastError(), "LM head");
+      return Status::ok();
+    }
+  }
   cuda::launch_gather_rms_norm(x_, in.rows, n_out, E, output_norm_, c.rms_eps, head_x_, s);
   SGL_RETURN_IF_ERROR(gemm_->run(head_x_, output_, logits_, cuda::GemmOut::kF32, n_out,
                                  static_cast<int>(c.n_vocab), E, s));
@@ -970,7 +1049,12 @@ Status CudaBackend::forward_greedy(const ForwardBatch& batch, std::vector<int32_
   SGL_RETURN_IF_ERROR(forward_device(batch));
   cudaStream_t s = as_stream(stream_);
   if (n_out > 0) {
-    cuda::launch_argmax(logits_, n_out, static_cast<int>(c.n_vocab), argmax_, s);
+    // Many blocks per row (one block took ~30 us at batch 1); its scratch is not in any graph.
+    const int V = static_cast<int>(c.n_vocab);
+    bool unused = false;
+    SGL_RETURN_IF_ERROR(grow(&argmax_ws_, &cap_argmax_ws_, cuda::argmax_workspace_bytes(n_out, V),
+                             "argmax", &unused));
+    cuda::launch_argmax_split(logits_, n_out, V, argmax_ws_, argmax_, s);
     SGL_CUDA_OK(cudaGetLastError(), "argmax");
     SGL_CUDA_OK(cudaMemcpyAsync(tokens->data(), argmax_, n_out * 4, cudaMemcpyDeviceToHost, s),
                 "argmax download");

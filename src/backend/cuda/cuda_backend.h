@@ -39,6 +39,13 @@ enum class KvElem;
 
 namespace sgl::backend {
 
+// Where decode steps use the fused GEMVs (kernels.h: the RMSNorm computed in the consuming
+// GEMV's prologue, the residual add in the O and down GEMVs' epilogues, bias + RoPE + the K/V
+// store in the QKV GEMV's epilogue): steps of up to kGemvMaxRows tokens on one GPU (tp_size 1).
+// kAuto: where the GEMV won the planning of every projection shape of that row count; kAlways:
+// wherever the kernels apply (tests); kOff: never.
+enum class FusedDecode { kOff, kAuto, kAlways };
+
 struct CudaBackendOptions {
   int device = 0;
   KvDtype kv_dtype = KvDtype::kBF16;  // bf16, f16, fp8_e4m3 or fp8_e5m2 (f32 is refused)
@@ -54,6 +61,8 @@ struct CudaBackendOptions {
   // Decode-only batches replay CUDA graphs (captured lazily per padded batch size); the
   // environment variable SGL_CUDA_GRAPHS=0 also turns them off.
   bool cuda_graphs = true;
+  // The environment variable SGL_CUDA_FUSED=0 also turns them off (=2: kAlways).
+  FusedDecode fused_decode = FusedDecode::kAuto;
   // Tensor parallelism (set by TpCudaBackend, tp_backend.h): this backend holds rank tp_rank's
   // shard of tp_size: n_head / tp_size query heads and n_head_kv / tp_size KV heads (its rows of
   // Q|K|V and bias, its columns of O), n_ff / tp_size rows of gate and of up (its columns of
@@ -97,6 +106,9 @@ class CudaBackend final : public Backend {
   size_t weight_bytes() const { return weight_bytes_; }
   size_t kv_bytes() const;
   std::string device_name() const { return device_name_; }
+  // Forward passes enqueued on the fused decode path so far (a replayed graph counts once, when
+  // captured).
+  int64_t fused_decode_steps() const { return fused_steps_; }
 
  private:
   cuda::KvElem kv_elem() const;  // the kernels' name for kv_dtype_
@@ -128,6 +140,8 @@ class CudaBackend final : public Backend {
   // The eager path: uploads the batch description into meta_.
   Status prepare_eager(const ForwardBatch& batch, StepInputs* in);
   Status enqueue_layers(const StepInputs& in);
+  // Whether a step of n tokens runs the fused decode GEMVs (plans the GEMM shapes it compares).
+  Result<bool> use_fused(int n);
   Status enqueue_head(const StepInputs& in);
   // Decode-only batches (one new token and one logits row per sequence, rows in order) of up to
   // 256 sequences replay a CUDA graph captured per padded batch size.
@@ -199,10 +213,15 @@ class CudaBackend final : public Backend {
   uint16_t* head_x_ = nullptr;  // [n_logits, n_embd]
   float* logits_ = nullptr;     // [n_logits, n_vocab]
   float* attn_ws_ = nullptr;
+  void* argmax_ws_ = nullptr;  // launch_argmax_split's scratch (forward_greedy)
+  size_t cap_argmax_ws_ = 0;
   int32_t* pinned_ = nullptr;  // host staging of meta (pinned)
   // Decode graphs: padded batch size -> cudaGraphExec_t; the sizes already run once eagerly (their
   // GEMMs planned); the fixed-address inputs (header + slot lists, see forward_graph).
   bool graphs_enabled_ = true;
+  FusedDecode fused_decode_ = FusedDecode::kAuto;
+  bool step_fused_ = false;  // the step being enqueued runs the fused GEMVs
+  int64_t fused_steps_ = 0;
   std::map<int, void*> graphs_;
   std::set<int> graph_planned_;
   int32_t* gmeta_ = nullptr;

@@ -18,41 +18,14 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "backend/cuda/gemv_common.cuh"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/pdl.cuh"
 
 namespace sgl::backend::cuda {
 namespace {
 
-constexpr int kWarps = 4;
-
-// A 16-byte load that does not allocate in L1: the weights are streamed once.
-__device__ __forceinline__ uint4 ld_stream(const uint16_t* p) {
-  uint4 r;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-      : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-      : "l"(p));
-  return r;
-}
-
-__device__ __forceinline__ float lo(uint32_t v) { return __uint_as_float(v << 16); }
-__device__ __forceinline__ float hi(uint32_t v) { return __uint_as_float(v & 0xffff0000u); }
-
-__device__ __forceinline__ float dot8(const uint4& w, const uint4& x, float acc) {
-  acc = fmaf(lo(w.x), lo(x.x), acc);
-  acc = fmaf(hi(w.x), hi(x.x), acc);
-  acc = fmaf(lo(w.y), lo(x.y), acc);
-  acc = fmaf(hi(w.y), hi(x.y), acc);
-  acc = fmaf(lo(w.z), lo(x.z), acc);
-  acc = fmaf(hi(w.z), hi(x.z), acc);
-  acc = fmaf(lo(w.w), lo(x.w), acc);
-  acc = fmaf(hi(w.w), hi(x.w), acc);
-  return acc;
-}
-
-__device__ __forceinline__ uint16_t to_bf16_bits(float f) {
-  return __bfloat16_as_ushort(__float2bfloat16_rn(f));
-}
+using namespace gemv_detail;
 
 // NR activation rows, R weight rows per warp, U column steps in flight. Gated: N = 2F rows
 // (gate | up), out is bf16 [n, F]; else out is f32 [n, N].
@@ -136,7 +109,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         if (lane == (r * (R / 2) + j) % 32 && live[j]) {
           const float g = acc[r][j], u = acc[r][j + R / 2];
           // The same expression as silu_mul_kernel, so both paths round alike.
-          y[static_cast<size_t>(r) * F + row[j]] = to_bf16_bits(g / (1.0f + __expf(-g)) * u);
+          y[static_cast<size_t>(r) * F + row[j]] = to_bf16_bits(silu_mul(g, u));
         }
   } else {
     float* y = static_cast<float*>(out);

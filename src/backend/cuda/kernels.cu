@@ -42,13 +42,26 @@ __device__ float block_sum(float v) {
   return r;
 }
 
+// Grid (tokens, slices of 2048 columns): at batch 1 one block per row took ~9 us for 4096 columns.
 __global__ void embedding_kernel(const uint16_t* __restrict__ table,
                                  const int32_t* __restrict__ tokens, int dim,
                                  float* __restrict__ x) {
   const int t = blockIdx.x;
   const uint16_t* row = table + static_cast<size_t>(tokens[t]) * dim;
   float* out = x + static_cast<size_t>(t) * dim;
-  for (int i = threadIdx.x; i < dim; i += blockDim.x) out[i] = bf16_bits_to_float(row[i]);
+  const int begin = blockIdx.y * 2048, end = min(dim, begin + 2048);
+  if (dim % 8 == 0) {  // 16-byte loads, two 16-byte stores per 8 columns
+    for (int i = begin + threadIdx.x * 8; i < end; i += blockDim.x * 8) {
+      const uint4 v = *reinterpret_cast<const uint4*>(row + i);
+      float4* o = reinterpret_cast<float4*>(out + i);
+      o[0] = make_float4(__uint_as_float(v.x << 16), __uint_as_float(v.x & 0xffff0000u),
+                         __uint_as_float(v.y << 16), __uint_as_float(v.y & 0xffff0000u));
+      o[1] = make_float4(__uint_as_float(v.z << 16), __uint_as_float(v.z & 0xffff0000u),
+                         __uint_as_float(v.w << 16), __uint_as_float(v.w & 0xffff0000u));
+    }
+  } else {
+    for (int i = begin + threadIdx.x; i < end; i += blockDim.x) out[i] = bf16_bits_to_float(row[i]);
+  }
 }
 
 // One block per row. `delta` null: plain norm. `rows` non-null: the input row is x[rows[r]].
@@ -263,7 +276,7 @@ int grid_for(size_t n, int threads) {
 void launch_embedding(const uint16_t* table, const int32_t* tokens, int n, int n_embd, float* x,
                       cudaStream_t stream) {
   if (n <= 0) return;
-  embedding_kernel<<<n, 256, 0, stream>>>(table, tokens, n_embd, x);
+  embedding_kernel<<<dim3(n, (n_embd + 2047) / 2048), 256, 0, stream>>>(table, tokens, n_embd, x);
 }
 
 void launch_rms_norm(const float* x, const float* w, uint16_t* y, int n, int dim, float eps,

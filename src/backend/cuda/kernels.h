@@ -66,6 +66,13 @@ void launch_silu_mul(const float* gu, int n, int n_ff, uint16_t* out, cudaStream
 
 // out[r] = the index of the largest of logits[r, 0..n_vocab) (lowest index on ties).
 void launch_argmax(const float* logits, int n_rows, int n_vocab, int32_t* out, cudaStream_t stream);
+// The same result over many blocks per row (argmax.cu: slices, then one reduction per row in
+// slice order), for the decode step's few rows; workspace: argmax_workspace_bytes(n_rows,
+// n_vocab) bytes, 8-byte aligned.
+constexpr int kArgmaxMaxBlocks = 512;
+size_t argmax_workspace_bytes(int n_rows, int n_vocab);
+void launch_argmax_split(const float* logits, int n_rows, int n_vocab, void* workspace,
+                         int32_t* out, cudaStream_t stream);
 
 struct AttentionArgs {
   const uint16_t* q = nullptr;    // [n_tokens, n_head, head_dim] bf16
@@ -149,6 +156,40 @@ void launch_gemv(const uint16_t* x, const uint16_t* w, float* y, int n, int N, i
 // expression launch_silu_mul uses. out: [n, n_ff] bf16.
 void launch_gemv_gate_up_silu(const uint16_t* x, const uint16_t* w_gu, uint16_t* out, int n,
                               int n_ff, int K, cudaStream_t stream, int variant = 0);
+
+// Decode GEMVs with the neighbouring elementwise work fused in (gemv_fused.cu), for decode steps
+// of n <= kGemvMaxRows rows: the weight stream of launch_gemv (for the small projections, fewer
+// than ~16k rows, with K split over a block's warps, partial sums added in a fixed order; chosen
+// by the shape, so rows are batch invariant as there), plus
+// - GemvNormIn: the GEMV computes its bf16 activations itself, rms_norm(x[rows[r]]) * weight
+//   (as launch_gather_rms_norm writes them; sum of squares in another order), in a prologue that
+//   runs under its first weight loads: the separate norm launch goes away;
+// - launch_gemv_add: resid[r, o] += sum (f32, each element added by one thread: deterministic),
+//   the residual add after the O and down projections;
+// - launch_gemv_norm_qkv_rope: bias + RoPE + the Q write and the K/V store of launch_qkv_rope_store
+//   in the epilogue (the f32 Q|K|V rows never go to memory).
+struct GemvNormIn {
+  const float* x = nullptr;       // [*, K] f32 (the residual stream)
+  const int32_t* rows = nullptr;  // [n] the rows of x to use, or null: rows 0..n-1
+  const float* weight = nullptr;  // [K] f32 norm weight
+  float eps = 0.0f;
+};
+// gemv_supported, and the prologue's n * K bf16 fit in shared memory.
+bool gemv_norm_supported(int n, int N, int K);
+// y[n, N] (f32) = rms_norm(x) W^T.  REQUIRES: gemv_norm_supported(n, N, K); x rows 16-byte aligned.
+void launch_gemv_norm(const GemvNormIn& in, const uint16_t* w, float* y, int n, int N, int K,
+                      cudaStream_t stream);
+// out[n, n_ff] (bf16) = silu(g) * u of rms_norm(x) w_gu^T, as launch_gemv_gate_up_silu.
+void launch_gemv_norm_gate_up_silu(const GemvNormIn& in, const uint16_t* w_gu, uint16_t* out,
+                                   int n, int n_ff, int K, cudaStream_t stream);
+// resid[n, N] (f32) += x[n, K] (bf16) W^T.  REQUIRES: gemv_supported(n, N, K).
+void launch_gemv_add(const uint16_t* x, const uint16_t* w, float* resid, int n, int N, int K,
+                     cudaStream_t stream);
+// What launch_qkv_rope_store(a) does to rms_norm(x) w_qkv^T (a.qkv is ignored), for a.n rows:
+// needs gemv_norm_supported, head_dim and rope_dim multiples of 4.
+bool gemv_norm_qkv_rope_supported(const QkvRopeArgs& a, int K);
+void launch_gemv_norm_qkv_rope(const GemvNormIn& in, const uint16_t* w_qkv, const QkvRopeArgs& a,
+                               int K, cudaStream_t stream);
 
 // Deterministic pseudo-random fill (dummy weights): p[i] = bf16(scale * u_i), u_i uniform in
 // [-1, 1) from a hash of (seed, i).

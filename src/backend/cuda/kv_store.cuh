@@ -12,7 +12,10 @@
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
+#include <cstddef>
 #include <cstdint>
+
+#include "backend/cuda/kernels.h"
 
 namespace sgl::backend::cuda::kv {
 
@@ -92,3 +95,26 @@ __device__ __forceinline__ void f16x2_to_float(uint32_t h, float* f) {
 }
 
 }  // namespace sgl::backend::cuda::kv
+
+namespace sgl::backend::cuda {
+
+// cache[idx] = v converted to the pool's element type, chosen at run time (the fused QKV GEMV
+// epilogue serves every pool type with one kernel).
+__device__ __forceinline__ void store_kv_elem(void* cache, KvElem elem, size_t idx, float v) {
+  switch (elem) {
+    case KvElem::kBF16:
+      kv::store(static_cast<__nv_bfloat16*>(cache) + idx, v);
+      break;
+    case KvElem::kF16:
+      kv::store(static_cast<__half*>(cache) + idx, v);
+      break;
+    case KvElem::kFp8E4M3:
+      kv::store(static_cast<__nv_fp8_e4m3*>(cache) + idx, v);
+      break;
+    case KvElem::kFp8E5M2:
+      kv::store(static_cast<__nv_fp8_e5m2*>(cache) + idx, v);
+      break;
+  }
+}
+
+}  // namespace sgl::backend::cuda

@@ -255,14 +255,22 @@ TEST(CudaOps, Argmax) {
       x[size_t(V) + V / 2] = 50.0f;
     }
     std::fill(x.begin() + 2 * V, x.begin() + 3 * V, 1.0f);
+    // Row 3: all -inf (index 0, as the sampler); row 4: the maximum at the very end.
+    std::fill(x.begin() + 3 * V, x.begin() + 4 * V, -INFINITY);
+    x[size_t(4) * V + V - 1] = 99.0f;
     DevBuf<float> dx(x);
-    DevBuf<int32_t> dout(rows);
+    DevBuf<int32_t> dout(rows), dsplit(rows);
+    DevBuf<uint8_t> ws(cu::argmax_workspace_bytes(rows, V));
     cu::launch_argmax(dx.get(), rows, V, dout.get(), nullptr);
     SGL_CUDA_ASSERT(cudaGetLastError());
-    const auto out = dout.host();
-    for (int r = 0; r < rows; ++r)
-      EXPECT_EQ(out[r], runtime::Sampler::argmax({x.data() + size_t(r) * V, size_t(V)}))
-          << "V " << V << " row " << r;
+    cu::launch_argmax_split(dx.get(), rows, V, ws.get(), dsplit.get(), nullptr);
+    SGL_CUDA_ASSERT(cudaGetLastError());
+    const auto out = dout.host(), split = dsplit.host();
+    for (int r = 0; r < rows; ++r) {
+      const int32_t want = runtime::Sampler::argmax({x.data() + size_t(r) * V, size_t(V)});
+      EXPECT_EQ(out[r], want) << "V " << V << " row " << r;
+      EXPECT_EQ(split[r], want) << "split, V " << V << " row " << r;
+    }
   }
 }
 
@@ -351,6 +359,206 @@ TEST(CudaOps, GemvMatchesDoubleReference) {
   }
 }
 
+// rms_norm(x[rows[r]]) * w rounded to bf16 (what the fused GEMVs' prologue computes), and the
+// double-precision sums of those activations with W: the reference of the fused GEMVs.
+struct NormGemvRef {
+  std::vector<float> act;  // [n, K] bf16 values
+  std::vector<float> y;    // [n, N]
+};
+NormGemvRef norm_gemv_ref(const std::vector<float>& x, const std::vector<int32_t>& rows,
+                          const std::vector<float>& g, const std::vector<float>& w, int N, int K,
+                          float eps) {
+  const int n = int(rows.size());
+  NormGemvRef r;
+  r.act.resize(size_t(n) * K);
+  for (int i = 0; i < n; ++i)
+    cpu::rms_norm(x.data() + size_t(rows[i]) * K, g.data(), r.act.data() + size_t(i) * K, 1, K,
+                  eps);
+  r.act = bf16_round(r.act);
+  r.y.resize(size_t(n) * N);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < N; ++j) {
+      double acc = 0;
+      for (int kk = 0; kk < K; ++kk) acc += double(r.act[size_t(i) * K + kk]) * w[size_t(j) * K + kk];
+      r.y[size_t(i) * N + j] = float(acc);
+    }
+  return r;
+}
+
+// The fused decode GEMVs (norm prologue with and without a row gather; f32, gated and
+// residual-add epilogues) against the CPU norm + double sums, every row count, odd shapes (partial
+// warps, K not a multiple of the 256-column step), K split over warps (fewer than 4096 row
+// groups) and not (40000 rows), and grids that make blocks loop over several row groups. Thresholds: 1e-3 for the
+// f32 outputs (the norm's sum of squares runs in another order than the CPU's, so an activation
+// can round to the neighbouring bf16 value, rarely), bf16 outputs as everywhere.
+TEST(CudaOps, FusedGemvMatchesReference) {
+  SGL_REQUIRE_GPU();
+  std::mt19937 rng(12);
+  struct Shape {
+    int N, K;
+  };
+  const float eps = 1e-5f;
+  for (const Shape s : {Shape{1, 8}, Shape{6, 264}, Shape{37, 1000}, Shape{130, 4096},
+                        Shape{1002, 776}, Shape{6144, 4096}, Shape{40000, 512}}) {
+    for (int n = 1; n <= cu::kGemvMaxRows; ++n) {
+      if (size_t(s.N) * s.K > 1 << 22 && n != 1 && n != 5 && n != cu::kGemvMaxRows) continue;
+      ASSERT_TRUE(cu::gemv_norm_supported(n, s.N, s.K));
+      // n + 3 residual rows; odd n reads them through a reversed row list.
+      const int n_src = n + 3;
+      const auto x = random_floats(size_t(n_src) * s.K, rng, -3, 3);
+      const auto g = random_floats(s.K, rng, 0.5f, 1.5f);
+      const auto w = bf16_round(random_floats(size_t(s.N) * s.K, rng));
+      const bool gather = n % 2 == 1;
+      std::vector<int32_t> rows(n);
+      for (int i = 0; i < n; ++i) rows[i] = gather ? n_src - 1 - i : i;
+      const NormGemvRef ref = norm_gemv_ref(x, rows, g, w, s.N, s.K, eps);
+      DevBuf<float> dx(x), dg(g);
+      DevBuf<int32_t> drows(rows);
+      DevBuf<uint16_t> dw(to_bf16(w));
+      cu::GemvNormIn in;
+      in.x = dx.get();
+      in.rows = gather ? drows.get() : nullptr;
+      in.weight = dg.get();
+      in.eps = eps;
+      const std::string what = std::to_string(n) + "x" + std::to_string(s.N) + "x" +
+                               std::to_string(s.K) + (gather ? " gather" : "");
+      {
+        DevBuf<float> dy(size_t(n) * s.N);  // poisoned: unwritten outputs stay NaN
+        cu::launch_gemv_norm(in, dw.get(), dy.get(), n, s.N, s.K, nullptr);
+        SGL_CUDA_ASSERT(cudaGetLastError());
+        EXPECT_LT(norm_err(dy.host(), ref.y), 1e-3) << what;
+      }
+      if (s.N % 2 == 0) {
+        const int F = s.N / 2;
+        std::vector<float> act_ref(size_t(n) * F);
+        for (int i = 0; i < n; ++i)
+          cpu::silu_mul(ref.y.data() + size_t(i) * s.N, ref.y.data() + size_t(i) * s.N + F,
+                        act_ref.data() + size_t(i) * F, F);
+        DevBuf<uint16_t> dact(size_t(n) * F);
+        cu::launch_gemv_norm_gate_up_silu(in, dw.get(), dact.get(), n, F, s.K, nullptr);
+        SGL_CUDA_ASSERT(cudaGetLastError());
+        EXPECT_LT(norm_err(from_bf16(dact.host()), act_ref), kBf16OutTol) << "gated " << what;
+      }
+      // Residual add: resid += act W^T, with the reference activations as the bf16 input.
+      {
+        const auto resid = random_floats(size_t(n) * s.N, rng, -2, 2);
+        DevBuf<float> dr(resid);
+        DevBuf<uint16_t> da(to_bf16(ref.act));
+        cu::launch_gemv_add(da.get(), dw.get(), dr.get(), n, s.N, s.K, nullptr);
+        SGL_CUDA_ASSERT(cudaGetLastError());
+        std::vector<float> want(resid.size());
+        for (size_t i = 0; i < want.size(); ++i) want[i] = float(double(resid[i]) + ref.y[i]);
+        EXPECT_LT(norm_err(dr.host(), want), 1e-5) << "add " << what;
+      }
+    }
+  }
+}
+
+// The QKV GEMV with the norm prologue and the bias + RoPE + Q / K / V store epilogue against the
+// CPU chain (rms_norm, bf16, double sums, bias, cpu::rope_apply), for the RoPE layouts, partial
+// rotary dims, biases and both KV element types, at several row counts.
+TEST(CudaOps, FusedQkvRopeMatchesReference) {
+  SGL_REQUIRE_GPU();
+  std::mt19937 rng(13);
+  const RopeCase cases[] = {
+      {4, 2, 16, 16, false, false, 10000.0f, false}, {4, 2, 16, 16, true, true, 10000.0f, false},
+      {32, 8, 128, 128, false, false, 5e5f, true},   {32, 8, 128, 128, true, true, 5e5f, true},
+      {14, 2, 64, 64, true, true, 1e6f, false},      {8, 8, 64, 32, false, false, 1e4f, false},
+      {8, 4, 64, 32, true, true, 1e4f, false},
+  };
+  const float eps = 1e-6f;
+  for (const auto& rc : cases) {
+    const int D = rc.head_dim;
+    const int width = (rc.n_head + 2 * rc.n_head_kv) * D;
+    const int K = D == 128 ? 4096 : 264;
+    const auto w = bf16_round(random_floats(size_t(width) * K, rng));
+    for (int n : {1, 3, 8}) {
+      for (const auto kv_elem : {cu::KvElem::kBF16, cu::KvElem::kF16}) {
+        const int capacity = 64;
+        std::vector<int32_t> pos(n), slots(n), rows(n);
+        for (int t = 0; t < n; ++t) pos[t] = int(rng() % 100000);
+        const std::vector<int32_t> perm = shuffled_slots(capacity, rng);
+        std::copy(perm.begin(), perm.begin() + n, slots.begin());
+        for (int t = 0; t < n; ++t) rows[t] = t;
+        cpu::RopeParams rp;
+        rp.layout = rc.neox ? cpu::RopeLayout::kNeox : cpu::RopeLayout::kNorm;
+        rp.head_dim = D;
+        rp.rope_dim = rc.rope_dim;
+        rp.freq_base = rc.base;
+        std::vector<float> cs(size_t(n) * rc.rope_dim);
+        cpu::rope_table(rp, pos.data(), n, cs.data());
+        const auto x = random_floats(size_t(n) * K, rng, -3, 3);
+        const auto g = random_floats(K, rng, 0.5f, 1.5f);
+        const auto bias = rc.bias ? random_floats(width, rng) : std::vector<float>();
+        NormGemvRef ref = norm_gemv_ref(x, rows, g, w, width, K, eps);
+        if (rc.bias)
+          for (int t = 0; t < n; ++t)
+            cpu::add(ref.y.data() + size_t(t) * width, bias.data(),
+                     ref.y.data() + size_t(t) * width, width);
+        cpu::rope_apply(rp, cs.data(), ref.y.data(), n, rc.n_head, width);
+        cpu::rope_apply(rp, cs.data(), ref.y.data() + rc.n_head * D, n, rc.n_head_kv, width);
+
+        DevBuf<float> dx(x), dg(g), dbias(bias), dcs(cs);
+        DevBuf<uint16_t> dw(to_bf16(w));
+        DevBuf<int32_t> dslots(slots);
+        DevBuf<uint16_t> dq(size_t(n) * rc.n_head * D);
+        DevBuf<uint16_t> dk(size_t(capacity) * rc.n_head_kv * D),
+            dv(size_t(capacity) * rc.n_head_kv * D);
+        cu::QkvRopeArgs a;
+        a.bias = rc.bias ? dbias.get() : nullptr;
+        a.cos_sin = dcs.get();
+        a.out_slots = dslots.get();
+        a.n = n;
+        a.n_head = rc.n_head;
+        a.n_head_kv = rc.n_head_kv;
+        a.head_dim = D;
+        a.rope_dim = rc.rope_dim;
+        a.neox = rc.neox;
+        a.q_out = dq.get();
+        a.k_cache = dk.get();
+        a.v_cache = dv.get();
+        a.kv_elem = kv_elem;
+        ASSERT_TRUE(cu::gemv_norm_qkv_rope_supported(a, K));
+        cu::GemvNormIn in;
+        in.x = dx.get();
+        in.weight = dg.get();
+        in.eps = eps;
+        cu::launch_gemv_norm_qkv_rope(in, dw.get(), a, K, nullptr);
+        SGL_CUDA_ASSERT(cudaGetLastError());
+
+        const auto q = from_bf16(dq.host());
+        const auto k_raw = dk.host(), v_raw = dv.host();
+        auto kv_val = [&](uint16_t b) {
+          return kv_elem == cu::KvElem::kBF16 ? bf16_to_fp32(b) : fp16_to_fp32(b);
+        };
+        std::vector<float> q_ref, k_got, k_ref, v_got, v_ref;
+        for (int t = 0; t < n; ++t) {
+          const float* r = ref.y.data() + size_t(t) * width;
+          q_ref.insert(q_ref.end(), r, r + rc.n_head * D);
+          k_ref.insert(k_ref.end(), r + rc.n_head * D, r + (rc.n_head + rc.n_head_kv) * D);
+          v_ref.insert(v_ref.end(), r + (rc.n_head + rc.n_head_kv) * D, r + width);
+          for (int i = 0; i < rc.n_head_kv * D; ++i) {
+            k_got.push_back(kv_val(k_raw[size_t(slots[t]) * rc.n_head_kv * D + i]));
+            v_got.push_back(kv_val(v_raw[size_t(slots[t]) * rc.n_head_kv * D + i]));
+          }
+        }
+        const std::string what = "D " + std::to_string(D) + " rope " +
+                                 std::to_string(rc.rope_dim) + " neox " +
+                                 std::to_string(rc.neox) + " n " + std::to_string(n);
+        EXPECT_LT(norm_err(q, q_ref), kBf16OutTol) << what;
+        EXPECT_LT(norm_err(k_got, k_ref), kBf16OutTol) << what;
+        EXPECT_LT(norm_err(v_got, v_ref), kBf16OutTol) << what;
+        // Slots of other tokens are left alone (still the poison).
+        for (int sl = 0; sl < capacity; ++sl) {
+          if (std::find(slots.begin(), slots.end(), sl) == slots.end()) {
+            ASSERT_EQ(k_raw[size_t(sl) * rc.n_head_kv * D], 0xFFFF) << what;
+          }
+        }
+      }
+    }
+  }
+}
+
 // Not a test: GEMV bandwidth on the Llama-3.1-8B decode shapes, each variant and cuBLASLt
 // (SGL_CUDA_GEMV=0 plan) side by side, weights rotated over copies well beyond L2. Run with
 // --gtest_also_run_disabled_tests --gtest_filter='*GemvBandwidth*' on a GPU machine.
@@ -415,6 +623,122 @@ TEST(CudaOpsBench, DISABLED_GemvBandwidth) {
       std::printf(" |");
       for (double us : t) std::printf(" %5.0f", wbytes / (us * 1e-6) / 1e9);
       std::printf("\n");
+    }
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaStreamDestroy(st);
+}
+
+// Not a test: the fused decode GEMVs against the plain GEMV (+ the separate norm kernel they
+// replace) on the Llama-3.1-8B shapes, weights rotated over >= 1 GiB of copies, CUDA events
+// around each launch, median of 50. Run with --gtest_also_run_disabled_tests
+// --gtest_filter='*FusedGemvBandwidth*' on a GPU machine.
+TEST(CudaOpsBench, DISABLED_FusedGemvBandwidth) {
+  SGL_REQUIRE_GPU();
+  struct Shape {
+    const char* name;
+    int N, K;
+  };
+  const Shape shapes[] = {{"qkv", 6144, 4096},
+                          {"o", 4096, 4096},
+                          {"gate_up", 28672, 4096},
+                          {"down", 4096, 14336},
+                          {"lm_head", 128256, 4096}};
+  cudaStream_t st = nullptr;
+  SGL_CUDA_ASSERT(cudaStreamCreate(&st));
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  const int E = 4096;
+  DevBuf<float> resid(size_t(8) * 14336), g(E), cs(size_t(8) * 128), y(size_t(8) * 128256);
+  cu::launch_fill_f32(g.get(), E, 1.0f, st);
+  cu::launch_fill_f32(cs.get(), size_t(8) * 128, 0.5f, st);
+  {
+    DevBuf<uint16_t> tmp(size_t(8) * 14336);
+    cu::launch_fill_uniform_bf16(tmp.get(), size_t(8) * 14336, 1.0f, 3, st);
+    cudaStreamSynchronize(st);
+    std::vector<float> r(size_t(8) * 14336);
+    for (size_t i = 0; i < r.size(); ++i) r[i] = 0.001f * float(int(i % 2001) - 1000);
+    cudaMemcpy(resid.get(), r.data(), r.size() * 4, cudaMemcpyHostToDevice);
+  }
+  DevBuf<uint16_t> x(size_t(8) * 14336), h(size_t(8) * 14336), q(size_t(8) * 4096);
+  cu::launch_fill_uniform_bf16(x.get(), size_t(8) * 14336, 1.0f, 9, st);
+  DevBuf<uint16_t> kc(size_t(64) * 1024), vc(size_t(64) * 1024);
+  std::vector<int32_t> sl = {1, 5, 9, 13, 17, 21, 25, 29};
+  DevBuf<int32_t> slots(sl);
+  std::printf("%-8s %2s | us: plain fused(norm or add) [qkv: +rope] | norm kernel us | GB/s plain fused\n",
+              "shape", "n");
+  for (const Shape& s : shapes) {
+    const size_t wbytes = size_t(s.N) * s.K * 2;
+    const int copies = int(std::max<size_t>(2, (size_t(1) << 30) / wbytes));
+    DevBuf<uint16_t> w(wbytes / 2 * copies);
+    cu::launch_fill_uniform_bf16(w.get(), wbytes / 2 * copies, 0.02f, 7, st);
+    const bool gated = std::string(s.name) == "gate_up";
+    const bool adds = std::string(s.name) == "o" || std::string(s.name) == "down";
+    const bool qkv = std::string(s.name) == "qkv";
+    for (int n : {1, 2, 4, 8}) {
+      cu::GemvNormIn in;
+      in.x = resid.get();
+      in.weight = g.get();
+      in.eps = 1e-5f;
+      cu::QkvRopeArgs ra;
+      ra.cos_sin = cs.get();
+      ra.out_slots = slots.get();
+      ra.n = n;
+      ra.n_head = 32;
+      ra.n_head_kv = 8;
+      ra.head_dim = 128;
+      ra.rope_dim = 128;
+      ra.neox = true;
+      ra.q_out = q.get();
+      ra.k_cache = kc.get();
+      ra.v_cache = vc.get();
+      auto time = [&](auto&& launch) {
+        std::vector<float> ms;
+        for (int r = 0; r < 60; ++r) {
+          const uint16_t* wr = w.get() + (wbytes / 2) * (r % copies);
+          cudaEventRecord(e0, st);
+          launch(wr);
+          cudaEventRecord(e1, st);
+          cudaEventSynchronize(e1);
+          float e = 0;
+          cudaEventElapsedTime(&e, e0, e1);
+          if (r >= 10) ms.push_back(e);
+        }
+        std::sort(ms.begin(), ms.end());
+        return ms[ms.size() / 2] * 1e3;
+      };
+      double plain, fused, extra = 0, norm_us = 0;
+      if (gated) {
+        plain = time([&](const uint16_t* wr) {
+          cu::launch_gemv_gate_up_silu(x.get(), wr, h.get(), n, s.N / 2, s.K, st);
+        });
+        fused = time([&](const uint16_t* wr) {
+          cu::launch_gemv_norm_gate_up_silu(in, wr, h.get(), n, s.N / 2, s.K, st);
+        });
+      } else {
+        plain = time(
+            [&](const uint16_t* wr) { cu::launch_gemv(x.get(), wr, y.get(), n, s.N, s.K, st); });
+        if (adds)
+          fused = time([&](const uint16_t* wr) {
+            cu::launch_gemv_add(x.get(), wr, resid.get(), n, s.N, s.K, st);
+          });
+        else
+          fused = time(
+              [&](const uint16_t* wr) { cu::launch_gemv_norm(in, wr, y.get(), n, s.N, s.K, st); });
+        if (qkv)
+          extra = time([&](const uint16_t* wr) {
+            cu::launch_gemv_norm_qkv_rope(in, wr, ra, s.K, st);
+          });
+      }
+      if (!adds)
+        norm_us = time([&](const uint16_t*) {
+          cu::launch_rms_norm(resid.get(), g.get(), x.get(), n, E, 1e-5f, st);
+        });
+      SGL_CUDA_ASSERT(cudaGetLastError());
+      std::printf("%-8s %2d | %6.1f %6.1f %6.1f | %5.1f | %5.0f %5.0f\n", s.name, n, plain, fused,
+                  extra, norm_us, wbytes / (plain * 1e-6) / 1e9, wbytes / (fused * 1e-6) / 1e9);
     }
   }
   cudaEventDestroy(e0);
