@@ -5,10 +5,10 @@
 # then runs: test_cuda (kernel parity + model vs CPU), tests/cuda/check_hf.py (logits vs
 # transformers), sgl-bench cuda-kernels (copy bandwidth, GEMM rate, attention), PyTorch SDPA on the
 # same prefill shapes, and sgl-bench model on the Llama-3.1-8B shape with dummy weights (also with
-# --tp-size 2 where the machine has 2 GPUs).
+# --tp-size 2 where the machine has 2 GPUs), and tests/cuda/bench_torch_decode.py as the decode peer.
 # Logs and JSON go to $OUT (default /tmp/sgl-cuda-out).
-# Usage: tests/cuda/run_device.sh [quick|full]; `full` adds the offline throughput run (1,000
-# prompts of 1,024 + 1,024 tokens, several minutes). BIN=DIR uses prebuilt sgl-bench and test_cuda
+# Usage: tests/cuda/run_device.sh [quick|full]; `full` adds the offline throughput runs (1,000
+# prompts of 1,024 + 1,024 tokens, bf16 and fp8_e4m3 KV, several minutes). BIN=DIR uses prebuilt sgl-bench and test_cuda
 # from DIR (e.g. built on another machine and carried) instead of building.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -72,6 +72,9 @@ step "Llama-3.1-8B shape, dummy weights, bf16"
 "$B/sgl-bench" model -m tests/data/configs/llama-3.1-8b.json \
   --load-format dummy --device cuda --kv-dtype bf16 --prefill 1024 --input 1024 --decode 64 \
   --batches 1,64 --mem-fraction-static 0.7 2>&1 | tee "$OUT/model.json"
+step "PyTorch decode peer (cuBLAS + SDPA + CUDA graphs), same shape"
+python3 tests/cuda/bench_torch_decode.py --config tests/data/configs/llama-3.1-8b.json 2>&1 |
+  tee "$OUT/torch_peer.json"
 if [ "$n_gpu" -ge 2 ]; then
   step "Llama-3.1-8B shape, tensor parallel over 2 GPUs (decode graphs with NCCL captured)"
   SGL_CUDA_TP_GRAPHS=1 "$B/sgl-bench" model -m tests/data/configs/llama-3.1-8b.json \
@@ -85,5 +88,11 @@ if [ "${1:-}" = full ]; then
     --mem-fraction-static 0.88 --num-prompts 1000 --input-len 1024 --output-len 1024 \
     --max-running-requests 1024 --chunked-prefill-size 8192 --json 2>"$OUT/offline.err" |
     tee "$OUT/offline.json"
+  step "offline throughput, fp8_e4m3 KV cache"
+  "$B/sgl-bench" offline -m tests/data/configs/llama-3.1-8b.json --load-format dummy \
+    --tokenizer-path tests/data/tokenizer/hf_llama3 --device cuda --kv-dtype fp8_e4m3 \
+    --mem-fraction-static 0.88 --num-prompts 1000 --input-len 1024 --output-len 1024 \
+    --max-running-requests 1024 --chunked-prefill-size 8192 --json 2>"$OUT/offline_fp8.err" |
+    tee "$OUT/offline_fp8.json"
 fi
 step "done"
