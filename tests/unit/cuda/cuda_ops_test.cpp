@@ -16,6 +16,7 @@
 #include <random>
 #include <vector>
 
+#include "cuda_attention_util.h"
 #include "cuda_test_util.h"
 
 #ifdef SGL_WITH_CUDA
@@ -791,40 +792,12 @@ TEST(CudaOps, AttentionMatchesCpu) {
         vraw[i] = kv_elem == cu::KvElem::kBF16 ? fp32_to_bf16(vf[i]) : fp32_to_fp16(vf[i]);
       }
       const auto q = bf16_round(random_floats(size_t(n_tokens) * H * D, rng, -2, 2));
-      std::vector<int32_t> positions, token_seq, seq_begin, slots;
-      std::vector<std::vector<int32_t>> seq_slots;
-      int used = 0;
-      for (size_t s = 0; s < ac.seqs.size(); ++s) {
-        auto [p, nn] = ac.seqs[s];
-        seq_begin.push_back(int32_t(slots.size()));
-        std::vector<int32_t> ss(perm.begin() + used, perm.begin() + used + p + nn);
-        used += p + nn;
-        slots.insert(slots.end(), ss.begin(), ss.end());
-        seq_slots.push_back(ss);
-        for (int t = 0; t < nn; ++t) {
-          positions.push_back(p + t);
-          token_seq.push_back(int32_t(s));
-        }
-      }
+      const RaggedBatch b = ragged_batch(ac.seqs, perm);
+      const DeviceRagged db(b);
       DevBuf<uint16_t> dq(to_bf16(q)), dk(kraw), dv(vraw);
-      DevBuf<int32_t> dpos(positions), dts(token_seq), dsb(seq_begin), dslots(slots);
       DevBuf<uint16_t> dout(size_t(n_tokens) * H * D);
-      cu::AttentionArgs a;
-      a.q = dq.get();
-      a.k_cache = dk.get();
-      a.v_cache = dv.get();
-      a.kv_elem = kv_elem;
-      a.positions = dpos.get();
-      a.token_seq = dts.get();
-      a.seq_slots_begin = dsb.get();
-      a.slots = dslots.get();
-      a.n_tokens = n_tokens;
-      a.n_head = H;
-      a.n_head_kv = Hkv;
-      a.head_dim = D;
-      a.max_kv = max_kv;
-      a.scale = 1.0f / std::sqrt(float(D));
-      a.n_sm = 132;
+      cu::AttentionArgs a =
+          attention_args(db, dq.get(), dk.get(), dv.get(), kv_elem, n_tokens, H, Hkv, D, max_kv);
       DevBuf<float> dws(
           std::max<size_t>(1, cu::attention_workspace_floats(n_tokens, H, Hkv, D, max_kv, 132)));
       a.workspace = dws.get();
@@ -832,27 +805,9 @@ TEST(CudaOps, AttentionMatchesCpu) {
       cu::launch_attention(a, nullptr);
       SGL_CUDA_ASSERT(cudaGetLastError());
       const auto out = from_bf16(dout.host());
-
-      std::vector<float> ref(out.size());
-      int tb = 0;
-      for (size_t s = 0; s < ac.seqs.size(); ++s) {
-        auto [p, nn] = ac.seqs[s];
-        cpu::AttentionParams cp;
-        cp.q = q.data() + size_t(tb) * H * D;
-        cp.positions = positions.data() + tb;
-        cp.n_tokens = nn;
-        cp.n_head = H;
-        cp.n_head_kv = Hkv;
-        cp.head_dim = D;
-        cp.k_cache = kraw.data();
-        cp.v_cache = vraw.data();
-        cp.kv_type = kv_elem == cu::KvElem::kBF16 ? model::GgmlType::kBF16 : model::GgmlType::kF16;
-        cp.slots = seq_slots[s].data();
-        cp.n_kv = p + nn;
-        cp.out = ref.data() + size_t(tb) * H * D;
-        cpu::attention(cp, nullptr);
-        tb += nn;
-      }
+      const auto ref = cpu_attention_reference(
+          ac.seqs, b, q, kraw.data(), vraw.data(),
+          kv_elem == cu::KvElem::kBF16 ? model::GgmlType::kBF16 : model::GgmlType::kF16, H, Hkv, D);
       EXPECT_LT(norm_err(out, ref), 5e-3) << "H " << H << " Hkv " << Hkv << " D " << D;
 
       // The CUDA-core kernel (launch_attention's for head_dim < 64) on every shape.
@@ -885,15 +840,7 @@ TEST(CudaOps, AttentionMatchesCpu) {
 
       // The tensor-core prefill kernel on every sequence (tiles of up to 64 queries).
       if (cu::prefill_tc_supported(D, kv_elem)) {
-        std::vector<int32_t> tiles;
-        int t0 = 0;
-        for (auto [p, nn] : ac.seqs) {
-          for (int qb = 0; qb < nn; qb += cu::kPrefillTcRows) {
-            tiles.push_back(t0 + qb);
-            tiles.push_back(std::min(cu::kPrefillTcRows, nn - qb));
-          }
-          t0 += nn;
-        }
+        const std::vector<int32_t> tiles = prefill_tiles(ac.seqs);
         DevBuf<int32_t> dtiles(tiles);
         DevBuf<uint16_t> dout_tc(size_t(n_tokens) * H * D);
         a.out = dout_tc.get();

@@ -16,6 +16,7 @@
 #include <random>
 #include <vector>
 
+#include "cuda_attention_util.h"
 #include "cuda_test_util.h"
 
 #ifdef SGL_WITH_CUDA
@@ -90,22 +91,15 @@ TEST(CudaPrefillAttention, MatchesReference) {
     const auto v = bf16_round(random_floats(size_t(capacity) * Hkv * D, rng));
     const auto q =
         bf16_round(random_floats(size_t(n_tokens) * H * D, rng, -pc.q_range, pc.q_range));
-    std::vector<int32_t> positions, token_seq, seq_begin, slots, tiles;
+    const RaggedBatch b = ragged_batch(pc.seqs, perm);
+    std::vector<int32_t> tiles;
     std::vector<float> ref(size_t(n_tokens) * H * D, NAN);
     std::vector<bool> in_tile(n_tokens, false);
-    int used = 0, tok0 = 0;
+    int tok0 = 0;
     for (size_t s = 0; s < pc.seqs.size(); ++s) {
       auto [p, nn] = pc.seqs[s];
-      seq_begin.push_back(int32_t(slots.size()));
-      const std::vector<int32_t> ss(perm.begin() + used, perm.begin() + used + p + nn);
-      used += p + nn;
-      slots.insert(slots.end(), ss.begin(), ss.end());
-      for (int t = 0; t < nn; ++t) {
-        positions.push_back(p + t);
-        token_seq.push_back(int32_t(s));
-      }
       if (nn > 1) {
-        reference(q, k, v, ss, p, nn, tok0, H, Hkv, D, &ref);
+        reference(q, k, v, b.seq_slots[s], p, nn, tok0, H, Hkv, D, &ref);
         for (int qb = 0; qb < nn; qb += cu::kPrefillTcRows) {
           tiles.push_back(tok0 + qb);
           tiles.push_back(std::min(cu::kPrefillTcRows, nn - qb));
@@ -126,23 +120,10 @@ TEST(CudaPrefillAttention, MatchesReference) {
     }
 
     DevBuf<uint16_t> dq(to_bf16(q)), dk(to_bf16(k)), dv(to_bf16(v));
-    DevBuf<int32_t> dpos(positions), dts(token_seq), dsb(seq_begin), dslots(slots),
-        dtiles(shuffled);
-    cu::AttentionArgs a;
-    a.q = dq.get();
-    a.k_cache = dk.get();
-    a.v_cache = dv.get();
-    a.kv_elem = cu::KvElem::kBF16;
-    a.positions = dpos.get();
-    a.token_seq = dts.get();
-    a.seq_slots_begin = dsb.get();
-    a.slots = dslots.get();
-    a.n_tokens = n_tokens;
-    a.n_head = H;
-    a.n_head_kv = Hkv;
-    a.head_dim = D;
-    a.max_kv = max_kv;
-    a.scale = 1.0f / std::sqrt(float(D));
+    const DeviceRagged db(b);
+    DevBuf<int32_t> dtiles(shuffled);
+    cu::AttentionArgs a = attention_args(db, dq.get(), dk.get(), dv.get(), cu::KvElem::kBF16,
+                                         n_tokens, H, Hkv, D, max_kv);
     ASSERT_TRUE(cu::prefill_tc_supported(D, cu::KvElem::kBF16));
 
     for (const auto variant : cu::kPrefillTcVariants) {

@@ -15,12 +15,14 @@
 
 #include "backend/cpu_backend.h"
 #include "models/loader.h"
+#include "engine_test_util.h"
 #include "sgl/engine.h"
 
 namespace sgl::runtime {
 namespace {
 
-constexpr const char* kModelPath = SGL_SOURCE_DIR "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+using test::expect_no_leaks;
+using test::kModelPath;
 
 class OverlapTest : public ::testing::Test {
  protected:
@@ -51,13 +53,7 @@ class OverlapTest : public ::testing::Test {
   }
 
   static GenerateRequest req(const std::vector<int32_t>& prompt, int max_new, std::string rid) {
-    GenerateRequest r;
-    r.rid = std::move(rid);
-    r.input_ids = prompt;
-    r.params.max_new_tokens = max_new;
-    r.params.temperature = 0.0f;
-    r.params.ignore_eos = true;
-    return r;
+    return test::greedy_request(prompt, max_new, std::move(rid));
   }
 
   // Submits every request at once (one submit_batch: the same arrival order in both engines)
@@ -90,26 +86,11 @@ class OverlapTest : public ::testing::Test {
     }
   }
 
-  static void expect_no_leaks(Engine& e) {
-    ASSERT_TRUE(e.flush_cache().is_ok());
-    EngineStats s = e.stats();
-    EXPECT_EQ(s.kv_used, 0);
-    EXPECT_EQ(s.running, 0);
-    EXPECT_EQ(s.waiting, 0);
-    EXPECT_EQ(s.cache_size, 0);
-  }
-
+  // The first six sample prompts.
   static std::vector<std::vector<int32_t>> prompts() {
-    const char* texts[] = {
-        "The capital of France is",
-        "Once upon a time, in a small village,",
-        "def fibonacci(n):",
-        "The three primary colors are",
-        "To make a cup of tea, first",
-        "Water boils at a temperature of",
-    };
     std::vector<std::vector<int32_t>> p;
-    for (const char* t : texts) p.push_back(enc(t));
+    for (const std::string& t : test::sample_prompts())
+      if (p.size() < 6) p.push_back(enc(t));
     return p;
   }
 
