@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -122,6 +123,37 @@ inline std::vector<int32_t> prefill_tiles(const Seqs& seqs) {
     t0 += nn;
   }
   return tiles;
+}
+
+// The same batch through the CUDA-core kernel and through fixed split counts (the decode graphs'
+// launch: every token divides its own keys, with more splits than some tokens have keys, and
+// max_kv left unset), each against ref.
+inline void expect_simple_and_fixed_splits(const backend::cuda::AttentionArgs& a,
+                                           const std::vector<float>& ref, const std::string& what) {
+  namespace cu = backend::cuda;
+  const int n_tokens = a.n_tokens, H = a.n_head, Hkv = a.n_head_kv, D = a.head_dim;
+  {
+    DevBuf<uint16_t> douts(static_cast<size_t>(n_tokens) * H * D);
+    cu::AttentionArgs as = a;
+    as.out = douts.get();
+    cu::launch_attention_simple(as, nullptr);
+    SGL_CUDA_ASSERT(cudaGetLastError());
+    EXPECT_LT(norm_err(from_bf16(douts.host()), ref), 5e-3) << "CUDA cores: " << what;
+  }
+  for (int splits : {1, 3, cu::attention_fixed_splits(n_tokens, H, Hkv, 132)}) {
+    cu::AttentionArgs af = a;
+    af.max_kv = 0;
+    af.fixed_splits = splits;
+    DevBuf<float> dwsf(
+        std::max<size_t>(1, cu::attention_workspace_floats(n_tokens, H, Hkv, D, 0, 132, splits)));
+    DevBuf<uint16_t> doutf(static_cast<size_t>(n_tokens) * H * D);
+    af.workspace = dwsf.get();
+    af.out = doutf.get();
+    cu::launch_attention(af, nullptr);
+    SGL_CUDA_ASSERT(cudaGetLastError());
+    EXPECT_LT(norm_err(from_bf16(doutf.host()), ref), 5e-3)
+        << "fixed splits " << splits << ": " << what;
+  }
 }
 
 }  // namespace sgl::cuda_test

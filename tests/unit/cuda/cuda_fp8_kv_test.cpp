@@ -232,31 +232,8 @@ TEST(CudaFp8Kv, AttentionMatchesCpuOnDequantizedValues) {
                                std::to_string(Hkv) + " D " + std::to_string(D);
       EXPECT_LT(norm_err(out, ref), 5e-3) << what;
 
-      // The CUDA-core kernel on every shape.
-      {
-        DevBuf<uint16_t> douts(size_t(n_tokens) * H * D);
-        cu::AttentionArgs as = a;
-        as.out = douts.get();
-        cu::launch_attention_simple(as, nullptr);
-        SGL_CUDA_ASSERT(cudaGetLastError());
-        EXPECT_LT(norm_err(from_bf16(douts.host()), ref), 5e-3) << "CUDA cores: " << what;
-      }
-
-      // Fixed split counts (the decode graphs' launch).
-      for (int splits : {1, 3, cu::attention_fixed_splits(n_tokens, H, Hkv, 132)}) {
-        cu::AttentionArgs af = a;
-        af.max_kv = 0;
-        af.fixed_splits = splits;
-        DevBuf<float> dwsf(std::max<size_t>(
-            1, cu::attention_workspace_floats(n_tokens, H, Hkv, D, 0, 132, splits)));
-        DevBuf<uint16_t> doutf(size_t(n_tokens) * H * D);
-        af.workspace = dwsf.get();
-        af.out = doutf.get();
-        cu::launch_attention(af, nullptr);
-        SGL_CUDA_ASSERT(cudaGetLastError());
-        EXPECT_LT(norm_err(from_bf16(doutf.host()), ref), 5e-3)
-            << "fixed splits " << splits << ": " << what;
-      }
+      // The CUDA-core kernel on every shape, fixed split counts.
+      expect_simple_and_fixed_splits(a, ref, what);
 
       // The check has teeth: the other fp8 format read from the same bytes is far off.
       {

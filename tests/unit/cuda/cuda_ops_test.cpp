@@ -810,33 +810,10 @@ TEST(CudaOps, AttentionMatchesCpu) {
           kv_elem == cu::KvElem::kBF16 ? model::GgmlType::kBF16 : model::GgmlType::kF16, H, Hkv, D);
       EXPECT_LT(norm_err(out, ref), 5e-3) << "H " << H << " Hkv " << Hkv << " D " << D;
 
-      // The CUDA-core kernel (launch_attention's for head_dim < 64) on every shape.
-      {
-        DevBuf<uint16_t> douts(size_t(n_tokens) * H * D);
-        cu::AttentionArgs as = a;
-        as.out = douts.get();
-        cu::launch_attention_simple(as, nullptr);
-        SGL_CUDA_ASSERT(cudaGetLastError());
-        EXPECT_LT(norm_err(from_bf16(douts.host()), ref), 5e-3)
-            << "CUDA cores: H " << H << " Hkv " << Hkv << " D " << D;
-      }
-
-      // Fixed split counts (the decode graphs' launch): every token divides its own keys, with
-      // more splits than some tokens have keys (empty splits), and max_kv left unset.
-      for (int splits : {1, 3, cu::attention_fixed_splits(n_tokens, H, Hkv, 132)}) {
-        cu::AttentionArgs af = a;
-        af.max_kv = 0;
-        af.fixed_splits = splits;
-        DevBuf<float> dwsf(std::max<size_t>(
-            1, cu::attention_workspace_floats(n_tokens, H, Hkv, D, 0, 132, splits)));
-        DevBuf<uint16_t> doutf(size_t(n_tokens) * H * D);
-        af.workspace = dwsf.get();
-        af.out = doutf.get();
-        cu::launch_attention(af, nullptr);
-        SGL_CUDA_ASSERT(cudaGetLastError());
-        EXPECT_LT(norm_err(from_bf16(doutf.host()), ref), 5e-3)
-            << "fixed splits " << splits << ": H " << H << " Hkv " << Hkv << " D " << D;
-      }
+      // The CUDA-core kernel (launch_attention's for head_dim < 64) on every shape, and the
+      // decode graphs' fixed split counts.
+      expect_simple_and_fixed_splits(
+          a, ref, "H " + std::to_string(H) + " Hkv " + std::to_string(Hkv) + " D " + std::to_string(D));
 
       // The tensor-core prefill kernel on every sequence (tiles of up to 64 queries).
       if (cu::prefill_tc_supported(D, kv_elem)) {

@@ -11,20 +11,15 @@
 
 namespace sgl::runtime::test {
 
-inline constexpr const char* kModelPath =
-    SGL_SOURCE_DIR "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+inline constexpr const char* kModelPath = SGL_SOURCE_DIR "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 // Short prompts of different kinds and lengths.
 inline std::vector<std::string> sample_prompts() {
   return {
-      "The capital of France is",
-      "Once upon a time, in a small village,",
-      "def fibonacci(n):",
-      "The three primary colors are",
-      "To make a cup of tea, first",
-      "Water boils at a temperature of",
-      "My favourite book is",
-      "The quick brown fox",
+      "The capital of France is",    "Once upon a time, in a small village,",
+      "def fibonacci(n):",           "The three primary colors are",
+      "To make a cup of tea, first", "Water boils at a temperature of",
+      "My favourite book is",        "The quick brown fox",
   };
 }
 
