@@ -812,8 +812,9 @@ TEST(CudaOps, AttentionMatchesCpu) {
 
       // The CUDA-core kernel (launch_attention's for head_dim < 64) on every shape, and the
       // decode graphs' fixed split counts.
-      expect_simple_and_fixed_splits(
-          a, ref, "H " + std::to_string(H) + " Hkv " + std::to_string(Hkv) + " D " + std::to_string(D));
+      expect_simple_and_fixed_splits(a, ref,
+                                     "H " + std::to_string(H) + " Hkv " + std::to_string(Hkv) +
+                                         " D " + std::to_string(D));
 
       // The tensor-core prefill kernel on every sequence (tiles of up to 64 queries).
       if (cu::prefill_tc_supported(D, kv_elem)) {
