@@ -631,6 +631,152 @@ TEST(CudaOpsBench, DISABLED_GemvBandwidth) {
   cudaStreamDestroy(st);
 }
 
+// The persistent layer tail (O + residual add, norm + gate|up + SiLU, down + residual add, the
+// next layer's norm + QKV + RoPE + K/V store, phases joined by grid barriers) against the same
+// four fused launches one after another: the tilings are the same, so every output must match
+// bit for bit (a missing barrier or a stale read gives other values, and they move between runs).
+// Shapes where gate|up is split over warps and where it is not (F > 8190); n = 1..8; with and
+// without the QKV phase; three launches in a row reuse the barrier words. The final residual is
+// also checked against a CPU chain in doubles (bf16 activations, as the kernels round them).
+TEST(CudaOps, LayerTailMatchesSeparateLaunches) {
+  SGL_REQUIRE_GPU();
+  std::mt19937 rng(31);
+  struct Shape {
+    int E, F, n_head, n_head_kv, head_dim;
+  };
+  const float eps = 1e-5f;
+  DevBuf<uint32_t> barrier(2);
+  cudaMemset(barrier.get(), 0, 2 * sizeof(uint32_t));
+  for (const Shape sh : {Shape{64, 160, 4, 2, 16}, Shape{264, 8200, 8, 2, 32}}) {
+    const int E = sh.E, F = sh.F, D = sh.head_dim;
+    const int q_dim = sh.n_head * D, qkv = (sh.n_head + 2 * sh.n_head_kv) * D;
+    const auto wo = bf16_round(random_floats(size_t(E) * q_dim, rng));
+    const auto wgu = bf16_round(random_floats(size_t(2) * F * E, rng));
+    const auto wd = bf16_round(random_floats(size_t(E) * F, rng, -0.2f, 0.2f));
+    const auto wqkv = bf16_round(random_floats(size_t(qkv) * E, rng));
+    const auto g1 = random_floats(E, rng, 0.5f, 1.5f), g2 = random_floats(E, rng, 0.5f, 1.5f);
+    DevBuf<uint16_t> dwo(to_bf16(wo)), dwgu(to_bf16(wgu)), dwd(to_bf16(wd)), dwqkv(to_bf16(wqkv));
+    DevBuf<float> dg1(g1), dg2(g2);
+    for (int n = 1; n <= cu::kGemvMaxRows; ++n) {
+      if (E > 64 && n != 1 && n != 3 && n != 8) continue;
+      const auto x = random_floats(size_t(n) * E, rng, -3, 3);
+      const auto h = bf16_round(random_floats(size_t(n) * q_dim, rng));
+      const int capacity = 16;
+      std::vector<int32_t> pos(n), slots(n);
+      for (int t = 0; t < n; ++t) pos[t] = int(rng() % 5000);
+      const std::vector<int32_t> perm = shuffled_slots(capacity, rng);
+      std::copy(perm.begin(), perm.begin() + n, slots.begin());
+      cpu::RopeParams rp;
+      rp.layout = n % 2 ? cpu::RopeLayout::kNeox : cpu::RopeLayout::kNorm;
+      rp.head_dim = D;
+      rp.rope_dim = D;
+      rp.freq_base = 10000.0f;
+      std::vector<float> cs(size_t(n) * D);
+      cpu::rope_table(rp, pos.data(), n, cs.data());
+      DevBuf<uint16_t> dh(to_bf16(h));
+      DevBuf<float> dcs(cs);
+      DevBuf<int32_t> dslots(slots);
+      for (const bool next : {true, false}) {
+        struct Out {
+          std::vector<float> resid;
+          std::vector<uint16_t> act, q, k, v;
+        };
+        // mode 0: the separate launches; 1..3: the tail, three times from the same inputs.
+        auto run = [&](int mode) {
+          DevBuf<float> dx(x);
+          DevBuf<uint16_t> dact(size_t(n) * F), dq(size_t(n) * q_dim);
+          DevBuf<uint16_t> dk(size_t(capacity) * sh.n_head_kv * D),
+              dv(size_t(capacity) * sh.n_head_kv * D);
+          cu::LayerTailArgs t;
+          t.n = n;
+          t.E = E;
+          t.F = F;
+          t.q_dim = q_dim;
+          t.h = dh.get();
+          t.w_o = dwo.get();
+          t.resid = dx.get();
+          t.ffn_norm.x = dx.get();
+          t.ffn_norm.weight = dg1.get();
+          t.ffn_norm.eps = eps;
+          t.w_gu = dwgu.get();
+          t.act = dact.get();
+          t.w_down = dwd.get();
+          t.next = next;
+          t.attn_norm.x = dx.get();
+          t.attn_norm.weight = dg2.get();
+          t.attn_norm.eps = eps;
+          t.w_qkv = dwqkv.get();
+          t.rope.cos_sin = dcs.get();
+          t.rope.out_slots = dslots.get();
+          t.rope.n = n;
+          t.rope.n_head = sh.n_head;
+          t.rope.n_head_kv = sh.n_head_kv;
+          t.rope.head_dim = D;
+          t.rope.rope_dim = D;
+          t.rope.neox = rp.layout == cpu::RopeLayout::kNeox;
+          t.rope.q_out = dq.get();
+          t.rope.k_cache = dk.get();
+          t.rope.v_cache = dv.get();
+          t.barrier = barrier.get();
+          if (mode == 0) {
+            cu::launch_gemv_add(t.h, t.w_o, t.resid, n, E, q_dim, nullptr);
+            cu::launch_gemv_norm_gate_up_silu(t.ffn_norm, t.w_gu, t.act, n, F, E, nullptr);
+            cu::launch_gemv_add(t.act, t.w_down, t.resid, n, E, F, nullptr);
+            if (next) cu::launch_gemv_norm_qkv_rope(t.attn_norm, t.w_qkv, t.rope, E, nullptr);
+          } else {
+            EXPECT_TRUE(cu::layer_tail_supported(t));
+            cu::launch_layer_tail(t, nullptr);
+          }
+          EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+          return Out{dx.host(), dact.host(), dq.host(), dk.host(), dv.host()};
+        };
+        const Out want = run(0);
+        const std::string what = std::to_string(n) + " rows, E " + std::to_string(E) +
+                                 (next ? ", with QKV" : "");
+        for (int rep = 1; rep <= 3; ++rep) {
+          const Out got = run(rep);
+          EXPECT_EQ(got.resid, want.resid) << what << ", launch " << rep;
+          EXPECT_EQ(got.act, want.act) << what;
+          EXPECT_EQ(got.q, want.q) << what;
+          EXPECT_EQ(got.k, want.k) << what;
+          EXPECT_EQ(got.v, want.v) << what;
+        }
+        // Every output written: the residual and act fully, Q where the QKV phase ran.
+        for (float v : want.resid) ASSERT_TRUE(std::isfinite(v)) << what;
+        for (float v : from_bf16(want.act)) ASSERT_TRUE(std::isfinite(v)) << what;
+        if (next) {
+          for (float v : from_bf16(want.q)) ASSERT_TRUE(std::isfinite(v)) << what;
+        }
+        // CPU chain: x1 = x + h wo^T; act = bf16(silu(g) u) of bf16(rms_norm(x1)) wgu^T;
+        // x2 = x1 + act wd^T.
+        std::vector<float> x1(x), want_x2(x.size());
+        for (int i = 0; i < n; ++i)
+          for (int o = 0; o < E; ++o) {
+            double acc = x[size_t(i) * E + o];
+            for (int k = 0; k < q_dim; ++k)
+              acc += double(h[size_t(i) * q_dim + k]) * wo[size_t(o) * q_dim + k];
+            x1[size_t(i) * E + o] = float(acc);
+          }
+        std::vector<int32_t> rows(n);
+        for (int i = 0; i < n; ++i) rows[i] = i;
+        const NormGemvRef gu = norm_gemv_ref(x1, rows, g1, wgu, 2 * F, E, eps);
+        std::vector<float> act(size_t(n) * F);
+        for (int i = 0; i < n; ++i)
+          cpu::silu_mul(gu.y.data() + size_t(i) * 2 * F, gu.y.data() + size_t(i) * 2 * F + F,
+                        act.data() + size_t(i) * F, F);
+        act = bf16_round(act);
+        for (int i = 0; i < n; ++i)
+          for (int o = 0; o < E; ++o) {
+            double acc = x1[size_t(i) * E + o];
+            for (int k = 0; k < F; ++k) acc += double(act[size_t(i) * F + k]) * wd[size_t(o) * F + k];
+            want_x2[size_t(i) * E + o] = float(acc);
+          }
+        EXPECT_LT(norm_err(want.resid, want_x2), 1e-3) << what;
+      }
+    }
+  }
+}
+
 // Not a test: the fused decode GEMVs against the plain GEMV (+ the separate norm kernel they
 // replace) on the Llama-3.1-8B shapes, weights rotated over >= 1 GiB of copies, CUDA events
 // around each launch, median of 50. Run with --gtest_also_run_disabled_tests
