@@ -554,10 +554,14 @@ int tail_blocks_per_sm() {
   return v;
 }
 
+// Asked once (the process's devices are all of one kind where this path runs).
 bool cooperative_supported() {
-  int dev = 0, v = 0;
-  cudaGetDevice(&dev);
-  return cudaDeviceGetAttribute(&v, cudaDevAttrCooperativeLaunch, dev) == cudaSuccess && v != 0;
+  static const bool on = [] {
+    int dev = 0, v = 0;
+    cudaGetDevice(&dev);
+    return cudaDeviceGetAttribute(&v, cudaDevAttrCooperativeLaunch, dev) == cudaSuccess && v != 0;
+  }();
+  return on;
 }
 
 constexpr int split_tasks(Epi e, int N) { return e == Epi::kGated ? (N / 2 + 1) / 2 : (N + 3) / 4; }
