@@ -475,18 +475,20 @@ void launch_any(const FusedArgs& a, int n, cudaStream_t stream) {
 // A phase of the tail as a function of its own: each phase gets the registers it needs (inlined
 // into one kernel, the phases' live ranges overlapped and the unsplit gated phase spilled).
 template <int NR, int R, int U, int KS, bool kNorm, Epi kEpi, bool kBarrier>
-__device__ __noinline__ void tail_phase(const FusedArgs& a, uint16_t* act, unsigned* bar);
+__device__ __noinline__ void tail_phase(const FusedArgs& a, uint16_t* act, unsigned* bar,
+                                       int spin_ns);
 
 struct TailArgs {
   FusedArgs o, gu, down, qkv;  // qkv.N == 0: the last layer (no next QKV phase)
   unsigned* barrier = nullptr;  // [count, generation], count zero between launches
+  int spin_ns = 0;              // the waiting blocks' pause between polls
 };
 
 // All blocks of the grid meet here. The block's writes are released by thread 0 (after the
 // block barrier) with the arrival; the last block to arrive resets the count and publishes a new
 // generation, which the others acquire. The count is back to 0 once every block has left, so the
 // words need no reset between launches (or graph replays).
-__device__ __forceinline__ void grid_barrier(unsigned* bar) {
+__device__ __forceinline__ void grid_barrier(unsigned* bar, int spin_ns) {
   __syncthreads();
   if (threadIdx.x == 0) {
     unsigned gen, old;
@@ -501,38 +503,41 @@ __device__ __forceinline__ void grid_barrier(unsigned* bar) {
       asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(bar + 1), "r"(gen + 1) : "memory");
     } else {
       unsigned g;
-      do {
+      while (true) {
         asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(g) : "l"(bar + 1) : "memory");
-      } while (g == gen);
+        if (g != gen) break;
+        if (spin_ns > 0) __nanosleep(spin_ns);
+      }
     }
   }
   __syncthreads();
 }
 
 template <int NR, int R, int U, int KS, bool kNorm, Epi kEpi, bool kBarrier>
-__device__ __noinline__ void tail_phase(const FusedArgs& a, uint16_t* act, unsigned* bar) {
-  gemv_phase<NR, R, U, KS, kNorm, kEpi, true>(a, act, [bar] {
-    if constexpr (kBarrier) grid_barrier(bar);
+__device__ __noinline__ void tail_phase(const FusedArgs& a, uint16_t* act, unsigned* bar,
+                                       int spin_ns) {
+  gemv_phase<NR, R, U, KS, kNorm, kEpi, true>(a, act, [bar, spin_ns] {
+    if constexpr (kBarrier) grid_barrier(bar, spin_ns);
   });
 }
 
 // The tilings are those launch_fused picks for each shape (O, down and QKV split over the warps;
 // gate|up split or not, kGuSplit), so every sum is the one the separate launches compute.
-template <int NR, bool kGuSplit>
-__global__ void __launch_bounds__(kWarps * 32, 1)
+template <int NR, bool kGuSplit, int kMinBlocks>
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
     layer_tail_kernel(const __grid_constant__ TailArgs a) {
   extern __shared__ uint4 act_smem[];  // [NR, E] bf16: the norm prologues
   uint16_t* act = reinterpret_cast<uint16_t*>(act_smem);
-  tail_phase<NR, 4, 2, kWarps, false, Epi::kAdd, false>(a.o, act, a.barrier);
+  tail_phase<NR, 4, 2, kWarps, false, Epi::kAdd, false>(a.o, act, a.barrier, a.spin_ns);
   if constexpr (kGuSplit) {
-    tail_phase<NR, 4, 2, kWarps, true, Epi::kGated, true>(a.gu, act, a.barrier);
+    tail_phase<NR, 4, 2, kWarps, true, Epi::kGated, true>(a.gu, act, a.barrier, a.spin_ns);
   } else {
     constexpr bool kSmallGated = NR <= 2;
     tail_phase<NR, kSmallGated ? 2 : 4, kSmallGated ? 4 : 2, 1, true, Epi::kGated, true>(
-        a.gu, act, a.barrier);
+        a.gu, act, a.barrier, a.spin_ns);
   }
-  tail_phase<NR, 4, 2, kWarps, false, Epi::kAdd, true>(a.down, act, a.barrier);
-  if (a.qkv.N > 0) tail_phase<NR, 4, 2, kWarps, true, Epi::kQkvRope, true>(a.qkv, act, a.barrier);
+  tail_phase<NR, 4, 2, kWarps, false, Epi::kAdd, true>(a.down, act, a.barrier, a.spin_ns);
+  if (a.qkv.N > 0) tail_phase<NR, 4, 2, kWarps, true, Epi::kQkvRope, true>(a.qkv, act, a.barrier, a.spin_ns);
 }
 
 // SGL_CUDA_LAYER_TAIL=0 keeps the separate launches (benchmarks).
@@ -542,6 +547,16 @@ bool layer_tail_enabled() {
     return !(e != nullptr && e[0] == '0');
   }();
   return on;
+}
+
+// SGL_CUDA_TAIL_SPIN_NS: pause of the blocks polling the barrier (benchmarks; default none).
+int tail_spin_ns() {
+  static const int v = [] {
+    const char* e = std::getenv("SGL_CUDA_TAIL_SPIN_NS");
+    const int x = e != nullptr ? std::atoi(e) : 0;
+    return x >= 0 && x <= 10000 ? x : 0;
+  }();
+  return v;
 }
 
 // Most blocks per SM of the tail's grid (SGL_CUDA_TAIL_BPS overrides, benchmarks).
@@ -566,9 +581,35 @@ bool cooperative_supported() {
 
 constexpr int split_tasks(Epi e, int N) { return e == Epi::kGated ? (N / 2 + 1) / 2 : (N + 3) / 4; }
 
+// SGL_CUDA_TAIL_MINB (1, 6, 7 or 8): the n = 1 kernel compiled for at least that many blocks per
+// SM (fewer registers; benchmarks).
+int tail_min_blocks() {
+  static const int v = [] {
+    const char* e = std::getenv("SGL_CUDA_TAIL_MINB");
+    const int x = e != nullptr ? std::atoi(e) : 0;
+    return x == 6 || x == 7 || x == 8 ? x : 1;
+  }();
+  return v;
+}
+
 template <int NR, bool kGuSplit>
 void launch_tail_n(TailArgs a, int E, cudaStream_t stream) {
-  const auto kernel = layer_tail_kernel<NR, kGuSplit>;
+  auto kernel = layer_tail_kernel<NR, kGuSplit, 1>;
+  if constexpr (NR == 1) {
+    switch (tail_min_blocks()) {
+      case 6:
+        kernel = layer_tail_kernel<NR, kGuSplit, 6>;
+        break;
+      case 7:
+        kernel = layer_tail_kernel<NR, kGuSplit, 7>;
+        break;
+      case 8:
+        kernel = layer_tail_kernel<NR, kGuSplit, 8>;
+        break;
+      default:
+        break;
+    }
+  }
   const size_t smem = static_cast<size_t>(NR) * E * 2;
   const int per_sm =
       std::min(tail_blocks_per_sm(), prepare_kernel(reinterpret_cast<const void*>(kernel), smem));
@@ -695,6 +736,7 @@ void launch_layer_tail(const LayerTailArgs& t, cudaStream_t stream) {
   const int n = t.n, E = t.E, F = t.F;
   TailArgs a;
   a.barrier = t.barrier;
+  a.spin_ns = tail_spin_ns();
   a.o.x = t.h;
   a.o.w = t.w_o;
   a.o.out = t.resid;
