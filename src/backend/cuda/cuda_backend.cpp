@@ -194,8 +194,9 @@ Status CudaBackend::alloc_weights() {
     return Status(StatusCode::kResourceExhausted,
                   "CUDA: the model's bf16 weights need " + gib(need) + " of GPU memory but only " +
                       gib(free_b) + " of " + gib(total_b) + " are free");
-  SGL_RETURN_IF_ERROR(dev_alloc(&tail_barrier_, 2, "grid barrier"));
-  SGL_CUDA_OK(cudaMemset(tail_barrier_, 0, 2 * sizeof(uint32_t)), "grid barrier");
+  SGL_RETURN_IF_ERROR(dev_alloc(&tail_barrier_, cuda::kLayerTailBarrierWords, "grid barrier"));
+  SGL_CUDA_OK(cudaMemset(tail_barrier_, 0, cuda::kLayerTailBarrierWords * sizeof(uint32_t)),
+              "grid barrier");
   SGL_RETURN_IF_ERROR(dev_alloc(&tok_embd_, V * E, "token embeddings"));
   if (c.tied_embeddings) {
     output_ = tok_embd_;

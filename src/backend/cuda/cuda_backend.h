@@ -225,7 +225,7 @@ class CudaBackend final : public Backend {
   bool step_fused_ = false;  // the step being enqueued runs the fused GEMVs
   int64_t fused_steps_ = 0;
   int64_t tail_steps_ = 0;
-  // launch_layer_tail's grid barrier (2 words, zeroed at creation; one step runs at a time).
+  // launch_layer_tail's grid barrier (zeroed at creation; one step runs at a time).
   uint32_t* tail_barrier_ = nullptr;
   std::map<int, void*> graphs_;
   std::set<int> graph_planned_;

@@ -476,36 +476,52 @@ void launch_any(const FusedArgs& a, int n, cudaStream_t stream) {
 // into one kernel, the phases' live ranges overlapped and the unsplit gated phase spilled).
 template <int NR, int R, int U, int KS, bool kNorm, Epi kEpi, bool kBarrier>
 __device__ __noinline__ void tail_phase(const FusedArgs& a, uint16_t* act, unsigned* bar,
-                                       int spin_ns);
+                                       int spin_ns, int groups);
 
 struct TailArgs {
   FusedArgs o, gu, down, qkv;  // qkv.N == 0: the last layer (no next QKV phase)
   unsigned* barrier = nullptr;  // [count, generation], count zero between launches
   int spin_ns = 0;              // the waiting blocks' pause between polls
+  int groups = 0;               // grid_barrier's arrival groups (<= 1: one counter)
 };
 
 // All blocks of the grid meet here. The block's writes are released by thread 0 (after the
-// block barrier) with the arrival; the last block to arrive resets the count and publishes a new
-// generation, which the others acquire. The count is back to 0 once every block has left, so the
-// words need no reset between launches (or graph replays).
-__device__ __forceinline__ void grid_barrier(unsigned* bar, int spin_ns) {
+// block barrier) with its arrival; the last block to arrive publishes a new generation, which the
+// others acquire. With `groups` > 1 the arrivals are two-level: block b counts in at group
+// b % groups (its own 128-byte line), and only the last of each group at the top counter, so
+// fewer atomics queue on one address. Each counter is reset by its last arriver, so the words
+// are zero again once every block has left: no reset between launches (or graph replays).
+// Layout (words): [0] generation, [32] top count, [64 + 32 g] group g's count.
+__device__ __forceinline__ unsigned atom_add_acq_rel(unsigned* p) {
+  unsigned old;
+  asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;" : "=r"(old) : "l"(p) : "memory");
+  return old;
+}
+
+__device__ __forceinline__ void grid_barrier(unsigned* bar, int spin_ns, int groups) {
   __syncthreads();
   if (threadIdx.x == 0) {
-    unsigned gen, old;
-    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(gen) : "l"(bar + 1) : "memory");
+    unsigned gen;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(gen) : "l"(bar) : "memory");
     __threadfence();
-    asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;"
-                 : "=r"(old)
-                 : "l"(bar)
-                 : "memory");
-    if (old == gridDim.x - 1) {
-      asm volatile("st.relaxed.gpu.global.u32 [%0], 0;" ::"l"(bar) : "memory");
-      asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(bar + 1), "r"(gen + 1) : "memory");
+    bool arrive_top = true;
+    unsigned top_size = gridDim.x;
+    if (groups > 1) {
+      const unsigned G = groups, g = blockIdx.x % G;
+      const unsigned size = gridDim.x / G + (g < gridDim.x % G ? 1 : 0);
+      unsigned* c = bar + 64 + 32 * g;
+      arrive_top = atom_add_acq_rel(c) == size - 1;
+      if (arrive_top) asm volatile("st.relaxed.gpu.global.u32 [%0], 0;" ::"l"(c) : "memory");
+      top_size = G < gridDim.x ? G : gridDim.x;
+    }
+    if (arrive_top && atom_add_acq_rel(bar + 32) == top_size - 1) {
+      asm volatile("st.relaxed.gpu.global.u32 [%0], 0;" ::"l"(bar + 32) : "memory");
+      asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(bar), "r"(gen + 1) : "memory");
     } else {
-      unsigned g;
+      unsigned now;
       while (true) {
-        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(g) : "l"(bar + 1) : "memory");
-        if (g != gen) break;
+        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(bar) : "memory");
+        if (now != gen) break;
         if (spin_ns > 0) __nanosleep(spin_ns);
       }
     }
@@ -513,11 +529,16 @@ __device__ __forceinline__ void grid_barrier(unsigned* bar, int spin_ns) {
   __syncthreads();
 }
 
+// Barrier-only kernel: `iters` grid barriers (the barrier's cost, benchmarks).
+__global__ void grid_barrier_kernel(unsigned* bar, int iters, int spin_ns, int groups) {
+  for (int i = 0; i < iters; ++i) grid_barrier(bar, spin_ns, groups);
+}
+
 template <int NR, int R, int U, int KS, bool kNorm, Epi kEpi, bool kBarrier>
 __device__ __noinline__ void tail_phase(const FusedArgs& a, uint16_t* act, unsigned* bar,
-                                       int spin_ns) {
-  gemv_phase<NR, R, U, KS, kNorm, kEpi, true>(a, act, [bar, spin_ns] {
-    if constexpr (kBarrier) grid_barrier(bar, spin_ns);
+                                       int spin_ns, int groups) {
+  gemv_phase<NR, R, U, KS, kNorm, kEpi, true>(a, act, [bar, spin_ns, groups] {
+    if constexpr (kBarrier) grid_barrier(bar, spin_ns, groups);
   });
 }
 
@@ -528,16 +549,16 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
     layer_tail_kernel(const __grid_constant__ TailArgs a) {
   extern __shared__ uint4 act_smem[];  // [NR, E] bf16: the norm prologues
   uint16_t* act = reinterpret_cast<uint16_t*>(act_smem);
-  tail_phase<NR, 4, 2, kWarps, false, Epi::kAdd, false>(a.o, act, a.barrier, a.spin_ns);
+  tail_phase<NR, 4, 2, kWarps, false, Epi::kAdd, false>(a.o, act, a.barrier, a.spin_ns, a.groups);
   if constexpr (kGuSplit) {
-    tail_phase<NR, 4, 2, kWarps, true, Epi::kGated, true>(a.gu, act, a.barrier, a.spin_ns);
+    tail_phase<NR, 4, 2, kWarps, true, Epi::kGated, true>(a.gu, act, a.barrier, a.spin_ns, a.groups);
   } else {
     constexpr bool kSmallGated = NR <= 2;
     tail_phase<NR, kSmallGated ? 2 : 4, kSmallGated ? 4 : 2, 1, true, Epi::kGated, true>(
-        a.gu, act, a.barrier, a.spin_ns);
+        a.gu, act, a.barrier, a.spin_ns, a.groups);
   }
-  tail_phase<NR, 4, 2, kWarps, false, Epi::kAdd, true>(a.down, act, a.barrier, a.spin_ns);
-  if (a.qkv.N > 0) tail_phase<NR, 4, 2, kWarps, true, Epi::kQkvRope, true>(a.qkv, act, a.barrier, a.spin_ns);
+  tail_phase<NR, 4, 2, kWarps, false, Epi::kAdd, true>(a.down, act, a.barrier, a.spin_ns, a.groups);
+  if (a.qkv.N > 0) tail_phase<NR, 4, 2, kWarps, true, Epi::kQkvRope, true>(a.qkv, act, a.barrier, a.spin_ns, a.groups);
 }
 
 // SGL_CUDA_LAYER_TAIL=0 keeps the separate launches (benchmarks).
@@ -555,6 +576,16 @@ int tail_spin_ns() {
     const char* e = std::getenv("SGL_CUDA_TAIL_SPIN_NS");
     const int x = e != nullptr ? std::atoi(e) : 0;
     return x >= 0 && x <= 10000 ? x : 0;
+  }();
+  return v;
+}
+
+// SGL_CUDA_TAIL_GROUPS: arrival groups of the grid barrier (benchmarks; default one counter).
+int tail_groups() {
+  static const int v = [] {
+    const char* e = std::getenv("SGL_CUDA_TAIL_GROUPS");
+    const int x = e != nullptr ? std::atoi(e) : 0;
+    return x >= 0 && x <= kLayerTailMaxGroups ? x : 0;
   }();
   return v;
 }
@@ -737,6 +768,7 @@ void launch_layer_tail(const LayerTailArgs& t, cudaStream_t stream) {
   TailArgs a;
   a.barrier = t.barrier;
   a.spin_ns = tail_spin_ns();
+  a.groups = tail_groups();
   a.o.x = t.h;
   a.o.w = t.w_o;
   a.o.out = t.resid;
@@ -772,6 +804,20 @@ void launch_layer_tail(const LayerTailArgs& t, cudaStream_t stream) {
     a.gu.n_tasks = (F + out_per_task - 1) / out_per_task;
     launch_tail_any<false>(a, n, E, stream);
   }
+}
+
+void launch_grid_barrier_bench(unsigned* barrier, int blocks, int iters, int spin_ns, int groups,
+                               cudaStream_t stream) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(blocks);
+  cfg.blockDim = dim3(kWarps * 32);
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeCooperative;
+  attr[0].val.cooperative = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  cudaLaunchKernelEx(&cfg, grid_barrier_kernel, barrier, iters, spin_ns, groups);
 }
 
 }  // namespace sgl::backend::cuda

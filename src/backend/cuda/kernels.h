@@ -196,7 +196,10 @@ void launch_gemv_norm_qkv_rope(const GemvNormIn& in, const uint16_t* w_qkv, cons
 // act = the gated gate|up of rms_norm(resid) (launch_gemv_norm_gate_up_silu); resid += act
 // w_down^T; and, where `next`, the next layer's launch_gemv_norm_qkv_rope. The same tilings as
 // those launches, so the same results, bit for bit. ffn_norm.x and attn_norm.x must be resid
-// (rows null). barrier: 2 words of device memory, zeroed once, used by one launch at a time.
+// (rows null). barrier: kLayerTailBarrierWords words of device memory, zeroed once, used by one
+// launch at a time.
+constexpr int kLayerTailMaxGroups = 64;
+constexpr int kLayerTailBarrierWords = 64 + 32 * kLayerTailMaxGroups;
 struct LayerTailArgs {
   int n = 0, E = 0, F = 0, q_dim = 0;
   const uint16_t* h = nullptr;    // [n, q_dim] bf16 attention output
@@ -216,6 +219,10 @@ struct LayerTailArgs {
 // launch, or SGL_CUDA_LAYER_TAIL=0: run the separate launches then.
 bool layer_tail_supported(const LayerTailArgs& a);
 void launch_layer_tail(const LayerTailArgs& a, cudaStream_t stream);
+// `iters` grid barriers of the layer tail in a cooperative grid of `blocks` 128-thread blocks
+// (benchmarks: the cost of one barrier).
+void launch_grid_barrier_bench(unsigned* barrier, int blocks, int iters, int spin_ns, int groups,
+                               cudaStream_t stream);
 
 // Deterministic pseudo-random fill (dummy weights): p[i] = bf16(scale * u_i), u_i uniform in
 // [-1, 1) from a hash of (seed, i).

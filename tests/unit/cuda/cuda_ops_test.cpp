@@ -645,8 +645,8 @@ TEST(CudaOps, LayerTailMatchesSeparateLaunches) {
     int E, F, n_head, n_head_kv, head_dim;
   };
   const float eps = 1e-5f;
-  DevBuf<uint32_t> barrier(2);
-  cudaMemset(barrier.get(), 0, 2 * sizeof(uint32_t));
+  DevBuf<uint32_t> barrier(cu::kLayerTailBarrierWords);
+  cudaMemset(barrier.get(), 0, cu::kLayerTailBarrierWords * sizeof(uint32_t));
   for (const Shape sh : {Shape{64, 160, 4, 2, 16}, Shape{264, 8200, 8, 2, 32}}) {
     const int E = sh.E, F = sh.F, D = sh.head_dim;
     const int q_dim = sh.n_head * D, qkv = (sh.n_head + 2 * sh.n_head_kv) * D;
@@ -775,6 +775,43 @@ TEST(CudaOps, LayerTailMatchesSeparateLaunches) {
       }
     }
   }
+}
+
+// Not a test: the cost of one grid barrier of the layer tail (a cooperative grid that does nothing
+// else), flat and with arrival groups, for grids of 1-8 blocks per SM; checks the barrier words
+// are back to zero and the generation advanced once per barrier.
+// test_cuda --gtest_also_run_disabled_tests --gtest_filter='*GridBarrierLatency*'
+TEST(CudaOpsBench, DISABLED_GridBarrierLatency) {
+  SGL_REQUIRE_GPU();
+  int sms = 0;
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
+  DevBuf<uint32_t> bar(cu::kLayerTailBarrierWords);
+  cudaMemset(bar.get(), 0, cu::kLayerTailBarrierWords * sizeof(uint32_t));
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  constexpr int kIters = 2000;
+  for (int per_sm : {1, 4, 5, 6, 8}) {
+    for (int groups : {0, 8, 16, 32, 64}) {
+      for (int spin : {0, 100}) {
+        const uint32_t gen0 = bar.host()[0];
+        cu::launch_grid_barrier_bench(bar.get(), sms * per_sm, 10, spin, groups, nullptr);
+        cudaEventRecord(e0);
+        cu::launch_grid_barrier_bench(bar.get(), sms * per_sm, kIters, spin, groups, nullptr);
+        cudaEventRecord(e1);
+        ASSERT_EQ(cudaEventSynchronize(e1), cudaSuccess);
+        float ms = 0;
+        cudaEventElapsedTime(&ms, e0, e1);
+        const auto h = bar.host();
+        ASSERT_EQ(h[0], gen0 + kIters + 10);
+        for (int w = 1; w < cu::kLayerTailBarrierWords; ++w) ASSERT_EQ(h[w], 0u) << w;
+        std::printf("grid barrier: %4d blocks, groups %2d, spin %3d ns: %.2f us\n", sms * per_sm,
+                    groups, spin, ms * 1e3 / kIters);
+      }
+    }
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
 }
 
 // Not a test: the fused decode GEMVs against the plain GEMV (+ the separate norm kernel they
