@@ -194,9 +194,6 @@ Status CudaBackend::alloc_weights() {
     return Status(StatusCode::kResourceExhausted,
                   "CUDA: the model's bf16 weights need " + gib(need) + " of GPU memory but only " +
                       gib(free_b) + " of " + gib(total_b) + " are free");
-  SGL_RETURN_IF_ERROR(dev_alloc(&tail_barrier_, cuda::kLayerTailBarrierWords, "grid barrier"));
-  SGL_CUDA_OK(cudaMemset(tail_barrier_, 0, cuda::kLayerTailBarrierWords * sizeof(uint32_t)),
-              "grid barrier");
   SGL_RETURN_IF_ERROR(dev_alloc(&tok_embd_, V * E, "token embeddings"));
   if (c.tied_embeddings) {
     output_ = tok_embd_;
@@ -741,7 +738,7 @@ Status CudaBackend::enqueue_layers(const StepInputs& in) {
   cuda::launch_embedding(tok_embd_, in.tokens, n, E, x_, s);
   cuda::launch_rope_table(inv_freq_, rope_dim_, in.pos, n, cos_sin_, s);
   if (!step_fused_) cuda::launch_rms_norm(x_, layers_[0].attn_norm, h_, n, E, c.rms_eps, s);
-  auto qkv_args = [&](uint32_t il) {
+  for (uint32_t il = 0; il < c.n_layer; ++il) {
     const Layer& L = layers_[il];
     cuda::QkvRopeArgs qa;
     qa.qkv = f_;
@@ -758,51 +755,12 @@ Status CudaBackend::enqueue_layers(const StepInputs& in) {
     qa.k_cache = k_cache_[il];
     qa.v_cache = v_cache_[il];
     qa.kv_elem = kv_elem();
-    return qa;
-  };
-  // The persistent layer tail (O, gate|up, down and the next layer's QKV in one launch) where
-  // the shapes allow it: layer il's tail, or the next layer's QKV with it.
-  auto tail_args = [&](uint32_t il) {
-    const Layer& L = layers_[il];
-    cuda::LayerTailArgs t;
-    t.n = n;
-    t.E = E;
-    t.F = F;
-    t.q_dim = q_dim;
-    t.h = h_;
-    t.w_o = L.wo;
-    t.resid = x_;
-    t.ffn_norm.x = x_;
-    t.ffn_norm.weight = L.ffn_norm;
-    t.ffn_norm.eps = c.rms_eps;
-    t.w_gu = L.wgu;
-    t.act = act_;
-    t.w_down = L.wdown;
-    t.barrier = tail_barrier_;
-    if (il + 1 < c.n_layer) {
-      t.next = true;
-      t.attn_norm.x = x_;
-      t.attn_norm.weight = layers_[il + 1].attn_norm;
-      t.attn_norm.eps = c.rms_eps;
-      t.w_qkv = layers_[il + 1].wqkv;
-      t.rope = qkv_args(il + 1);
-    }
-    return t;
-  };
-  const bool tail = step_fused_ && cuda::layer_tail_supported(tail_args(0)) &&
-                    (c.n_layer < 2 || cuda::layer_tail_supported(tail_args(c.n_layer - 1)));
-  if (tail) ++tail_steps_;
-  for (uint32_t il = 0; il < c.n_layer; ++il) {
-    const Layer& L = layers_[il];
-    const cuda::QkvRopeArgs qa = qkv_args(il);
     if (step_fused_) {
-      if (!tail || il == 0) {
-        cuda::GemvNormIn ni;
-        ni.x = x_;
-        ni.weight = L.attn_norm;
-        ni.eps = c.rms_eps;
-        cuda::launch_gemv_norm_qkv_rope(ni, L.wqkv, qa, E, s);
-      }
+      cuda::GemvNormIn ni;
+      ni.x = x_;
+      ni.weight = L.attn_norm;
+      ni.eps = c.rms_eps;
+      cuda::launch_gemv_norm_qkv_rope(ni, L.wqkv, qa, E, s);
     } else {
       SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wqkv, f_, cuda::GemmOut::kF32, n, qkv, E, s));
       cuda::launch_qkv_rope_store(qa, s);
@@ -838,11 +796,6 @@ Status CudaBackend::enqueue_layers(const StepInputs& in) {
         return internal_error("CUDA: the tensor-core prefill attention could not be launched");
     }
     cuda::launch_attention(aa, s);
-    if (tail) {
-      cuda::launch_layer_tail(tail_args(il), s);
-      SGL_CUDA_OK(cudaGetLastError(), "layer " + std::to_string(il));
-      continue;
-    }
     if (step_fused_) {
       cuda::launch_gemv_add(h_, L.wo, x_, n, E, q_dim, s);
       cuda::GemvNormIn ni;

@@ -109,8 +109,6 @@ class CudaBackend final : public Backend {
   // Forward passes enqueued on the fused decode path so far (a replayed graph counts once, when
   // captured).
   int64_t fused_decode_steps() const { return fused_steps_; }
-  // Fused steps whose layers ran the persistent layer-tail kernel (cuda::launch_layer_tail).
-  int64_t layer_tail_steps() const { return tail_steps_; }
 
  private:
   cuda::KvElem kv_elem() const;  // the kernels' name for kv_dtype_
@@ -224,9 +222,6 @@ class CudaBackend final : public Backend {
   FusedDecode fused_decode_ = FusedDecode::kAuto;
   bool step_fused_ = false;  // the step being enqueued runs the fused GEMVs
   int64_t fused_steps_ = 0;
-  int64_t tail_steps_ = 0;
-  // launch_layer_tail's grid barrier (zeroed at creation; one step runs at a time).
-  uint32_t* tail_barrier_ = nullptr;
   std::map<int, void*> graphs_;
   std::set<int> graph_planned_;
   int32_t* gmeta_ = nullptr;

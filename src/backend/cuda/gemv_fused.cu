@@ -84,17 +84,7 @@ __device__ __forceinline__ void task_rows(const FusedArgs& a, int t, int (&row)[
 
 // act[r, :] = bf16(x[r] * rsqrt(mean(x[r]^2) + eps) * weight) for the block's NR rows: the
 // expression of rms_norm_kernel (the sum of squares in another order). Ends with a barrier.
-// kL2: x is read through L2 only (ld.global.cg), for the persistent layer kernel where other
-// blocks of the same launch wrote it: the read-only path (__ldg) is not coherent within a launch.
-template <bool kL2>
-__device__ __forceinline__ float4 ld_x4(const float* p) {
-  if constexpr (kL2)
-    return __ldcg(reinterpret_cast<const float4*>(p));
-  else
-    return __ldg(reinterpret_cast<const float4*>(p));
-}
-
-template <int NR, bool kL2 = false>
+template <int NR>
 __device__ __forceinline__ void norm_prologue(const GemvNormIn& in, int K, uint16_t* act) {
   __shared__ float part[kWarps][NR];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -109,7 +99,7 @@ __device__ __forceinline__ void norm_prologue(const GemvNormIn& in, int K, uint1
   for (int i = threadIdx.x * 4; i < K; i += kWarps * 32 * 4) {
 #pragma unroll
     for (int r = 0; r < NR; ++r) {
-      const float4 v = ld_x4<kL2>(xr[r] + i);
+      const float4 v = __ldg(reinterpret_cast<const float4*>(xr[r] + i));
       ss[r] += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
     }
   }
@@ -133,7 +123,7 @@ __device__ __forceinline__ void norm_prologue(const GemvNormIn& in, int K, uint1
     const float4 g = __ldg(reinterpret_cast<const float4*>(in.weight + i));
 #pragma unroll
     for (int r = 0; r < NR; ++r) {
-      const float4 v = ld_x4<kL2>(xr[r] + i);
+      const float4 v = __ldg(reinterpret_cast<const float4*>(xr[r] + i));
       uint2 p;
       p.x = to_bf16_bits(v.x * inv[r] * g.x) | (uint32_t{to_bf16_bits(v.y * inv[r] * g.y)} << 16);
       p.y = to_bf16_bits(v.z * inv[r] * g.z) | (uint32_t{to_bf16_bits(v.w * inv[r] * g.w)} << 16);
@@ -179,17 +169,15 @@ __device__ __forceinline__ void qkv_rope_store(const QkvRopeArgs& a, int r, int 
 // the split: one warp per task leaves too few warps, each walking K one memory latency per step.
 // Split and without a prologue (O, down: one block per task, not persistent), n = 1 is held to 64
 // registers so that 8 blocks fit per SM and the 1024 tasks of a 4096-row matrix run in one wave.
-//
-// One launch's work, as a device function so that the persistent layer kernel runs several in a
-// row: wait() runs after the block's first weight loads are issued and before anything reads what
-// an earlier kernel (or phase) wrote: griddepcontrol.wait, or a grid barrier. kL2: activations
-// and the residual are read through L2 only (written earlier in the same launch).
-template <int NR, int R, int U, int KS, bool kNorm, Epi kEpi, bool kL2, typename Wait>
-__device__ __forceinline__ void gemv_phase(const FusedArgs& a, uint16_t* act, Wait wait) {
+template <int NR, int R, int U, int KS, bool kNorm, Epi kEpi>
+__global__ void __launch_bounds__(kWarps * 32, (KS > 1 && NR == 1 && !kNorm) ? 8 : 1)
+    gemv_fused_kernel(const __grid_constant__ FusedArgs a) {
   static_assert(kEpi != Epi::kGated || R % 2 == 0, "gated rows come in gate/up pairs");
   static_assert(KS == 1 || KS == kWarps, "K is split over all of the block's warps or none");
   static_assert(NR * R <= 32, "one lane per output element");
+  extern __shared__ uint4 act_smem[];  // kNorm: [NR, K] bf16
   __shared__ float red[KS > 1 ? 2 : 1][KS][NR * R];  // KS > 1: per-warp sums, double-buffered
+  uint16_t* act = reinterpret_cast<uint16_t*>(act_smem);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int K = a.K;
   const int stride = KS > 1 ? gridDim.x : gridDim.x * kWarps;
@@ -215,11 +203,12 @@ __device__ __forceinline__ void gemv_phase(const FusedArgs& a, uint16_t* act, Wa
     if (k_begin < K) load(k_begin);
   };
 
+  pdl_trigger();
   // The first weight loads depend on nothing earlier: they are in flight during the wait for the
-  // previous kernel (or phase) and the norm prologue.
+  // previous kernel and the norm prologue.
   if (t < a.n_tasks) start_task(t);
-  wait();
-  if constexpr (kNorm) norm_prologue<NR, kL2>(a.norm, K, act);
+  pdl_wait();
+  if constexpr (kNorm) norm_prologue<NR>(a.norm, K, act);
 
   int parity = 0;
   for (bool first = true; t < a.n_tasks; t += stride, first = false) {
@@ -240,8 +229,6 @@ __device__ __forceinline__ void gemv_phase(const FusedArgs& a, uint16_t* act, Wa
             uint4 xv;
             if constexpr (kNorm)
               xv = *reinterpret_cast<const uint4*>(act + static_cast<size_t>(r) * K + kk);
-            else if constexpr (kL2)
-              xv = __ldcg(reinterpret_cast<const uint4*>(a.x + static_cast<size_t>(r) * K + kk));
             else
               xv = __ldg(reinterpret_cast<const uint4*>(a.x + static_cast<size_t>(r) * K + kk));
 #pragma unroll
@@ -314,15 +301,6 @@ __device__ __forceinline__ void gemv_phase(const FusedArgs& a, uint16_t* act, Wa
           }
     }
   }
-}
-
-template <int NR, int R, int U, int KS, bool kNorm, Epi kEpi>
-__global__ void __launch_bounds__(kWarps * 32, (KS > 1 && NR == 1 && !kNorm) ? 8 : 1)
-    gemv_fused_kernel(const __grid_constant__ FusedArgs a) {
-  extern __shared__ uint4 act_smem[];  // kNorm: [NR, K] bf16
-  pdl_trigger();
-  gemv_phase<NR, R, U, KS, kNorm, kEpi, false>(a, reinterpret_cast<uint16_t*>(act_smem),
-                                               [] { pdl_wait(); });
 }
 
 // Programmatic dependent launch of the fused GEMVs with SGL_CUDA_PDL=1 (as the plain ones). Off by
@@ -464,222 +442,6 @@ void launch_any(const FusedArgs& a, int n, cudaStream_t stream) {
   }
 }
 
-// ---- The layer tail: O, gate|up, down and the next layer's QKV in one persistent launch ----
-//
-// At batch 1 every kernel boundary costs the drain of one GEMV and the ramp of the next (a few us
-// each, 6 a layer). One co-resident grid (cooperative launch) runs the phases back to back and
-// meets at a grid barrier between them; each block issues its first weight loads of a phase before
-// it waits at the barrier (weights depend on nothing earlier), so the next weight stream is in
-// flight while the last blocks of the previous phase finish.
-
-// A phase of the tail as a function of its own: each phase gets the registers it needs (inlined
-// into one kernel, the phases' live ranges overlapped and the unsplit gated phase spilled).
-template <int NR, int R, int U, int KS, bool kNorm, Epi kEpi, bool kBarrier>
-__device__ __noinline__ void tail_phase(const FusedArgs& a, uint16_t* act, unsigned* bar,
-                                       int spin_ns, int groups);
-
-struct TailArgs {
-  FusedArgs o, gu, down, qkv;  // qkv.N == 0: the last layer (no next QKV phase)
-  unsigned* barrier = nullptr;  // [count, generation], count zero between launches
-  int spin_ns = 0;              // the waiting blocks' pause between polls
-  int groups = 0;               // grid_barrier's arrival groups (<= 1: one counter)
-};
-
-// All blocks of the grid meet here. The block's writes are released by thread 0 (after the
-// block barrier) with its arrival; the last block to arrive publishes a new generation, which the
-// others acquire. With `groups` > 1 the arrivals are two-level: block b counts in at group
-// b % groups (its own 128-byte line), and only the last of each group at the top counter, so
-// fewer atomics queue on one address. Each counter is reset by its last arriver, so the words
-// are zero again once every block has left: no reset between launches (or graph replays).
-// Layout (words): [0] generation, [32] top count, [64 + 32 g] group g's count.
-__device__ __forceinline__ unsigned atom_add_acq_rel(unsigned* p) {
-  unsigned old;
-  asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;" : "=r"(old) : "l"(p) : "memory");
-  return old;
-}
-
-__device__ __forceinline__ void grid_barrier(unsigned* bar, int spin_ns, int groups) {
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    unsigned gen;
-    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(gen) : "l"(bar) : "memory");
-    __threadfence();
-    bool arrive_top = true;
-    unsigned top_size = gridDim.x;
-    if (groups > 1) {
-      const unsigned G = groups, g = blockIdx.x % G;
-      const unsigned size = gridDim.x / G + (g < gridDim.x % G ? 1 : 0);
-      unsigned* c = bar + 64 + 32 * g;
-      arrive_top = atom_add_acq_rel(c) == size - 1;
-      if (arrive_top) asm volatile("st.relaxed.gpu.global.u32 [%0], 0;" ::"l"(c) : "memory");
-      top_size = G < gridDim.x ? G : gridDim.x;
-    }
-    if (arrive_top && atom_add_acq_rel(bar + 32) == top_size - 1) {
-      asm volatile("st.relaxed.gpu.global.u32 [%0], 0;" ::"l"(bar + 32) : "memory");
-      asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(bar), "r"(gen + 1) : "memory");
-    } else {
-      unsigned now;
-      while (true) {
-        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(bar) : "memory");
-        if (now != gen) break;
-        if (spin_ns > 0) __nanosleep(spin_ns);
-      }
-    }
-  }
-  __syncthreads();
-}
-
-// Barrier-only kernel: `iters` grid barriers (the barrier's cost, benchmarks).
-__global__ void grid_barrier_kernel(unsigned* bar, int iters, int spin_ns, int groups) {
-  for (int i = 0; i < iters; ++i) grid_barrier(bar, spin_ns, groups);
-}
-
-template <int NR, int R, int U, int KS, bool kNorm, Epi kEpi, bool kBarrier>
-__device__ __noinline__ void tail_phase(const FusedArgs& a, uint16_t* act, unsigned* bar,
-                                       int spin_ns, int groups) {
-  gemv_phase<NR, R, U, KS, kNorm, kEpi, true>(a, act, [bar, spin_ns, groups] {
-    if constexpr (kBarrier) grid_barrier(bar, spin_ns, groups);
-  });
-}
-
-// The tilings are those launch_fused picks for each shape (O, down and QKV split over the warps;
-// gate|up split or not, kGuSplit), so every sum is the one the separate launches compute.
-template <int NR, bool kGuSplit, int kMinBlocks>
-__global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
-    layer_tail_kernel(const __grid_constant__ TailArgs a) {
-  extern __shared__ uint4 act_smem[];  // [NR, E] bf16: the norm prologues
-  uint16_t* act = reinterpret_cast<uint16_t*>(act_smem);
-  tail_phase<NR, 4, 2, kWarps, false, Epi::kAdd, false>(a.o, act, a.barrier, a.spin_ns, a.groups);
-  if constexpr (kGuSplit) {
-    tail_phase<NR, 4, 2, kWarps, true, Epi::kGated, true>(a.gu, act, a.barrier, a.spin_ns, a.groups);
-  } else {
-    constexpr bool kSmallGated = NR <= 2;
-    tail_phase<NR, kSmallGated ? 2 : 4, kSmallGated ? 4 : 2, 1, true, Epi::kGated, true>(
-        a.gu, act, a.barrier, a.spin_ns, a.groups);
-  }
-  tail_phase<NR, 4, 2, kWarps, false, Epi::kAdd, true>(a.down, act, a.barrier, a.spin_ns, a.groups);
-  if (a.qkv.N > 0) tail_phase<NR, 4, 2, kWarps, true, Epi::kQkvRope, true>(a.qkv, act, a.barrier, a.spin_ns, a.groups);
-}
-
-// SGL_CUDA_LAYER_TAIL=0 keeps the separate launches (benchmarks).
-bool layer_tail_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("SGL_CUDA_LAYER_TAIL");
-    return !(e != nullptr && e[0] == '0');
-  }();
-  return on;
-}
-
-// SGL_CUDA_TAIL_SPIN_NS: pause of the blocks polling the barrier (benchmarks; default none).
-int tail_spin_ns() {
-  static const int v = [] {
-    const char* e = std::getenv("SGL_CUDA_TAIL_SPIN_NS");
-    const int x = e != nullptr ? std::atoi(e) : 0;
-    return x >= 0 && x <= 10000 ? x : 0;
-  }();
-  return v;
-}
-
-// SGL_CUDA_TAIL_GROUPS: arrival groups of the grid barrier (benchmarks; default one counter).
-int tail_groups() {
-  static const int v = [] {
-    const char* e = std::getenv("SGL_CUDA_TAIL_GROUPS");
-    const int x = e != nullptr ? std::atoi(e) : 0;
-    return x >= 0 && x <= kLayerTailMaxGroups ? x : 0;
-  }();
-  return v;
-}
-
-// Most blocks per SM of the tail's grid (SGL_CUDA_TAIL_BPS overrides, benchmarks).
-int tail_blocks_per_sm() {
-  static const int v = [] {
-    const char* e = std::getenv("SGL_CUDA_TAIL_BPS");
-    const int x = e != nullptr ? std::atoi(e) : 0;
-    return x >= 1 && x <= 32 ? x : 8;
-  }();
-  return v;
-}
-
-// Asked once (the process's devices are all of one kind where this path runs).
-bool cooperative_supported() {
-  static const bool on = [] {
-    int dev = 0, v = 0;
-    cudaGetDevice(&dev);
-    return cudaDeviceGetAttribute(&v, cudaDevAttrCooperativeLaunch, dev) == cudaSuccess && v != 0;
-  }();
-  return on;
-}
-
-constexpr int split_tasks(Epi e, int N) { return e == Epi::kGated ? (N / 2 + 1) / 2 : (N + 3) / 4; }
-
-// SGL_CUDA_TAIL_MINB (1, 6, 7 or 8): the n = 1 kernel compiled for at least that many blocks per
-// SM (fewer registers; benchmarks).
-int tail_min_blocks() {
-  static const int v = [] {
-    const char* e = std::getenv("SGL_CUDA_TAIL_MINB");
-    const int x = e != nullptr ? std::atoi(e) : 0;
-    return x == 6 || x == 7 || x == 8 ? x : 1;
-  }();
-  return v;
-}
-
-template <int NR, bool kGuSplit>
-void launch_tail_n(TailArgs a, int E, cudaStream_t stream) {
-  auto kernel = layer_tail_kernel<NR, kGuSplit, 1>;
-  if constexpr (NR == 1) {
-    switch (tail_min_blocks()) {
-      case 6:
-        kernel = layer_tail_kernel<NR, kGuSplit, 6>;
-        break;
-      case 7:
-        kernel = layer_tail_kernel<NR, kGuSplit, 7>;
-        break;
-      case 8:
-        kernel = layer_tail_kernel<NR, kGuSplit, 8>;
-        break;
-      default:
-        break;
-    }
-  }
-  const size_t smem = static_cast<size_t>(NR) * E * 2;
-  const int per_sm =
-      std::min(tail_blocks_per_sm(), prepare_kernel(reinterpret_cast<const void*>(kernel), smem));
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(sm_count() * per_sm);
-  cfg.blockDim = dim3(kWarps * 32);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  // Cooperative: the launch fails rather than hang if the grid could not be co-resident.
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeCooperative;
-  attr[0].val.cooperative = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  cudaLaunchKernelEx(&cfg, kernel, a);  // errors surface at the caller's cudaGetLastError()
-}
-
-template <bool kGuSplit>
-void launch_tail_any(const TailArgs& a, int n, int E, cudaStream_t stream) {
-  switch (n) {
-    case 1:
-      return launch_tail_n<1, kGuSplit>(a, E, stream);
-    case 2:
-      return launch_tail_n<2, kGuSplit>(a, E, stream);
-    case 3:
-      return launch_tail_n<3, kGuSplit>(a, E, stream);
-    case 4:
-      return launch_tail_n<4, kGuSplit>(a, E, stream);
-    case 5:
-      return launch_tail_n<5, kGuSplit>(a, E, stream);
-    case 6:
-      return launch_tail_n<6, kGuSplit>(a, E, stream);
-    case 7:
-      return launch_tail_n<7, kGuSplit>(a, E, stream);
-    default:
-      return launch_tail_n<8, kGuSplit>(a, E, stream);
-  }
-}
-
 }  // namespace
 
 bool gemv_norm_supported(int n, int N, int K) {
@@ -738,86 +500,6 @@ void launch_gemv_norm_qkv_rope(const GemvNormIn& in, const uint16_t* w_qkv, cons
   a.K = K;
   a.rope = r;
   launch_any<true, Epi::kQkvRope>(a, r.n, stream);
-}
-
-}  // namespace sgl::backend::cuda
-
-namespace sgl::backend::cuda {
-
-bool layer_tail_supported(const LayerTailArgs& t) {
-  const int n = t.n, E = t.E, F = t.F;
-  if (!layer_tail_enabled() || !split_enabled() || t.barrier == nullptr || !cooperative_supported())
-    return false;
-  if (!gemv_supported(n, E, t.q_dim) || !gemv_supported(n, E, F) ||
-      !gemv_norm_supported(n, 2 * F, E))
-    return false;
-  // O and down (E rows) split over the warps, as launch_fused would run them.
-  if (split_tasks(Epi::kAdd, E) >= kSplitBelowTasks) return false;
-  if (t.next) {
-    const int qkv = (t.rope.n_head + 2 * t.rope.n_head_kv) * t.rope.head_dim;
-    if (t.rope.n != n || !gemv_norm_qkv_rope_supported(t.rope, E) ||
-        split_tasks(Epi::kQkvRope, qkv) >= kSplitBelowTasks)
-      return false;
-  }
-  return true;
-}
-
-void launch_layer_tail(const LayerTailArgs& t, cudaStream_t stream) {
-  if (!layer_tail_supported(t)) return;
-  const int n = t.n, E = t.E, F = t.F;
-  TailArgs a;
-  a.barrier = t.barrier;
-  a.spin_ns = tail_spin_ns();
-  a.groups = tail_groups();
-  a.o.x = t.h;
-  a.o.w = t.w_o;
-  a.o.out = t.resid;
-  a.o.N = E;
-  a.o.K = t.q_dim;
-  a.o.n_tasks = split_tasks(Epi::kAdd, E);
-  a.gu.norm = t.ffn_norm;
-  a.gu.w = t.w_gu;
-  a.gu.out = t.act;
-  a.gu.N = 2 * F;
-  a.gu.K = E;
-  a.down.x = t.act;
-  a.down.w = t.w_down;
-  a.down.out = t.resid;
-  a.down.N = E;
-  a.down.K = F;
-  a.down.n_tasks = split_tasks(Epi::kAdd, E);
-  if (t.next) {
-    a.qkv.norm = t.attn_norm;
-    a.qkv.w = t.w_qkv;
-    a.qkv.rope = t.rope;
-    a.qkv.N = (t.rope.n_head + 2 * t.rope.n_head_kv) * t.rope.head_dim;
-    a.qkv.K = E;
-    a.qkv.n_tasks = split_tasks(Epi::kQkvRope, a.qkv.N);
-  }
-  // gate|up: the tiling of launch_fused for its shape (and n).
-  const int gu_tasks4 = split_tasks(Epi::kGated, 2 * F);
-  if (gu_tasks4 < kSplitBelowTasks) {
-    a.gu.n_tasks = gu_tasks4;
-    launch_tail_any<true>(a, n, E, stream);
-  } else {
-    const int out_per_task = n <= 2 ? 1 : 2;  // R / 2 of the unsplit gated tilings
-    a.gu.n_tasks = (F + out_per_task - 1) / out_per_task;
-    launch_tail_any<false>(a, n, E, stream);
-  }
-}
-
-void launch_grid_barrier_bench(unsigned* barrier, int blocks, int iters, int spin_ns, int groups,
-                               cudaStream_t stream) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(blocks);
-  cfg.blockDim = dim3(kWarps * 32);
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeCooperative;
-  attr[0].val.cooperative = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  cudaLaunchKernelEx(&cfg, grid_barrier_kernel, barrier, iters, spin_ns, groups);
 }
 
 }  // namespace sgl::backend::cuda

@@ -191,39 +191,6 @@ bool gemv_norm_qkv_rope_supported(const QkvRopeArgs& a, int K);
 void launch_gemv_norm_qkv_rope(const GemvNormIn& in, const uint16_t* w_qkv, const QkvRopeArgs& a,
                                int K, cudaStream_t stream);
 
-// The rest of a decoder layer after attention, for the fused decode step, in one persistent
-// (cooperative) launch whose phases meet at grid barriers: resid += h w_o^T (launch_gemv_add);
-// act = the gated gate|up of rms_norm(resid) (launch_gemv_norm_gate_up_silu); resid += act
-// w_down^T; and, where `next`, the next layer's launch_gemv_norm_qkv_rope. The same tilings as
-// those launches, so the same results, bit for bit. ffn_norm.x and attn_norm.x must be resid
-// (rows null). barrier: kLayerTailBarrierWords words of device memory, zeroed once, used by one
-// launch at a time.
-constexpr int kLayerTailMaxGroups = 64;
-constexpr int kLayerTailBarrierWords = 64 + 32 * kLayerTailMaxGroups;
-struct LayerTailArgs {
-  int n = 0, E = 0, F = 0, q_dim = 0;
-  const uint16_t* h = nullptr;    // [n, q_dim] bf16 attention output
-  const uint16_t* w_o = nullptr;  // [E, q_dim]
-  float* resid = nullptr;         // [n, E] f32
-  GemvNormIn ffn_norm;
-  const uint16_t* w_gu = nullptr;    // [2F, E]
-  uint16_t* act = nullptr;           // [n, F] bf16
-  const uint16_t* w_down = nullptr;  // [E, F]
-  bool next = false;
-  GemvNormIn attn_norm;  // the next layer's
-  const uint16_t* w_qkv = nullptr;
-  QkvRopeArgs rope;  // the next layer's (rope.n == n; qkv unused)
-  unsigned* barrier = nullptr;
-};
-// False where the shapes need other tilings than the tail's, the device has no cooperative
-// launch, or SGL_CUDA_LAYER_TAIL=0: run the separate launches then.
-bool layer_tail_supported(const LayerTailArgs& a);
-void launch_layer_tail(const LayerTailArgs& a, cudaStream_t stream);
-// `iters` grid barriers of the layer tail in a cooperative grid of `blocks` 128-thread blocks
-// (benchmarks: the cost of one barrier).
-void launch_grid_barrier_bench(unsigned* barrier, int blocks, int iters, int spin_ns, int groups,
-                               cudaStream_t stream);
-
 // Deterministic pseudo-random fill (dummy weights): p[i] = bf16(scale * u_i), u_i uniform in
 // [-1, 1) from a hash of (seed, i).
 void launch_fill_uniform_bf16(uint16_t* p, size_t n, float scale, uint64_t seed,

@@ -267,13 +267,6 @@ TEST_P(CudaModelTest, FusedDecodeMatchesUnfused) {
   for (int s = 0; s < 3; ++s) decode({6, 4, 2, 0, 1});           // size 8, padding rows
   EXPECT_EQ((*plain)->fused_decode_steps(), 0);
   EXPECT_GT((*fused)->fused_decode_steps(), kSeqs);
-  // Where the device has cooperative launch (every GPU this runs on), the fused steps ran the
-  // persistent layer tail, graphs included; SGL_CUDA_LAYER_TAIL=0 turns it off.
-  const char* tail_env = std::getenv("SGL_CUDA_LAYER_TAIL");
-  if (tail_env == nullptr || tail_env[0] != '0') {
-    EXPECT_EQ((*fused)->layer_tail_steps(), (*fused)->fused_decode_steps());
-  }
-  EXPECT_EQ((*plain)->layer_tail_steps(), 0);
   std::printf("[ %s ] fused vs unfused decode: worst row error %.3g\n", GetParam().arch.c_str(),
               worst);
 }
