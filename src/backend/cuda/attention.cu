@@ -621,21 +621,11 @@ __device__ __forceinline__ float block_reduce(float v, float* s_red) {
 // One block of head_dim threads per (token, query head): merges the splits' states. The splits'
 // maxima and weights are read in parallel and the accumulators with several loads in flight per
 // thread (a serial walk costs two L2 round trips per split: ~20 us at 64 splits).
-// Blocks past the n_rows merges only ask L2 for their share of `pf` (AttentionArgs::l2_prefetch).
 __global__ void combine_kernel(const float* __restrict__ ws, int n_splits, int D, int n_head,
-                               const int32_t* __restrict__ token_skip, uint16_t* __restrict__ out,
-                               int n_rows, const void* pf, size_t pf_bytes) {
+                               const int32_t* __restrict__ token_skip, uint16_t* __restrict__ out) {
   extern __shared__ float s_c[];  // [n_splits] weight of each split
   __shared__ float s_red[32];
   pdl_trigger();
-  if (static_cast<int>(blockIdx.x) >= n_rows) {
-    const size_t n = static_cast<size_t>(gridDim.x - n_rows) * blockDim.x;
-    const size_t i = static_cast<size_t>(blockIdx.x - n_rows) * blockDim.x + threadIdx.x;
-    const char* c = static_cast<const char*>(pf);
-    for (size_t off = i * 128; off < pf_bytes; off += n * 128)
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(c + off));
-    return;
-  }
   const size_t row = blockIdx.x;
   if (token_skip != nullptr && token_skip[row / n_head] != 0) return;
   const float* p = ws + row * n_splits * (D + 2);
@@ -797,13 +787,9 @@ KernelArgs make_kernel_args(const AttentionArgs& a) {
 
 void launch_combine(const KernelArgs& ka, cudaStream_t stream) {
   const AttentionArgs& a = ka.a;
-  if (ka.n_splits > 1) {
-    const int rows = a.n_tokens * a.n_head;
-    const int pf_blocks = a.l2_prefetch != nullptr ? 2 * a.n_sm : 0;
-    combine_kernel<<<rows + pf_blocks, a.head_dim, ka.n_splits * sizeof(float), stream>>>(
-        a.workspace, ka.n_splits, a.head_dim, a.n_head, a.token_skip, a.out, rows, a.l2_prefetch,
-        a.l2_prefetch_bytes);
-  }
+  if (ka.n_splits > 1)
+    combine_kernel<<<a.n_tokens * a.n_head, a.head_dim, ka.n_splits * sizeof(float), stream>>>(
+        a.workspace, ka.n_splits, a.head_dim, a.n_head, a.token_skip, a.out);
 }
 
 void launch_simple(KernelArgs ka, cudaStream_t stream) {

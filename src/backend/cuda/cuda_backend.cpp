@@ -755,22 +755,11 @@ Status CudaBackend::enqueue_layers(const StepInputs& in) {
     qa.k_cache = k_cache_[il];
     qa.v_cache = v_cache_[il];
     qa.kv_elem = kv_elem();
-    // SGL_CUDA_O_PREFETCH (experiment): 1 the split merge, 2 the QKV GEMV's blocks once done,
-    // ask L2 for the O weights ahead of the O GEMV.
-    static const int o_prefetch = [] {
-      const char* e = std::getenv("SGL_CUDA_O_PREFETCH");
-      return e != nullptr ? std::atoi(e) : 0;
-    }();
-    const size_t o_bytes = static_cast<size_t>(E) * q_dim * 2;
     if (step_fused_) {
       cuda::GemvNormIn ni;
       ni.x = x_;
       ni.weight = L.attn_norm;
       ni.eps = c.rms_eps;
-      if (o_prefetch == 2) {
-        qa.l2_prefetch = L.wo;
-        qa.l2_prefetch_bytes = o_bytes;
-      }
       cuda::launch_gemv_norm_qkv_rope(ni, L.wqkv, qa, E, s);
     } else {
       SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wqkv, f_, cuda::GemmOut::kF32, n, qkv, E, s));
@@ -795,10 +784,6 @@ Status CudaBackend::enqueue_layers(const StepInputs& in) {
     aa.out = h_;
     aa.workspace = attn_ws_;
     aa.n_sm = n_sm_;
-    if (step_fused_ && o_prefetch == 1) {
-      aa.l2_prefetch = L.wo;
-      aa.l2_prefetch_bytes = o_bytes;
-    }
     if (n_tiles > 0) {
       aa.token_skip = in.token_skip;
       aa.bf16_rows = in.n_deq;

@@ -43,12 +43,4 @@ __device__ __forceinline__ uint16_t to_bf16_bits(float f) {
 // SiLU(g) * u, the expression silu_mul_kernel uses, so every path rounds alike.
 __device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.0f + __expf(-g)) * u; }
 
-// Asks L2 to fetch this thread's share of [p, p + bytes) (128-byte lines; thread i of n takes
-// lines i, i + n, ...). Nothing waits for the data.
-__device__ __forceinline__ void prefetch_l2(const void* p, size_t bytes, size_t i, size_t n) {
-  const char* c = static_cast<const char*>(p);
-  for (size_t off = i * 128; off < bytes; off += n * 128)
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(c + off));
-}
-
 }  // namespace sgl::backend::cuda::gemv_detail

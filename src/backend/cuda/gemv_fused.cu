@@ -301,12 +301,6 @@ __global__ void __launch_bounds__(kWarps * 32, (KS > 1 && NR == 1 && !kNorm) ? 8
           }
     }
   }
-  if constexpr (kEpi == Epi::kQkvRope) {
-    if (a.rope.l2_prefetch != nullptr)
-      prefetch_l2(a.rope.l2_prefetch, a.rope.l2_prefetch_bytes,
-                  static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x,
-                  static_cast<size_t>(gridDim.x) * blockDim.x);
-  }
 }
 
 // Programmatic dependent launch of the fused GEMVs with SGL_CUDA_PDL=1 (as the plain ones). Off by

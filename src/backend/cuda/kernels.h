@@ -57,10 +57,6 @@ struct QkvRopeArgs {
   void* k_cache = nullptr;    // [slot, n_head_kv, head_dim] KvElem, K rotated
   void* v_cache = nullptr;
   KvElem kv_elem = KvElem::kBF16;
-  // launch_gemv_norm_qkv_rope only: where set, each block asks L2 to fetch its share of these
-  // bytes once its rows are done (the O weights, read after the attention).
-  const void* l2_prefetch = nullptr;
-  size_t l2_prefetch_bytes = 0;
 };
 // Adds the bias, rotates Q and K, writes Q (bf16) and stores K, V into their slots.
 void launch_qkv_rope_store(const QkvRopeArgs& a, cudaStream_t stream);
@@ -109,10 +105,6 @@ struct AttentionArgs {
   const int32_t* bf16_slots = nullptr;
   uint16_t* bf16_k = nullptr;
   uint16_t* bf16_v = nullptr;
-  // Where set, the split merge also asks L2 to fetch these bytes (the next GEMV's weights: the
-  // DRAM is mostly idle while the latency-bound decode attention runs).
-  const void* l2_prefetch = nullptr;
-  size_t l2_prefetch_bytes = 0;
 };
 // True iff the attention kernels handle this head dimension (8, 16, 32, 64, 128, 256).
 bool attention_head_dim_supported(int head_dim);
