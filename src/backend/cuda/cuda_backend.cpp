@@ -706,6 +706,11 @@ Result<bool> CudaBackend::use_fused(int n) {
       !cuda::gemv_supported(n, E, q_dim) || !cuda::gemv_supported(n, E, F))
     return false;
   if (fused_decode_ == FusedDecode::kAlways) return true;
+  // One token: the fused GEMVs, without asking the planner. Its timing (median of 5 runs over the
+  // same, L2-resident weights) now and then picked cuBLASLt for one shape at n = 1, which made
+  // the whole step unfused: 6.11 instead of 5.72 ms a token on the H100 in about a third of the
+  // sgl-bench runs (docs/cuda.md, "Batch-1 decode: persistent kernels").
+  if (n == 1) return true;
   // Where cuBLASLt beat the plain GEMV on a shape (it can at n = 8), the unfused path keeps it.
   // The shapes are the same in every layer: layer 0's weights stand for all in the timing.
   cudaStream_t s = as_stream(stream_);
