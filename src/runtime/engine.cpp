@@ -1376,6 +1376,10 @@ void Engine::collect_and_process(Launch& l) {
     for (auto& r : running_) abort_req(*r, "forward pass failed: " + s.to_string());
     retired_.clear();
     sweep();
+    // Prompts whose prefill was in these launches entered the cache when they were enqueued,
+    // before their K/V was known to be computed: drop every unlocked entry rather than serve
+    // a prefix that may hold garbage.
+    if (cache_) cache_->evict(cache_->evictable_size());
     return;
   }
   std::vector<int32_t> scratch_ids;
