@@ -706,6 +706,17 @@ struct RunTotals {
   double wall_s = 0;
   std::vector<double> e2e_s, ttft_s;
   std::vector<double> tpot_s;  // per request with 2+ output tokens: (e2e - TTFT) / (tokens - 1)
+
+  // Adds another run's requests (wall_s stays this run's).
+  void merge(const RunTotals& p) {
+    requests += p.requests;
+    prompt_tokens += p.prompt_tokens;
+    output_tokens += p.output_tokens;
+    cached_tokens += p.cached_tokens;
+    e2e_s.insert(e2e_s.end(), p.e2e_s.begin(), p.e2e_s.end());
+    ttft_s.insert(ttft_s.end(), p.ttft_s.begin(), p.ttft_s.end());
+    tpot_s.insert(tpot_s.end(), p.tpot_s.begin(), p.tpot_s.end());
+  }
 };
 
 void add_output(RunTotals& t, const sgl::runtime::GenerateOutput& out) {
@@ -996,13 +1007,7 @@ int run_multi_turn(int argc, char** argv) {
   t.wall_s = now_s() - t0;
   for (int c = 0; c < clients; ++c) {
     if (!errors[c].empty()) return fail("client " + std::to_string(c) + ": " + errors[c]);
-    const RunTotals& p = per_client[c];
-    t.requests += p.requests;
-    t.prompt_tokens += p.prompt_tokens;
-    t.output_tokens += p.output_tokens;
-    t.cached_tokens += p.cached_tokens;
-    t.e2e_s.insert(t.e2e_s.end(), p.e2e_s.begin(), p.e2e_s.end());
-    t.ttft_s.insert(t.ttft_s.end(), p.ttft_s.begin(), p.ttft_s.end());
+    t.merge(per_client[c]);
   }
   const sgl::runtime::EngineStats s1 = settled_stats(e);
   report_run(*o, "multi-turn", sizes, t, s0, s1, e.max_total_tokens(), e.overlap_schedule());
