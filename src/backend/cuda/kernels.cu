@@ -226,18 +226,10 @@ __device__ __forceinline__ uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-__global__ void fill_uniform_bf16_kernel(uint16_t* p, size_t n, float scale, uint64_t seed) {
-  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const uint64_t h = splitmix64(seed * 0xD1B54A32D192ED03ull + i);
-    const float u = static_cast<float>(h >> 40) * (1.0f / 8388608.0f) - 1.0f;  // [-1, 1)
-    p[i] = float_to_bf16_bits(scale * u);
-  }
-}
-
-// The same draws stored as KV elements (kv::store: rounded, saturated).
+// p[i] = scale * u_i, u_i uniform in [-1, 1) from a hash of (seed, i), stored as KV (kv::store:
+// rounded to nearest even, saturated): dummy bf16 weights and test KV pools of any element type.
 template <typename KV>
-__global__ void fill_uniform_kv_kernel(KV* p, size_t n, float scale, uint64_t seed) {
+__global__ void fill_uniform_kernel(KV* p, size_t n, float scale, uint64_t seed) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     const uint64_t h = splitmix64(seed * 0xD1B54A32D192ED03ull + i);
@@ -342,8 +334,7 @@ void launch_argmax(const float* logits, int n_rows, int n_vocab, int32_t* out,
 
 void launch_fill_uniform_bf16(uint16_t* p, size_t n, float scale, uint64_t seed,
                               cudaStream_t stream) {
-  if (n == 0) return;
-  fill_uniform_bf16_kernel<<<grid_for(n, 256), 256, 0, stream>>>(p, n, scale, seed);
+  launch_fill_uniform_kv(p, n, KvElem::kBF16, scale, seed, stream);
 }
 
 void launch_fill_uniform_kv(void* p, size_t n, KvElem kv_elem, float scale, uint64_t seed,
@@ -352,17 +343,17 @@ void launch_fill_uniform_kv(void* p, size_t n, KvElem kv_elem, float scale, uint
   const dim3 grid = grid_for(n, 256);
   switch (kv_elem) {
     case KvElem::kBF16:
-      fill_uniform_kv_kernel<<<grid, 256, 0, stream>>>(static_cast<bf16*>(p), n, scale, seed);
+      fill_uniform_kernel<<<grid, 256, 0, stream>>>(static_cast<bf16*>(p), n, scale, seed);
       break;
     case KvElem::kF16:
-      fill_uniform_kv_kernel<<<grid, 256, 0, stream>>>(static_cast<__half*>(p), n, scale, seed);
+      fill_uniform_kernel<<<grid, 256, 0, stream>>>(static_cast<__half*>(p), n, scale, seed);
       break;
     case KvElem::kFp8E4M3:
-      fill_uniform_kv_kernel<<<grid, 256, 0, stream>>>(static_cast<__nv_fp8_e4m3*>(p), n, scale,
+      fill_uniform_kernel<<<grid, 256, 0, stream>>>(static_cast<__nv_fp8_e4m3*>(p), n, scale,
                                                        seed);
       break;
     case KvElem::kFp8E5M2:
-      fill_uniform_kv_kernel<<<grid, 256, 0, stream>>>(static_cast<__nv_fp8_e5m2*>(p), n, scale,
+      fill_uniform_kernel<<<grid, 256, 0, stream>>>(static_cast<__nv_fp8_e5m2*>(p), n, scale,
                                                        seed);
       break;
   }
