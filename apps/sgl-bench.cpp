@@ -64,8 +64,9 @@
 //       and exit without running)] [--device cpu|cuda (the engine's backend)] [--load-format
 //       auto|dummy] [--tokenizer-path PATH (dummy)] [--mem-fraction-static 0.85]
 //       [--chunked-prefill-size 512] [--kv-dtype f16|bf16|fp8_e4m3|fp8_e5m2 (fp8: cuda)]
-//       [--dtype auto|bfloat16|float16 (cuda)] [--tp-size 1]. MODEL defaults to models/SmolLM2-135M-Instruct.Q4_1.gguf.
-//       Prompts are deterministic random English-word text tokenized with MODEL's tokenizer.
+//       [--dtype auto|bfloat16|float16 (cuda)] [--tp-size 1]. MODEL defaults to
+//       models/SmolLM2-135M-Instruct.Q4_1.gguf. Prompts are deterministic random English-word text
+//       tokenized with MODEL's tokenizer.
 //
 // Subcommands are rows of kCommands; add one by writing a run function and a row.
 #include <algorithm>
@@ -336,10 +337,10 @@ double measure_read_bandwidth(sgl::ThreadPool& pool) {
 }
 
 int run_model(int argc, char** argv) {
-  auto args = parse_args(
-      argc, argv,
-      {"-m", "--threads", "--prefill", "--decode", "--batches", "--kv-dtype", "--input",
-       "--device", "--load-format", "--mem-fraction-static", "--tp-size", "--dtype"});
+  auto args =
+      parse_args(argc, argv,
+                 {"-m", "--threads", "--prefill", "--decode", "--batches", "--kv-dtype", "--input",
+                  "--device", "--load-format", "--mem-fraction-static", "--tp-size", "--dtype"});
   if (!args.is_ok()) return fail(args.status().message());
   const std::string* model = args->get("-m");
   if (!model) return fail("model: missing -m MODEL");
@@ -365,8 +366,8 @@ int run_model(int argc, char** argv) {
   auto kv =
       sgl::backend::parse_kv_dtype(args->get("--kv-dtype") ? *args->get("--kv-dtype") : "f16");
   if (!kv.is_ok()) return fail(kv.status().message());
-  auto dtype = sgl::backend::parse_weight_dtype(args->get("--dtype") ? *args->get("--dtype")
-                                                                     : "auto");
+  auto dtype =
+      sgl::backend::parse_weight_dtype(args->get("--dtype") ? *args->get("--dtype") : "auto");
   if (!dtype.is_ok()) return fail(dtype.status().message());
   const std::string device = args->get("--device") ? *args->get("--device") : "cpu";
   const std::string format = args->get("--load-format") ? *args->get("--load-format") : "auto";
@@ -445,8 +446,8 @@ int run_model(int argc, char** argv) {
   const sgl::backend::CudaBackend* cb = dynamic_cast<sgl::backend::CudaBackend*>(be->get());
   if (auto* tp = dynamic_cast<sgl::backend::TpCudaBackend*>(be->get())) cb = &tp->rank(0);
   if (cb != nullptr) {
-    // Bytes read per decode step: every (bf16 or f16) matrix once, less the embedding table (one row is
-    // read) unless it is also the LM head. Beside it, the card's measured copy bandwidth and
+    // Bytes read per decode step: every (bf16 or f16) matrix once, less the embedding table (one
+    // row is read) unless it is also the LM head. Beside it, the card's measured copy bandwidth and
     // GEMM rate (docs/cuda.md asks for both beside every figure). With --tp-size: rank 0's
     // (each GPU reads its shard and the replicated embedding, norms and LM head).
     const auto& c = cb->config();
@@ -1085,9 +1086,9 @@ bool parse_int_list(const std::string& s, std::vector<int32_t>* out) {
 // token per pass. Writes the rows as raw little-endian f32 [n, n_vocab] to --out (for
 // tests/cuda/check_hf.py, which compares them with Hugging Face transformers).
 int run_logits(int argc, char** argv) {
-  auto args = parse_args(argc, argv, {"-m", "--device", "--ids", "--split", "--decode-from",
-                                      "--kv-dtype", "--out", "--threads", "--tp-size",
-                                      "--dtype"});
+  auto args = parse_args(argc, argv,
+                         {"-m", "--device", "--ids", "--split", "--decode-from", "--kv-dtype",
+                          "--out", "--threads", "--tp-size", "--dtype"});
   if (!args.is_ok()) return fail(args.status().message());
   const std::string* model = args->get("-m");
   const std::string* ids_s = args->get("--ids");
@@ -1104,8 +1105,8 @@ int run_logits(int argc, char** argv) {
   auto kv = sgl::backend::parse_kv_dtype(args->get("--kv-dtype") ? *args->get("--kv-dtype")
                                                                  : "f16");
   if (!kv.is_ok()) return fail(kv.status().message());
-  auto dtype = sgl::backend::parse_weight_dtype(args->get("--dtype") ? *args->get("--dtype")
-                                                                     : "auto");
+  auto dtype =
+      sgl::backend::parse_weight_dtype(args->get("--dtype") ? *args->get("--dtype") : "auto");
   if (!dtype.is_ok()) return fail(dtype.status().message());
   auto loaded = sgl::models::load_model(*model);
   if (!loaded.is_ok()) return fail(loaded.status().to_string());

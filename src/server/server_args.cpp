@@ -284,9 +284,10 @@ Result<ServerArgs> parse_server_args(const std::vector<std::string>& args, bool*
         "--kv-cache-dtype: expected auto, f16, bf16, f32, fp8_e4m3 or fp8_e5m2, got " +
         quote_for_message(a.kv_cache_dtype));
   if (auto d = backend::parse_weight_dtype(a.dtype); !d.is_ok())
-    return invalid_argument("--dtype: expected auto, half, float16, bfloat16, float or float32, "
-                            "got " +
-                            quote_for_message(a.dtype));
+    return invalid_argument(
+        "--dtype: expected auto, half, float16, bfloat16, float or float32, "
+        "got " +
+        quote_for_message(a.dtype));
   if (a.log_level != "debug" && a.log_level != "info" && a.log_level != "warning" &&
       a.log_level != "error")
     return invalid_argument("--log-level: expected debug, info, warning or error");

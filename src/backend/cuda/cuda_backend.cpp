@@ -897,8 +897,7 @@ Status CudaBackend::enqueue_head(const StepInputs& in) {
       return Status::ok();
     }
   }
-  cuda::launch_gather_rms_norm(x_, in.rows, n_out, E, output_norm_, c.rms_eps, head_x_, s,
-                               welem());
+  cuda::launch_gather_rms_norm(x_, in.rows, n_out, E, output_norm_, c.rms_eps, head_x_, s, welem());
   SGL_RETURN_IF_ERROR(gemm_->run(head_x_, output_, logits_, cuda::GemmOut::kF32, n_out,
                                  static_cast<int>(c.n_vocab), E, s));
   SGL_CUDA_OK(cudaGetLastError(), "LM head");

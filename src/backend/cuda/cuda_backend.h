@@ -1,7 +1,8 @@
 // The CUDA backend: runs the Llama family on one NVIDIA GPU with bf16 (or, with dtype float16, f16)
-// weights in device memory, bf16 (f16) GEMMs through cuBLASLt (f32 accumulation), the backend's own kernels for everything else
-// (kernels.h), and a token-granular KV pool [layer][slot][kv_head][head_dim] in bf16 or f16 in
-// device memory, sized by mem_fraction_static unless kv_capacity is given.
+// weights in device memory, bf16 (f16) GEMMs through cuBLASLt (f32 accumulation), the backend's own
+// kernels for everything else (kernels.h), and a token-granular KV pool
+// [layer][slot][kv_head][head_dim] in bf16 or f16 in device memory, sized by mem_fraction_static
+// unless kv_capacity is given.
 //
 // Weights come from the model's WeightSource (safetensors F32/F16/BF16; GGUF F16/BF16/F32 and
 // every quantized type model::dequantize_row handles, dequantized at load) or, for benchmarks, are

@@ -103,8 +103,8 @@ Result<const Gemm::Plan*> Gemm::plan(int n, int m, int k, GemmOut out, const uin
   cublasLtMatmulPreferenceDestroy(pref);
   if (st != CUBLAS_STATUS_SUCCESS || found == 0)
     return internal_error(std::string("cuBLASLt: no algorithm for a ") + in_name +
-                          " GEMM of n=" + std::to_string(n) +
-                          " m=" + std::to_string(m) + " k=" + std::to_string(k));
+                          " GEMM of n=" + std::to_string(n) + " m=" + std::to_string(m) +
+                          " k=" + std::to_string(k));
   p->algo = res[0].algo;
   // Decode-sized shapes (few rows: bandwidth-bound GEMVs, where the heuristic's first choice is
   // often not the fastest) are timed: each candidate runs on the call's own buffers (the output

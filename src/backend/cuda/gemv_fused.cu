@@ -177,7 +177,7 @@ __global__ void __launch_bounds__(kWarps * 32, (KS > 1 && NR == 1 && !kNorm) ? 8
   static_assert(kEpi != Epi::kGated || R % 2 == 0, "gated rows come in gate/up pairs");
   static_assert(KS == 1 || KS == kWarps, "K is split over all of the block's warps or none");
   static_assert(NR * R <= 32, "one lane per output element");
-  extern __shared__ uint4 act_smem[];  // kNorm: [NR, K] T
+  extern __shared__ uint4 act_smem[];                // kNorm: [NR, K] T
   __shared__ float red[KS > 1 ? 2 : 1][KS][NR * R];  // KS > 1: per-warp sums, double-buffered
   uint16_t* act = reinterpret_cast<uint16_t*>(act_smem);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -471,9 +471,8 @@ void launch_gemv_norm(const GemvNormIn& in, const uint16_t* w, float* y, int n, 
   launch_any<true, Epi::kF32>(a, n, stream, elem);
 }
 
-void launch_gemv_norm_gate_up_silu(const GemvNormIn& in, const uint16_t* w_gu, uint16_t* out,
-                                   int n, int n_ff, int K, cudaStream_t stream,
-                                   WeightElem elem) {
+void launch_gemv_norm_gate_up_silu(const GemvNormIn& in, const uint16_t* w_gu, uint16_t* out, int n,
+                                   int n_ff, int K, cudaStream_t stream, WeightElem elem) {
   if (!gemv_norm_supported(n, 2 * n_ff, K)) return;
   FusedArgs a;
   a.norm = in;

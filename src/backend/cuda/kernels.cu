@@ -111,8 +111,7 @@ __global__ void rms_norm_kernel(float* __restrict__ x, const float* __restrict__
   ss = block_sum(ss);
   const float inv = rsqrtf(ss / static_cast<float>(dim) + eps);
   uint16_t* yr = y + static_cast<size_t>(r) * dim;
-  for (int i = threadIdx.x; i < dim; i += blockDim.x)
-    yr[i] = float_to_elem<E>(xr[i] * inv * w[i]);
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = float_to_elem<E>(xr[i] * inv * w[i]);
 }
 
 int norm_threads(int dim) {
@@ -211,8 +210,8 @@ __global__ void bf16_to_f16_kernel(const uint16_t* x, uint16_t* y, size_t n) {
       uint32_t* w = &v.x;
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
-        const __half2 h = __floats2half2_rn(__uint_as_float(w[k] << 16),
-                                            __uint_as_float(w[k] & 0xffff0000u));
+        const __half2 h =
+            __floats2half2_rn(__uint_as_float(w[k] << 16), __uint_as_float(w[k] & 0xffff0000u));
         w[k] = *reinterpret_cast<const uint32_t*>(&h);
       }
       reinterpret_cast<uint4*>(y)[i] = v;
@@ -410,8 +409,8 @@ void launch_fill_uniform_bf16(uint16_t* p, size_t n, float scale, uint64_t seed,
 
 void launch_fill_uniform_weight(uint16_t* p, size_t n, WeightElem elem, float scale, uint64_t seed,
                                 cudaStream_t stream) {
-  launch_fill_uniform_kv(p, n, elem == WeightElem::kF16 ? KvElem::kF16 : KvElem::kBF16, scale,
-                         seed, stream);
+  launch_fill_uniform_kv(p, n, elem == WeightElem::kF16 ? KvElem::kF16 : KvElem::kBF16, scale, seed,
+                         stream);
 }
 
 void launch_fill_uniform_kv(void* p, size_t n, KvElem kv_elem, float scale, uint64_t seed,

@@ -198,8 +198,8 @@ bool gemv_norm_supported(int n, int N, int K);
 void launch_gemv_norm(const GemvNormIn& in, const uint16_t* w, float* y, int n, int N, int K,
                       cudaStream_t stream, WeightElem elem = WeightElem::kBF16);
 // out[n, n_ff] (`elem`) = silu(g) * u of rms_norm(x) w_gu^T, as launch_gemv_gate_up_silu.
-void launch_gemv_norm_gate_up_silu(const GemvNormIn& in, const uint16_t* w_gu, uint16_t* out,
-                                   int n, int n_ff, int K, cudaStream_t stream,
+void launch_gemv_norm_gate_up_silu(const GemvNormIn& in, const uint16_t* w_gu, uint16_t* out, int n,
+                                   int n_ff, int K, cudaStream_t stream,
                                    WeightElem elem = WeightElem::kBF16);
 // resid[n, N] (f32) += x[n, K] W^T.  REQUIRES: gemv_supported(n, N, K).
 void launch_gemv_add(const uint16_t* x, const uint16_t* w, float* resid, int n, int N, int K,

@@ -194,8 +194,8 @@ TEST(CudaF16Ops, GemmMatchesDoubleReference) {
   }
   // cuBLASLt writes bf16 only from bf16 inputs: a clear error, not a wrong result.
   DevBuf<uint16_t> a(64 * 64), b(64 * 64), y(64 * 64);
-  const Status bad = (*gemm)->run(a.get(), b.get(), y.get(), cu::GemmOut::kBF16, 64, 64, 64,
-                                  nullptr);
+  const Status bad =
+      (*gemm)->run(a.get(), b.get(), y.get(), cu::GemmOut::kBF16, 64, 64, 64, nullptr);
   ASSERT_FALSE(bad.is_ok());
   EXPECT_NE(bad.message().find("f16"), std::string::npos) << bad.to_string();
 }
@@ -216,8 +216,8 @@ TEST(CudaF16Ops, GemvMatchesDoubleReference) {
       DevBuf<float> dy(size_t(n) * s.N);  // poisoned: unwritten outputs stay NaN
       cu::launch_gemv(dx.get(), dw.get(), dy.get(), n, s.N, s.K, nullptr, 0, kF16);
       SGL_CUDA_ASSERT(cudaGetLastError());
-      const std::string what = std::to_string(n) + "x" + std::to_string(s.N) + "x" +
-                               std::to_string(s.K);
+      const std::string what =
+          std::to_string(n) + "x" + std::to_string(s.N) + "x" + std::to_string(s.K);
       EXPECT_LT(norm_err(dy.host(), ref), 1e-5) << what;
       // The variants are bf16 only; asked for one, f16 runs the default.
       DevBuf<float> dv(size_t(n) * s.N);
@@ -266,8 +266,8 @@ TEST(CudaF16Ops, FusedGemvsMatchReference) {
       in.rows = drows.get();
       in.weight = dg.get();
       in.eps = eps;
-      const std::string what = std::to_string(n) + "x" + std::to_string(s.N) + "x" +
-                               std::to_string(s.K);
+      const std::string what =
+          std::to_string(n) + "x" + std::to_string(s.N) + "x" + std::to_string(s.K);
       DevBuf<float> dy(size_t(n) * s.N);
       cu::launch_gemv_norm(in, dw.get(), dy.get(), n, s.N, s.K, nullptr, kF16);
       SGL_CUDA_ASSERT(cudaGetLastError());
@@ -363,9 +363,8 @@ class CudaF16ModelTest : public TinyModelTest {
     SGL_REQUIRE_GPU();
     load_tiny("cuda_f16");
   }
-  Result<std::unique_ptr<backend::CudaBackend>> gpu(backend::WeightDtype dtype,
-                                                    backend::FusedDecode fused =
-                                                        backend::FusedDecode::kAuto) {
+  Result<std::unique_ptr<backend::CudaBackend>> gpu(
+      backend::WeightDtype dtype, backend::FusedDecode fused = backend::FusedDecode::kAuto) {
     backend::CudaBackendOptions go;
     go.kv_capacity = 512;
     go.progress = false;
@@ -443,10 +442,11 @@ TEST_P(CudaF16ModelTest, LogitsMatchCpuAndBf16) {
   EXPECT_GE(top1, int(ref.size()) * 9 / 10);
   EXPECT_LT(worst_pair, 5e-2);
   EXPECT_GT(worst_pair, 0.0);  // the f16 run is not the bf16 run
-  std::printf("[ %s%s ] worst row error vs CPU: f16 %.3g, bf16 %.3g; f16 vs bf16 %.3g; "
-              "top-1 %d/%zu\n",
-              GetParam().arch.c_str(), GetParam().f16_matrices ? " f16 file" : "", worst16,
-              worstb, worst_pair, top1, ref.size());
+  std::printf(
+      "[ %s%s ] worst row error vs CPU: f16 %.3g, bf16 %.3g; f16 vs bf16 %.3g; "
+      "top-1 %d/%zu\n",
+      GetParam().arch.c_str(), GetParam().f16_matrices ? " f16 file" : "", worst16, worstb,
+      worst_pair, top1, ref.size());
 }
 
 // Fused decode GEMVs (kAlways) against the unfused path with f16 weights, both through graphs:
@@ -490,8 +490,8 @@ TEST_P(CudaF16ModelTest, FusedDecodeMatchesUnfused) {
   for (int s = 0; s < 3; ++s) decode({0, 1, 2, 3, 4, 5, 6, 7});
   EXPECT_EQ((*plain)->fused_decode_steps(), 0);
   EXPECT_GT((*fused)->fused_decode_steps(), kSeqs);
-  std::printf("[ %s ] f16 fused vs unfused decode: worst row error %.3g\n",
-              GetParam().arch.c_str(), worst);
+  std::printf("[ %s ] f16 fused vs unfused decode: worst row error %.3g\n", GetParam().arch.c_str(),
+              worst);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -500,8 +500,8 @@ INSTANTIATE_TEST_SUITE_P(
         TinyModelSpec{},  // llama, f32 file
         TinyModelSpec{.arch = "qwen2", .head_dim = 64, .bias = true, .tied = true},
         // An f16 checkpoint (its matrices F16 tensors), head_dim 64 (tensor-core prefill).
-        TinyModelSpec{.n_embd = 128, .n_head = 2, .n_head_kv = 1, .head_dim = 64,
-                      .f16_matrices = true}),
+        TinyModelSpec{
+            .n_embd = 128, .n_head = 2, .n_head_kv = 1, .head_dim = 64, .f16_matrices = true}),
     [](const auto& info) {
       return info.param.arch + (info.param.f16_matrices ? "_f16file" : "") + "_" +
              std::to_string(info.index);
@@ -534,8 +534,7 @@ TEST_P(CudaF16LoadTest, OutOfRangeWeightAndFloat32AreErrors) {
   go.dtype = backend::WeightDtype::kF32;
   auto f32 = backend::CudaBackend::create(*model_, go);
   ASSERT_FALSE(f32.is_ok());
-  EXPECT_NE(f32.status().message().find("float32"), std::string::npos)
-      << f32.status().to_string();
+  EXPECT_NE(f32.status().message().find("float32"), std::string::npos) << f32.status().to_string();
   // Dummy weights take the same refusal.
   auto d32 = backend::CudaBackend::create_dummy(model_->config, go);
   EXPECT_FALSE(d32.is_ok());

@@ -196,10 +196,10 @@ TEST(ServerArgs, WeightDtype) {
     const char* name;
     backend::WeightDtype want;
   };
-  for (const Case& c : {Case{"half", backend::WeightDtype::kF16},
-                        Case{"float16", backend::WeightDtype::kF16},
-                        Case{"bfloat16", backend::WeightDtype::kBF16},
-                        Case{"float32", backend::WeightDtype::kF32}}) {
+  for (const Case& c :
+       {Case{"half", backend::WeightDtype::kF16}, Case{"float16", backend::WeightDtype::kF16},
+        Case{"bfloat16", backend::WeightDtype::kBF16},
+        Case{"float32", backend::WeightDtype::kF32}}) {
     auto a = parse_server_args({"--model-path", "m", "--dtype", c.name}, &help);
     ASSERT_TRUE(a.is_ok()) << c.name << ": " << a.status().to_string();
     auto o = engine_options(*a);
