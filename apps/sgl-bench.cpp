@@ -21,9 +21,11 @@
 //       Face config.json (or its directory) and random weights of that shape; the CUDA output
 //       adds the card, its measured copy bandwidth and GEMM rate, and the batch-1 floor
 //       (weight bytes / bandwidth). --mem-fraction-static sizes the GPU KV pool. --tp-size N
-//       (cuda) splits the model over N GPUs (tensor parallelism through NCCL).
+//       (cuda) splits the model over N GPUs (tensor parallelism through NCCL). --dtype
+//       auto|bfloat16|float16 (cuda) picks the weights' type on the GPU (SGLang's --dtype).
 //
 //   sgl-bench logits -m MODEL --ids IDS --out FILE [--device D] [--split N] [--decode-from N]
+//                    [--dtype auto]
 //       logits of every position of IDS (prefill chunks, then one token per pass) as raw f32.
 //
 //   sgl-bench cuda-kernels [--prefill-lens 4096,8192,16384] [--decode-batch 64]
@@ -62,8 +64,9 @@
 //       and exit without running)] [--device cpu|cuda (the engine's backend)] [--load-format
 //       auto|dummy] [--tokenizer-path PATH (dummy)] [--mem-fraction-static 0.85]
 //       [--chunked-prefill-size 512] [--kv-dtype f16|bf16|fp8_e4m3|fp8_e5m2 (fp8: cuda)]
-//       [--tp-size 1]. MODEL defaults to models/SmolLM2-135M-Instruct.Q4_1.gguf.
-//       Prompts are deterministic random English-word text tokenized with MODEL's tokenizer.
+//       [--dtype auto|bfloat16|float16 (cuda)] [--tp-size 1]. MODEL defaults to
+//       models/SmolLM2-135M-Instruct.Q4_1.gguf. Prompts are deterministic random English-word text
+//       tokenized with MODEL's tokenizer.
 //
 // Subcommands are rows of kCommands; add one by writing a run function and a row.
 #include <algorithm>
@@ -334,10 +337,10 @@ double measure_read_bandwidth(sgl::ThreadPool& pool) {
 }
 
 int run_model(int argc, char** argv) {
-  auto args = parse_args(
-      argc, argv,
-      {"-m", "--threads", "--prefill", "--decode", "--batches", "--kv-dtype", "--input",
-       "--device", "--load-format", "--mem-fraction-static", "--tp-size"});
+  auto args =
+      parse_args(argc, argv,
+                 {"-m", "--threads", "--prefill", "--decode", "--batches", "--kv-dtype", "--input",
+                  "--device", "--load-format", "--mem-fraction-static", "--tp-size", "--dtype"});
   if (!args.is_ok()) return fail(args.status().message());
   const std::string* model = args->get("-m");
   if (!model) return fail("model: missing -m MODEL");
@@ -363,6 +366,9 @@ int run_model(int argc, char** argv) {
   auto kv =
       sgl::backend::parse_kv_dtype(args->get("--kv-dtype") ? *args->get("--kv-dtype") : "f16");
   if (!kv.is_ok()) return fail(kv.status().message());
+  auto dtype =
+      sgl::backend::parse_weight_dtype(args->get("--dtype") ? *args->get("--dtype") : "auto");
+  if (!dtype.is_ok()) return fail(dtype.status().message());
   const std::string device = args->get("--device") ? *args->get("--device") : "cpu";
   const std::string format = args->get("--load-format") ? *args->get("--load-format") : "auto";
   if (format != "auto" && format != "dummy") return fail("--load-format must be auto or dummy");
@@ -390,6 +396,7 @@ int run_model(int argc, char** argv) {
   bo.device = device;
   bo.n_threads = threads;
   bo.kv_dtype = *kv;
+  bo.dtype = *dtype;
   bo.mem_fraction_static = mem_fraction;
   bo.tp_size = tp_size;
   // The CPU pool is sized for the benchmark (the warm-up below needs 64 + 4 slots); the CUDA pool
@@ -408,6 +415,7 @@ int run_model(int argc, char** argv) {
   out["load_format"] = format;
   out["kv_dtype"] = std::string(sgl::backend::kv_dtype_name(*kv));
   out["kv_capacity"] = (*be)->kv_capacity();
+  out["dtype"] = std::string(sgl::backend::weight_dtype_name(*dtype));
   out["tp_size"] = tp_size;
   if (auto* cpu = dynamic_cast<sgl::backend::CpuBackend*>(be->get())) {
     out["threads"] = cpu->n_threads();
@@ -438,14 +446,15 @@ int run_model(int argc, char** argv) {
   const sgl::backend::CudaBackend* cb = dynamic_cast<sgl::backend::CudaBackend*>(be->get());
   if (auto* tp = dynamic_cast<sgl::backend::TpCudaBackend*>(be->get())) cb = &tp->rank(0);
   if (cb != nullptr) {
-    // Bytes read per decode step: every bf16 matrix once, less the embedding table (one row is
-    // read) unless it is also the LM head. Beside it, the card's measured copy bandwidth and
+    // Bytes read per decode step: every (bf16 or f16) matrix once, less the embedding table (one
+    // row is read) unless it is also the LM head. Beside it, the card's measured copy bandwidth and
     // GEMM rate (docs/cuda.md asks for both beside every figure). With --tp-size: rank 0's
     // (each GPU reads its shard and the replicated embedding, norms and LM head).
     const auto& c = cb->config();
     uint64_t bytes = cb->weight_bytes();
     if (!c.tied_embeddings) bytes -= uint64_t{c.n_vocab} * c.n_embd * 2;
     out["gpu"] = cb->device_name();
+    out["dtype"] = std::string(sgl::backend::weight_dtype_name(cb->weight_dtype()));
     out["kv_bytes"] = cb->kv_bytes();
     out["weight_bytes_per_token"] = bytes;
     auto copy = sgl::backend::cuda::bench_copy(0, size_t{2} << 30);
@@ -578,6 +587,7 @@ struct RuntimeBenchOptions {
   int tp_size = 1;                    // cuda: tensor parallelism over this many GPUs
   int chunked_prefill_size = 512;
   std::string kv_dtype = "f16";
+  std::string dtype = "auto";  // weights (cuda): auto (bf16), bfloat16 or float16
 };
 
 // Parses the options every runtime workload shares, plus the workload's own integer options
@@ -588,7 +598,7 @@ Result<RuntimeBenchOptions> parse_runtime_options(
       "-m",     "--model",      "--threads",     "--max-running-requests", "--max-total-tokens",
       "--seed", "--output-len", "--dump-prompts", "--device", "--load-format",
       "--tokenizer-path", "--mem-fraction-static", "--chunked-prefill-size", "--kv-dtype",
-      "--tp-size"};
+      "--tp-size", "--dtype"};
   for (const auto& [k, v] : ints) valued.push_back(k);
   SGL_ASSIGN_OR_RETURN(Args args, parse_args(argc, argv, valued));
   RuntimeBenchOptions o;
@@ -623,6 +633,7 @@ Result<RuntimeBenchOptions> parse_runtime_options(
   if (const std::string* f = args.get("--load-format")) o.load_format = *f;
   if (const std::string* t = args.get("--tokenizer-path")) o.tokenizer_path = *t;
   if (const std::string* k = args.get("--kv-dtype")) o.kv_dtype = *k;
+  if (const std::string* d = args.get("--dtype")) o.dtype = *d;
   if (const std::string* f = args.get("--mem-fraction-static")) {
     char* end = nullptr;
     o.mem_fraction_static = std::strtod(f->c_str(), &end);
@@ -678,6 +689,7 @@ Result<std::unique_ptr<sgl::runtime::Engine>> make_bench_engine(const RuntimeBen
   eo.chunked_prefill_size = o.chunked_prefill_size;
   eo.max_prefill_tokens = std::max(eo.max_prefill_tokens, o.chunked_prefill_size);
   SGL_ASSIGN_OR_RETURN(eo.kv_dtype, sgl::backend::parse_kv_dtype(o.kv_dtype));
+  SGL_ASSIGN_OR_RETURN(eo.dtype, sgl::backend::parse_weight_dtype(o.dtype));
   SGL_ASSIGN_OR_RETURN(auto engine, sgl::runtime::Engine::create(o.model, eo));
   // Warm-up outside the clock (page in the weights, size the scratch buffers), then an empty cache.
   sgl::runtime::GenerateRequest w;
@@ -1074,8 +1086,9 @@ bool parse_int_list(const std::string& s, std::vector<int32_t>* out) {
 // token per pass. Writes the rows as raw little-endian f32 [n, n_vocab] to --out (for
 // tests/cuda/check_hf.py, which compares them with Hugging Face transformers).
 int run_logits(int argc, char** argv) {
-  auto args = parse_args(argc, argv, {"-m", "--device", "--ids", "--split", "--decode-from",
-                                      "--kv-dtype", "--out", "--threads", "--tp-size"});
+  auto args = parse_args(argc, argv,
+                         {"-m", "--device", "--ids", "--split", "--decode-from", "--kv-dtype",
+                          "--out", "--threads", "--tp-size", "--dtype"});
   if (!args.is_ok()) return fail(args.status().message());
   const std::string* model = args->get("-m");
   const std::string* ids_s = args->get("--ids");
@@ -1092,11 +1105,15 @@ int run_logits(int argc, char** argv) {
   auto kv = sgl::backend::parse_kv_dtype(args->get("--kv-dtype") ? *args->get("--kv-dtype")
                                                                  : "f16");
   if (!kv.is_ok()) return fail(kv.status().message());
+  auto dtype =
+      sgl::backend::parse_weight_dtype(args->get("--dtype") ? *args->get("--dtype") : "auto");
+  if (!dtype.is_ok()) return fail(dtype.status().message());
   auto loaded = sgl::models::load_model(*model);
   if (!loaded.is_ok()) return fail(loaded.status().to_string());
   sgl::backend::BackendOptions bo;
   bo.device = args->get("--device") ? *args->get("--device") : "cpu";
   bo.kv_dtype = *kv;
+  bo.dtype = *dtype;
   bo.kv_capacity = n + 8;
   bo.n_threads = args->get("--threads") ? std::atoi(args->get("--threads")->c_str()) : 0;
   bo.tp_size = args->get("--tp-size") ? std::atoi(args->get("--tp-size")->c_str()) : 1;
@@ -1226,11 +1243,11 @@ const Command kCommands[] = {
     {"model",
      "model -m MODEL [--threads N] [--prefill 512] [--decode 128] [--input 32] "
      "[--batches 1,16,64] [--kv-dtype f16] [--device cpu|cuda] [--load-format auto|dummy] "
-     "[--mem-fraction-static 0.85] [--tp-size 1]",
+     "[--mem-fraction-static 0.85] [--tp-size 1] [--dtype auto|bfloat16|float16]",
      run_model},
     {"logits",
      "logits -m MODEL --ids 1,2,3 --out FILE [--device cpu|cuda] [--split N] [--decode-from N] "
-     "[--kv-dtype f16] [--tp-size 1]",
+     "[--kv-dtype f16] [--tp-size 1] [--dtype auto]",
      run_logits},
     {"cuda-kernels",
      "cuda-kernels [--prefill-lens 4096,8192,16384] [--decode-batch 64] "
@@ -1259,7 +1276,7 @@ int usage(FILE* out) {
                "[--dump-prompts FILE] [--prompts-only] [--device cpu|cuda] "
                "[--load-format auto|dummy] [--tokenizer-path PATH] [--mem-fraction-static F] "
                "[--chunked-prefill-size 512] [--kv-dtype f16|bf16|fp8_e4m3|fp8_e5m2] "
-               "[--tp-size 1]\n");
+               "[--dtype auto|bfloat16|float16] [--tp-size 1]\n");
   return out == stderr ? 2 : 0;
 }
 

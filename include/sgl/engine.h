@@ -178,6 +178,9 @@ const char* schedule_policy_name(SchedulePolicy p);
 struct EngineOptions {
   int threads = 0;  // backend threads; 0 = physical cores
   backend::KvDtype kv_dtype = backend::KvDtype::kF16;
+  // Weight element type on the device (SGLang's --dtype; backend::WeightDtype): cuda: auto
+  // (bf16), bf16 or f16; the CPU backend takes only auto.
+  backend::WeightDtype dtype = backend::WeightDtype::kAuto;
   int64_t max_total_tokens = 0;  // KV pool size in tokens; 0 = backend default
   int32_t chunked_prefill_size = 512;   // prompt tokens computed per step, over all requests
   int32_t max_prefill_tokens = 16384;   // prompt tokens newly admitted per step

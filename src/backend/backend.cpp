@@ -35,6 +35,27 @@ Result<KvDtype> parse_kv_dtype(std::string_view name) {
                           "' (expected f16, bf16, f32, fp8_e4m3 or fp8_e5m2)");
 }
 
+std::string_view weight_dtype_name(WeightDtype t) {
+  switch (t) {
+    case WeightDtype::kAuto: return "auto";
+    case WeightDtype::kBF16: return "bfloat16";
+    case WeightDtype::kF16: return "float16";
+    case WeightDtype::kF32: return "float32";
+  }
+  return "?";
+}
+
+Result<WeightDtype> parse_weight_dtype(std::string_view name) {
+  if (name == "auto") return WeightDtype::kAuto;
+  if (name == "half" || name == "float16" || name == "fp16" || name == "f16")
+    return WeightDtype::kF16;
+  if (name == "bfloat16" || name == "bf16") return WeightDtype::kBF16;
+  if (name == "float" || name == "float32" || name == "fp32" || name == "f32")
+    return WeightDtype::kF32;
+  return invalid_argument("unknown --dtype '" + std::string(name) +
+                          "' (expected auto, half, float16, bfloat16, float or float32)");
+}
+
 Status Backend::forward_sample(const ForwardBatch&, std::span<const SampleRow>,
                                std::vector<int32_t>*) {
   return unsupported("the " + std::string(name()) + " backend does not sample on the device");

@@ -35,6 +35,17 @@ Result<KvDtype> parse_kv_dtype(std::string_view name);
 int kv_dtype_bytes(KvDtype t);
 inline bool kv_dtype_is_fp8(KvDtype t) { return t == KvDtype::kFp8E4M3 || t == KvDtype::kFp8E5M2; }
 
+// Element type of the weights on the device (SGLang's --dtype). kAuto: the backend's default (CUDA:
+// bf16, whatever the checkpoint holds). kF16 keeps f16 checkpoints exact (bf16 drops 3 mantissa
+// bits) and needs every weight within +-65504. kF32 is parsed so that backends can refuse it with
+// their reason (CUDA: no f32 GEMM path). The CPU backend computes on the checkpoint's own types
+// and refuses anything but kAuto.
+enum class WeightDtype { kAuto, kBF16, kF16, kF32 };
+std::string_view weight_dtype_name(WeightDtype t);  // "auto", "bfloat16", "float16", "float32"
+// SGLang's names: "auto", "half" / "float16", "bfloat16", "float" / "float32"; also "f16", "fp16",
+// "bf16", "f32", "fp32".
+Result<WeightDtype> parse_weight_dtype(std::string_view name);
+
 // One logits row to sample on the device (Backend::forward_sample), with the meaning of
 // runtime::Sampler::sample: the same filters in the same order, and the draw that the host's
 // RNG value `u` makes there (so a seeded request stays reproducible for given logits).

@@ -36,6 +36,7 @@ CudaBackendOptions cuda_options(const BackendOptions& o, int index) {
   CudaBackendOptions c;
   c.device = index;
   c.kv_dtype = o.kv_dtype;
+  c.dtype = o.dtype;
   c.kv_capacity = o.kv_capacity;
   c.mem_fraction_static = o.mem_fraction_static;
   c.progress = o.progress;
@@ -67,6 +68,10 @@ Result<std::unique_ptr<Backend>> create_backend(const models::LoadedModel& model
                                                 const BackendOptions& options) {
   SGL_RETURN_IF_ERROR(check_tp(options));
   if (options.device == "cpu") {
+    if (options.dtype != WeightDtype::kAuto)
+      return invalid_argument("--dtype " + std::string(weight_dtype_name(options.dtype)) +
+                              ": the CPU backend computes on the checkpoint's own weight types "
+                              "and takes only --dtype auto (--dtype is for --device cuda)");
     CpuBackendOptions c;
     c.n_threads = options.n_threads;
     c.kv_dtype = options.kv_dtype;

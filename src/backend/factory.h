@@ -17,6 +17,9 @@ struct BackendOptions {
   std::string device = "cpu";         // "cpu" or "cuda" ("cuda:N" picks GPU N)
   int n_threads = 0;                  // cpu: 0 = physical cores
   KvDtype kv_dtype = KvDtype::kF16;   // cuda: f16, bf16, fp8_e4m3 or fp8_e5m2; cpu: no fp8
+  // --dtype: cuda: auto (= bfloat16), bfloat16 or float16 weights; cpu: auto only (it computes on
+  // the checkpoint's own types).
+  WeightDtype dtype = WeightDtype::kAuto;
   int64_t kv_capacity = 0;            // KV pool tokens; 0 = the backend's default
   double mem_fraction_static = 0.85;  // cuda: weights + KV pool share of GPU memory
   bool progress = true;               // cuda: print weight-loading progress to stderr

@@ -331,6 +331,7 @@ Result<std::unique_ptr<Engine>> Engine::create(std::string model_path, EngineOpt
   bo.device = options.device;
   bo.n_threads = options.threads;
   bo.kv_dtype = options.kv_dtype;
+  bo.dtype = options.dtype;
   bo.kv_capacity = options.max_total_tokens;
   bo.mem_fraction_static = options.mem_fraction_static;
   bo.tp_size = options.tp_size;

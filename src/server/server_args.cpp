@@ -145,6 +145,11 @@ const std::vector<Flag>& flags() {
        "KV cache element type: auto (f16), f16, bf16, f32, fp8_e4m3, fp8_e5m2 (fp8: --device "
        "cuda).",
        str_flag(&ServerArgs::kv_cache_dtype)},
+      {"--dtype", "TYPE",
+       "Weight type on the GPU (--device cuda): auto (bfloat16), bfloat16, half or float16 (keeps "
+       "f16 checkpoints exact; every weight must be within +-65504). float/float32 is refused; "
+       "the CPU backend takes only auto.",
+       str_flag(&ServerArgs::dtype)},
       {"--random-seed", "N",
        "Seed for requests without their own seed and for the random policy (default: drawn at "
        "startup and logged).",
@@ -278,6 +283,11 @@ Result<ServerArgs> parse_server_args(const std::vector<std::string>& args, bool*
     return invalid_argument(
         "--kv-cache-dtype: expected auto, f16, bf16, f32, fp8_e4m3 or fp8_e5m2, got " +
         quote_for_message(a.kv_cache_dtype));
+  if (auto d = backend::parse_weight_dtype(a.dtype); !d.is_ok())
+    return invalid_argument(
+        "--dtype: expected auto, half, float16, bfloat16, float or float32, "
+        "got " +
+        quote_for_message(a.dtype));
   if (a.log_level != "debug" && a.log_level != "info" && a.log_level != "warning" &&
       a.log_level != "error")
     return invalid_argument("--log-level: expected debug, info, warning or error");
@@ -290,6 +300,7 @@ Result<runtime::EngineOptions> engine_options(const ServerArgs& a) {
   if (a.kv_cache_dtype != "auto") {
     SGL_ASSIGN_OR_RETURN(o.kv_dtype, backend::parse_kv_dtype(a.kv_cache_dtype));
   }
+  SGL_ASSIGN_OR_RETURN(o.dtype, backend::parse_weight_dtype(a.dtype));
   o.max_total_tokens = a.max_total_tokens;
   o.chunked_prefill_size = a.chunked_prefill_size;
   o.max_prefill_tokens = a.max_prefill_tokens;
@@ -332,6 +343,7 @@ Json server_args_json(const ServerArgs& a) {
   j["log_level"] = a.log_level;
   j["threads"] = a.threads;
   j["kv_cache_dtype"] = a.kv_cache_dtype;
+  j["dtype"] = a.dtype;
   j["random_seed"] = a.random_seed;
   j["disable_jump_forward"] = a.disable_jump_forward;
   j["max_queued_requests"] =

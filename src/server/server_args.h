@@ -34,6 +34,7 @@ struct ServerArgs {
   std::string log_level = "info";
   int threads = 0;  // backend threads; 0 = physical cores
   std::string kv_cache_dtype = "auto";
+  std::string dtype = "auto";  // weights: auto, half / float16, bfloat16 (cuda); float refused
   std::string device = "cpu";         // "cpu", "cuda" or "cuda:N" (CUDA builds only)
   double mem_fraction_static = 0.85;  // cuda: share of free GPU memory for weights + KV pool
   int32_t tp_size = 1;                // cuda: tensor parallelism over this many GPUs (NCCL)

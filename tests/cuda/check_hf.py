@@ -20,7 +20,14 @@ cuda/f16 0.030 / 0.026, cpu 4.5e-6 / 3.0e-6. These random models have large atte
 where the bf16 rounding of weights, GEMM inputs and Q moves the softmax most; the f16 KV run
 shows the KV format is not the main term.
 
+f16 weights (--dtype float16): each model is also saved as an F16 checkpoint (its weights
+rounded to float16, as a torch.float16 checkpoint holds them) and compared with the float64
+forward pass of those rounded weights, by `--dtype float16` (kept exact) and `--dtype auto`
+(rounded again to bf16) on cuda, threshold 5e-2 as above; beside them, for scale, transformers
+itself in torch.float16 on the GPU (printed, not checked; skipped without CUDA in torch).
+
 Usage: python3 tests/cuda/check_hf.py --bin build-cuda/bin/sgl-bench [--runs cuda/bf16,cpu/f32]
+  (a run is DEVICE/KV-DTYPE[/WEIGHT-DTYPE]; --f16-runs for the F16 checkpoint, "" for none)
 Exit status 1 if any check fails. Prints one JSON line per (model, device).
 """
 import argparse
@@ -103,10 +110,70 @@ def make_model(kind, out_dir, seed):
     return model
 
 
+def save_f16(model, src_dir, out_dir):
+    """The model's weights rounded to float16, saved as an F16 checkpoint beside a copy of
+    src_dir's config and tokenizer; the model keeps the rounded values."""
+    os.makedirs(out_dir, exist_ok=True)
+    model.half()
+    sd = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()
+          if k.startswith("model.") or k.startswith("lm_head.")}
+    with open(os.path.join(src_dir, "config.json")) as f:
+        cfg = json.load(f)
+    if cfg["tie_word_embeddings"]:
+        sd.pop("lm_head.weight", None)
+    cfg["torch_dtype"] = "float16"
+    save_file(sd, os.path.join(out_dir, "model.safetensors"))
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(src_dir, name), out_dir)
+
+
+def errors(got, ref):
+    err = np.linalg.norm(got - ref, axis=1) / np.linalg.norm(ref, axis=1)
+    # Negative control: the reference of the next position must be far off.
+    shifted = np.linalg.norm(got[:-1] - ref[1:], axis=1) / np.linalg.norm(ref[1:], axis=1)
+    return err, shifted
+
+
+def check_runs(args, work, kind, d, ref, ids, runs, checkpoint):
+    ok = True
+    for run in [r for r in runs.split(",") if r]:
+        parts = run.split("/")
+        dev, kv = parts[0], parts[1]
+        dtype = parts[2] if len(parts) > 2 else "auto"
+        out = os.path.join(work, f"{kind}_{checkpoint}_{dev}_{kv}_{dtype}.f32")
+        cmd = [args.bin, "logits", "-m", d, "--device", dev, "--ids", ",".join(map(str, ids)),
+               "--split", str(SPLIT), "--decode-from", str(DECODE_FROM), "--out", out,
+               "--kv-dtype", kv, "--dtype", dtype]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            print(json.dumps({"model": kind, "checkpoint": checkpoint, "device": dev, "kv": kv,
+                              "dtype": dtype, "error": r.stderr.strip()}))
+            ok = False
+            continue
+        got = np.fromfile(out, dtype=np.float32).reshape(N_TOKENS, -1).astype(np.float64)
+        err, shifted = errors(got, ref)
+        top1 = float(np.mean(got.argmax(1) == ref.argmax(1)))
+        passed = bool(err.max() < THRESHOLDS[dev] and shifted.min() > 10 * THRESHOLDS[dev])
+        ok = ok and passed
+        print(json.dumps({"model": kind, "checkpoint": checkpoint, "device": dev, "kv": kv,
+                          "dtype": dtype, "rows": N_TOKENS,
+                          "max_row_err": float(err.max()), "mean_row_err": float(err.mean()),
+                          "prefill_err": float(err[:SPLIT].max()),
+                          "cached_prefix_err": float(err[SPLIT:DECODE_FROM].max()),
+                          "decode_err": float(err[DECODE_FROM:].max()),
+                          "top1_agreement": top1, "control_min_err": float(shifted.min()),
+                          "threshold": THRESHOLDS[dev], "passed": passed}))
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True, help="path to sgl-bench")
     ap.add_argument("--runs", default="cuda/bf16,cuda/f16,cpu/f32")
+    ap.add_argument("--f16-runs", default="cuda/bf16/float16,cuda/bf16/auto",
+                    help="runs on the F16 checkpoint")
     ap.add_argument("--keep", help="directory to keep the models in (default: a temp dir)")
     args = ap.parse_args()
     work = args.keep or tempfile.mkdtemp(prefix="sgl_check_hf_")
@@ -118,32 +185,22 @@ def main():
         model = make_model(kind, d, seed + 1)
         with torch.no_grad():
             ref = model.double()(torch.tensor([ids])).logits[0].numpy()
-        for run in args.runs.split(","):
-            dev, kv = run.split("/")
-            out = os.path.join(work, f"{kind}_{dev}_{kv}.f32")
-            cmd = [args.bin, "logits", "-m", d, "--device", dev, "--ids", ",".join(map(str, ids)),
-                   "--split", str(SPLIT), "--decode-from", str(DECODE_FROM), "--out", out,
-                   "--kv-dtype", kv]
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            if r.returncode != 0:
-                print(json.dumps({"model": kind, "device": dev, "kv": kv,
-                                  "error": r.stderr.strip()}))
-                ok = False
-                continue
-            got = np.fromfile(out, dtype=np.float32).reshape(N_TOKENS, -1).astype(np.float64)
-            err = np.linalg.norm(got - ref, axis=1) / np.linalg.norm(ref, axis=1)
-            top1 = float(np.mean(got.argmax(1) == ref.argmax(1)))
-            # Negative control: the reference of the next position must be far off.
-            shifted = np.linalg.norm(got[:-1] - ref[1:], axis=1) / np.linalg.norm(ref[1:], axis=1)
-            passed = bool(err.max() < THRESHOLDS[dev] and shifted.min() > 10 * THRESHOLDS[dev])
-            ok = ok and passed
-            print(json.dumps({"model": kind, "device": dev, "kv": kv, "rows": N_TOKENS,
-                              "max_row_err": float(err.max()), "mean_row_err": float(err.mean()),
-                              "prefill_err": float(err[:SPLIT].max()),
-                              "cached_prefix_err": float(err[SPLIT:DECODE_FROM].max()),
-                              "decode_err": float(err[DECODE_FROM:].max()),
-                              "top1_agreement": top1, "control_min_err": float(shifted.min()),
-                              "threshold": THRESHOLDS[dev], "passed": passed}))
+        ok = check_runs(args, work, kind, d, ref, ids, args.runs, "f32") and ok
+        if not args.f16_runs:
+            continue
+        d16 = os.path.join(work, kind + "_f16")
+        save_f16(model, d, d16)
+        with torch.no_grad():
+            ref16 = model.double()(torch.tensor([ids])).logits[0].numpy()
+        ok = check_runs(args, work, kind, d16, ref16, ids, args.f16_runs, "f16") and ok
+        if torch.cuda.is_available():
+            # transformers in torch.float16 on the GPU (eager, no cache): for scale only.
+            with torch.no_grad():
+                got = model.half().cuda()(torch.tensor([ids]).cuda()).logits[0].double().cpu()
+            err, _ = errors(got.numpy(), ref16)
+            print(json.dumps({"model": kind, "checkpoint": "f16", "device": "torch-cuda",
+                              "dtype": "float16", "max_row_err": float(err.max()),
+                              "mean_row_err": float(err.mean()), "checked": False}))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0 if ok else 1

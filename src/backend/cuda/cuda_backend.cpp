@@ -149,7 +149,12 @@ Status CudaBackend::init_device(const CudaBackendOptions& o) {
   cudaStream_t s = nullptr;
   SGL_CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "stream create");
   stream_ = s;
-  SGL_ASSIGN_OR_RETURN(gemm_, cuda::Gemm::create());
+  if (o.dtype == WeightDtype::kF32)
+    return unsupported(
+        "CUDA backend: --dtype float32 is not supported (weights are bfloat16 or float16: use "
+        "--dtype auto, bfloat16, half or float16)");
+  weight_dtype_ = o.dtype == WeightDtype::kF16 ? WeightDtype::kF16 : WeightDtype::kBF16;
+  SGL_ASSIGN_OR_RETURN(gemm_, cuda::Gemm::create(size_t{32} << 20, welem()));
 
   // What the kernels support.
   if (!cuda::attention_head_dim_supported(static_cast<int>(c.head_dim)))
@@ -192,8 +197,9 @@ Status CudaBackend::alloc_weights() {
   SGL_CUDA_OK(cudaMemGetInfo(&free_b, &total_b), "memory info");
   if (need > free_b)
     return Status(StatusCode::kResourceExhausted,
-                  "CUDA: the model's bf16 weights need " + gib(need) + " of GPU memory but only " +
-                      gib(free_b) + " of " + gib(total_b) + " are free");
+                  "CUDA: the model's " + std::string(weight_dtype_name(weight_dtype_)) +
+                      " weights need " + gib(need) + " of GPU memory but only " + gib(free_b) +
+                      " of " + gib(total_b) + " are free");
   SGL_RETURN_IF_ERROR(dev_alloc(&tok_embd_, V * E, "token embeddings"));
   if (c.tied_embeddings) {
     output_ = tok_embd_;
@@ -224,11 +230,13 @@ struct Shard {
   int index = 0, parts = 1;
 };
 
-// Converts the shard's rows and columns of a weight (any dequantizable type) to bf16 and copies
-// them, dense, to `dst`, through a host staging buffer of a few MiB.
-Status upload_matrix_bf16(const models::WeightRef& w, uint16_t* dst, cudaStream_t stream,
-                          std::vector<float>& f32, std::vector<uint16_t>& staging,
-                          Shard shard = {}) {
+// Converts the shard's rows and columns of a weight (any dequantizable type) to bf16 or f16
+// (round to nearest even) and copies them, dense, to `dst`, through a host staging buffer of a
+// few MiB. f16 has no room above 65504: a weight that would round to infinity fails the load
+// with its tensor's name rather than turning into inf (a bf16 checkpoint may hold such values;
+// bf16 covers f32's range). NaN weights are copied as they are, in either type.
+Status upload_matrix(const models::WeightRef& w, uint16_t* dst, bool f16, cudaStream_t stream,
+                     std::vector<float>& f32, std::vector<uint16_t>& staging, Shard shard = {}) {
   if (!model::can_dequantize(w.type))
     return unsupported("model: tensor '" + w.name + "' has type " +
                        std::string(model::ggml_type_name(w.type)) +
@@ -251,7 +259,22 @@ Status upload_matrix_bf16(const models::WeightRef& w, uint16_t* dst, cudaStream_
       model::dequantize_row(w.type, static_cast<const uint8_t*>(w.data) + (row0 + r0 + r) * rb,
                             f32.data(), full_cols);
       uint16_t* out = staging.data() + r * cols;
-      for (int64_t i = 0; i < cols; ++i) out[i] = fp32_to_bf16(f32[col0 + i]);
+      if (!f16) {
+        for (int64_t i = 0; i < cols; ++i) out[i] = fp32_to_bf16(f32[col0 + i]);
+        continue;
+      }
+      for (int64_t i = 0; i < cols; ++i) {
+        const float v = f32[col0 + i];
+        out[i] = fp32_to_fp16(v);
+        // f16 +-inf (exponent all ones, mantissa 0) from a finite weight: out of range.
+        if ((out[i] & 0x7fffu) == 0x7c00u && std::isfinite(v)) {
+          char buf[64];
+          std::snprintf(buf, sizeof(buf), "%g", static_cast<double>(v));
+          return invalid_argument("model: tensor '" + w.name + "' holds " + buf + " (row " +
+                                  std::to_string(row0 + r0 + r) + "), beyond float16's range " +
+                                  "(+-65504): load it with --dtype bfloat16 (or auto)");
+        }
+      }
     }
     SGL_CUDA_OK(cudaMemcpyAsync(dst + r0 * cols, staging.data(), nr * cols * sizeof(uint16_t),
                                 cudaMemcpyHostToDevice, stream),
@@ -286,12 +309,16 @@ Status CudaBackend::load_weights(const models::LoadedModel& model) {
   cudaStream_t s = as_stream(stream_);
   std::vector<float> f32;
   std::vector<uint16_t> staging;
+  const bool f16 = weight_dtype_ == WeightDtype::kF16;
+  auto upload = [&](const models::WeightRef& ref, uint16_t* dst, Shard shard = {}) {
+    return upload_matrix(ref, dst, f16, s, f32, staging, shard);
+  };
   const size_t E = c.n_embd, F = c.n_ff;
   const size_t q_dim = static_cast<size_t>(c.n_head) * c.head_dim;
   const size_t kv_dim = static_cast<size_t>(c.n_head_kv) * c.head_dim;
-  SGL_RETURN_IF_ERROR(upload_matrix_bf16(w.tok_embd, tok_embd_, s, f32, staging));
+  SGL_RETURN_IF_ERROR(upload(w.tok_embd, tok_embd_));
   if (!c.tied_embeddings) {
-    SGL_RETURN_IF_ERROR(upload_matrix_bf16(w.output, output_, s, f32, staging));
+    SGL_RETURN_IF_ERROR(upload(w.output, output_));
   } else if (w.output.data != w.tok_embd.data) {
     return internal_error("model: tied embeddings but a separate output.weight");
   }
@@ -303,19 +330,18 @@ Status CudaBackend::load_weights(const models::LoadedModel& model) {
     // (heads are contiguous row blocks) and columns of O; its rows of gate and up, columns of
     // down.
     const Shard rows{false, tp_rank_, tp_size_}, cols{true, tp_rank_, tp_size_};
-    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.wq, l.wqkv, s, f32, staging, rows));
-    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.wk, l.wqkv + q_dim * E, s, f32, staging, rows));
-    SGL_RETURN_IF_ERROR(
-        upload_matrix_bf16(lw.wv, l.wqkv + (q_dim + kv_dim) * E, s, f32, staging, rows));
+    SGL_RETURN_IF_ERROR(upload(lw.wq, l.wqkv, rows));
+    SGL_RETURN_IF_ERROR(upload(lw.wk, l.wqkv + q_dim * E, rows));
+    SGL_RETURN_IF_ERROR(upload(lw.wv, l.wqkv + (q_dim + kv_dim) * E, rows));
     if (c.attn_qkv_bias) {
       SGL_RETURN_IF_ERROR(upload_vector_f32(lw.bq, l.bqkv, s, rows));
       SGL_RETURN_IF_ERROR(upload_vector_f32(lw.bk, l.bqkv + q_dim, s, rows));
       SGL_RETURN_IF_ERROR(upload_vector_f32(lw.bv, l.bqkv + q_dim + kv_dim, s, rows));
     }
-    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.wo, l.wo, s, f32, staging, cols));
-    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.w_gate, l.wgu, s, f32, staging, rows));
-    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.w_up, l.wgu + F * E, s, f32, staging, rows));
-    SGL_RETURN_IF_ERROR(upload_matrix_bf16(lw.w_down, l.wdown, s, f32, staging, cols));
+    SGL_RETURN_IF_ERROR(upload(lw.wo, l.wo, cols));
+    SGL_RETURN_IF_ERROR(upload(lw.w_gate, l.wgu, rows));
+    SGL_RETURN_IF_ERROR(upload(lw.w_up, l.wgu + F * E, rows));
+    SGL_RETURN_IF_ERROR(upload(lw.w_down, l.wdown, cols));
     SGL_RETURN_IF_ERROR(upload_vector_f32(lw.attn_norm, l.attn_norm, s));
     SGL_RETURN_IF_ERROR(upload_vector_f32(lw.ffn_norm, l.ffn_norm, s));
     if (progress_) {
@@ -343,21 +369,24 @@ Status CudaBackend::fill_dummy(uint64_t seed) {
   const size_t kv_dim = static_cast<size_t>(c.n_head_kv) * c.head_dim;
   const size_t qkv = q_dim + 2 * kv_dim;
   uint64_t k = seed * 1000003 + static_cast<uint64_t>(tp_rank_) * 7919;
-  cuda::launch_fill_uniform_bf16(tok_embd_, V * E, 1.0f, ++k, s);
-  if (!c.tied_embeddings)
-    cuda::launch_fill_uniform_bf16(output_, V * E, 1.0f / std::sqrt(float(E)), ++k, s);
+  // The same draws for either weight type, rounded to it.
+  const cuda::WeightElem we = welem();
+  auto fill = [&](uint16_t* p, size_t count, float scale) {
+    cuda::launch_fill_uniform_weight(p, count, we, scale, ++k, s);
+  };
+  fill(tok_embd_, V * E, 1.0f);
+  if (!c.tied_embeddings) fill(output_, V * E, 1.0f / std::sqrt(float(E)));
   cuda::launch_fill_f32(output_norm_, E, 1.0f, s);
   for (uint32_t i = 0; i < c.n_layer; ++i) {
     Layer& l = layers_[i];
-    cuda::launch_fill_uniform_bf16(l.wqkv, qkv * E, 1.0f / std::sqrt(float(E)), ++k, s);
+    fill(l.wqkv, qkv * E, 1.0f / std::sqrt(float(E)));
     if (l.bqkv) cuda::launch_fill_f32(l.bqkv, qkv, 0.01f, s);
     // The scales of the full matrices' inputs (the same distribution under tensor parallelism;
     // a rank's values are its own draws, not a slice of the tp = 1 tensors).
     const float full_q = float(full_config_.n_head) * float(c.head_dim);
-    cuda::launch_fill_uniform_bf16(l.wo, E * q_dim, 1.0f / std::sqrt(full_q), ++k, s);
-    cuda::launch_fill_uniform_bf16(l.wgu, 2 * F * E, 1.0f / std::sqrt(float(E)), ++k, s);
-    cuda::launch_fill_uniform_bf16(l.wdown, E * F, 1.0f / std::sqrt(float(full_config_.n_ff)), ++k,
-                                   s);
+    fill(l.wo, E * q_dim, 1.0f / std::sqrt(full_q));
+    fill(l.wgu, 2 * F * E, 1.0f / std::sqrt(float(E)));
+    fill(l.wdown, E * F, 1.0f / std::sqrt(float(full_config_.n_ff)));
     cuda::launch_fill_f32(l.attn_norm, E, 1.0f, s);
     cuda::launch_fill_f32(l.ffn_norm, E, 1.0f, s);
   }
@@ -387,6 +416,10 @@ Status CudaBackend::init_rope(const std::vector<double>& file_factors) {
       cudaMemcpy(inv_freq_, inv.data(), inv.size() * sizeof(double), cudaMemcpyHostToDevice),
       "RoPE table");
   return Status::ok();
+}
+
+cuda::WeightElem CudaBackend::welem() const {
+  return weight_dtype_ == WeightDtype::kF16 ? cuda::WeightElem::kF16 : cuda::WeightElem::kBF16;
 }
 
 cuda::KvElem CudaBackend::kv_elem() const {
@@ -740,9 +773,11 @@ Status CudaBackend::enqueue_layers(const StepInputs& in) {
   // and down GEMVs, and each consumer (QKV, gate|up, the LM head) normalizes it itself.
   SGL_ASSIGN_OR_RETURN(step_fused_, use_fused(n));
   if (step_fused_) ++fused_steps_;
-  cuda::launch_embedding(tok_embd_, in.tokens, n, E, x_, s);
+  // Every kernel that reads a weight matrix or writes a GEMM input takes the weight type.
+  const cuda::WeightElem we = welem();
+  cuda::launch_embedding(tok_embd_, in.tokens, n, E, x_, s, we);
   cuda::launch_rope_table(inv_freq_, rope_dim_, in.pos, n, cos_sin_, s);
-  if (!step_fused_) cuda::launch_rms_norm(x_, layers_[0].attn_norm, h_, n, E, c.rms_eps, s);
+  if (!step_fused_) cuda::launch_rms_norm(x_, layers_[0].attn_norm, h_, n, E, c.rms_eps, s, we);
   for (uint32_t il = 0; il < c.n_layer; ++il) {
     const Layer& L = layers_[il];
     cuda::QkvRopeArgs qa;
@@ -765,7 +800,7 @@ Status CudaBackend::enqueue_layers(const StepInputs& in) {
       ni.x = x_;
       ni.weight = L.attn_norm;
       ni.eps = c.rms_eps;
-      cuda::launch_gemv_norm_qkv_rope(ni, L.wqkv, qa, E, s);
+      cuda::launch_gemv_norm_qkv_rope(ni, L.wqkv, qa, E, s, we);
     } else {
       SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wqkv, f_, cuda::GemmOut::kF32, n, qkv, E, s));
       cuda::launch_qkv_rope_store(qa, s);
@@ -801,36 +836,39 @@ Status CudaBackend::enqueue_layers(const StepInputs& in) {
         return internal_error("CUDA: the tensor-core prefill attention could not be launched");
     }
     cuda::launch_attention(aa, s);
+    // The attention kernels write bf16: f16 weights take their output converted (in place).
+    if (we == cuda::WeightElem::kF16)
+      cuda::launch_bf16_to_f16(h_, h_, static_cast<size_t>(n) * q_dim, s);
     if (step_fused_) {
-      cuda::launch_gemv_add(h_, L.wo, x_, n, E, q_dim, s);
+      cuda::launch_gemv_add(h_, L.wo, x_, n, E, q_dim, s, we);
       cuda::GemvNormIn ni;
       ni.x = x_;
       ni.weight = L.ffn_norm;
       ni.eps = c.rms_eps;
-      cuda::launch_gemv_norm_gate_up_silu(ni, L.wgu, act_, n, F, E, s);
-      cuda::launch_gemv_add(act_, L.wdown, x_, n, E, F, s);
+      cuda::launch_gemv_norm_gate_up_silu(ni, L.wgu, act_, n, F, E, s, we);
+      cuda::launch_gemv_add(act_, L.wdown, x_, n, E, F, s, we);
       SGL_CUDA_OK(cudaGetLastError(), "layer " + std::to_string(il));
       continue;
     }
     SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wo, f_, cuda::GemmOut::kF32, n, E, q_dim, s));
     if (tp_size_ > 1) SGL_RETURN_IF_ERROR(all_reduce_(f_, static_cast<size_t>(n) * E, s));
-    cuda::launch_add_rms_norm(x_, f_, L.ffn_norm, h_, n, E, c.rms_eps, s);
+    cuda::launch_add_rms_norm(x_, f_, L.ffn_norm, h_, n, E, c.rms_eps, s, we);
     // Where the plain GEMV beat cuBLASLt on the gate|up shape, its gated form computes
     // SiLU(gate) * up in the epilogue: one launch, and no f32 [n, 2 n_ff] round trip.
     SGL_ASSIGN_OR_RETURN(const bool gated_gemv, gemm_->prefers_gemv(h_, L.wgu, f_, n, 2 * F, E, s));
     if (gated_gemv) {
-      cuda::launch_gemv_gate_up_silu(h_, L.wgu, act_, n, F, E, s);
+      cuda::launch_gemv_gate_up_silu(h_, L.wgu, act_, n, F, E, s, 0, we);
       SGL_RETURN_IF_ERROR(gemm_->run(act_, L.wdown, f_, cuda::GemmOut::kF32, n, E, F, s));
     } else {
       SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wgu, f_, cuda::GemmOut::kF32, n, 2 * F, E, s));
-      cuda::launch_silu_mul(f_, n, F, h_, s);
+      cuda::launch_silu_mul(f_, n, F, h_, s, we);
       SGL_RETURN_IF_ERROR(gemm_->run(h_, L.wdown, f_, cuda::GemmOut::kF32, n, E, F, s));
     }
     if (tp_size_ > 1) SGL_RETURN_IF_ERROR(all_reduce_(f_, static_cast<size_t>(n) * E, s));
     // The residual add fused with the next layer's attention norm (the last layer's output
     // norm result in h_ goes unused: the head norms only the requested rows).
     const float* next_norm = il + 1 < c.n_layer ? layers_[il + 1].attn_norm : output_norm_;
-    cuda::launch_add_rms_norm(x_, f_, next_norm, h_, n, E, c.rms_eps, s);
+    cuda::launch_add_rms_norm(x_, f_, next_norm, h_, n, E, c.rms_eps, s, we);
     SGL_CUDA_OK(cudaGetLastError(), "layer " + std::to_string(il));
   }
   return Status::ok();
@@ -854,12 +892,12 @@ Status CudaBackend::enqueue_head(const StepInputs& in) {
       ni.rows = in.rows;
       ni.weight = output_norm_;
       ni.eps = c.rms_eps;
-      cuda::launch_gemv_norm(ni, output_, logits_, n_out, V, E, s);
+      cuda::launch_gemv_norm(ni, output_, logits_, n_out, V, E, s, welem());
       SGL_CUDA_OK(cudaGetLastError(), "LM head");
       return Status::ok();
     }
   }
-  cuda::launch_gather_rms_norm(x_, in.rows, n_out, E, output_norm_, c.rms_eps, head_x_, s);
+  cuda::launch_gather_rms_norm(x_, in.rows, n_out, E, output_norm_, c.rms_eps, head_x_, s, welem());
   SGL_RETURN_IF_ERROR(gemm_->run(head_x_, output_, logits_, cuda::GemmOut::kF32, n_out,
                                  static_cast<int>(c.n_vocab), E, s));
   SGL_CUDA_OK(cudaGetLastError(), "LM head");

@@ -1,7 +1,8 @@
-// The CUDA backend: runs the Llama family on one NVIDIA GPU with bf16 weights in device memory,
-// bf16 GEMMs through cuBLASLt (f32 accumulation), the backend's own kernels for everything else
-// (kernels.h), and a token-granular KV pool [layer][slot][kv_head][head_dim] in bf16 or f16 in
-// device memory, sized by mem_fraction_static unless kv_capacity is given.
+// The CUDA backend: runs the Llama family on one NVIDIA GPU with bf16 (or, with dtype float16, f16)
+// weights in device memory, bf16 (f16) GEMMs through cuBLASLt (f32 accumulation), the backend's own
+// kernels for everything else (kernels.h), and a token-granular KV pool
+// [layer][slot][kv_head][head_dim] in bf16 or f16 in device memory, sized by mem_fraction_static
+// unless kv_capacity is given.
 //
 // Weights come from the model's WeightSource (safetensors F32/F16/BF16; GGUF F16/BF16/F32 and
 // every quantized type model::dequantize_row handles, dequantized at load) or, for benchmarks, are
@@ -35,6 +36,7 @@
 namespace sgl::backend::cuda {
 class Gemm;
 enum class KvElem;
+enum class WeightElem;
 }  // namespace sgl::backend::cuda
 
 namespace sgl::backend {
@@ -48,6 +50,11 @@ enum class FusedDecode { kOff, kAuto, kAlways };
 
 struct CudaBackendOptions {
   int device = 0;
+  // Weight matrices (embeddings and LM head included) and the GEMM input activations: kAuto and
+  // kBF16 = bf16, kF16 = f16 (every weight converted with round-to-nearest; a weight beyond
+  // +-65504 fails the load with its tensor's name); kF32 is refused. Norm weights and biases
+  // stay f32, Q / the attention output bf16, the KV pool kv_dtype.
+  WeightDtype dtype = WeightDtype::kAuto;
   KvDtype kv_dtype = KvDtype::kBF16;  // bf16, f16, fp8_e4m3 or fp8_e5m2 (f32 is refused)
   int64_t kv_capacity = 0;            // KV pool size in tokens; 0 = from mem_fraction_static
   // Fraction of the GPU's memory for weights + KV pool (the rest: activations, cuBLASLt, the
@@ -76,8 +83,8 @@ struct CudaBackendOptions {
 
 class CudaBackend final : public Backend {
  public:
-  // Copies (and converts to bf16) every weight of `model` to the GPU. The model may be released
-  // afterwards.
+  // Copies (and converts to bf16 or f16, options.dtype) every weight of `model` to the GPU. The
+  // model may be released afterwards.
   static Result<std::unique_ptr<CudaBackend>> create(const models::LoadedModel& model,
                                                      const CudaBackendOptions& options);
   // Random weights of the shape `config` describes (matrices uniform in +-1/sqrt(n_in), norms
@@ -106,6 +113,8 @@ class CudaBackend final : public Backend {
   size_t weight_bytes() const { return weight_bytes_; }
   size_t kv_bytes() const;
   std::string device_name() const { return device_name_; }
+  // The weights' element type on the device (bfloat16 or float16; never auto).
+  WeightDtype weight_dtype() const { return weight_dtype_; }
   // Forward passes enqueued on the fused decode path so far (a replayed graph counts once, when
   // captured).
   int64_t fused_decode_steps() const { return fused_steps_; }
@@ -156,8 +165,11 @@ class CudaBackend final : public Backend {
   template <typename T>
   Status dev_alloc(T** p, size_t count, const char* what);
 
+  // The kernels' name for weight_dtype_.
+  cuda::WeightElem welem() const;
+
   struct Layer {
-    uint16_t* wqkv = nullptr;    // [(n_head + 2 n_head_kv) * head_dim, n_embd] bf16
+    uint16_t* wqkv = nullptr;    // [(n_head + 2 n_head_kv) * head_dim, n_embd] bf16 or f16
     float* bqkv = nullptr;       // [(n_head + 2 n_head_kv) * head_dim] or null
     uint16_t* wo = nullptr;      // [n_embd, n_head * head_dim]
     uint16_t* wgu = nullptr;     // [2 n_ff, n_embd]: gate rows, then up rows
@@ -180,6 +192,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<cuda::Gemm> gemm_;
   std::vector<void*> allocations_;  // every cudaMalloc'd block, freed in the destructor
   size_t weight_bytes_ = 0;
+  WeightDtype weight_dtype_ = WeightDtype::kBF16;  // kBF16 or kF16
 
   uint16_t* tok_embd_ = nullptr;  // [n_vocab, n_embd]
   uint16_t* output_ = nullptr;    // [n_vocab, n_embd] (== tok_embd_ when tied)
@@ -202,15 +215,16 @@ class CudaBackend final : public Backend {
   size_t cap_head_x_ = 0, cap_logits_ = 0, cap_ws_ = 0;  // bytes
   float* x_ = nullptr;                                   // [n, n_embd] residual stream
   float* f_ = nullptr;       // [n, max(qkv width, 2 n_ff, n_embd)] GEMM outputs
-  uint16_t* h_ = nullptr;    // [n, max(n_embd, n_ff, q_dim)] bf16 GEMM inputs
+  uint16_t* h_ = nullptr;    // [n, max(n_embd, n_ff, q_dim)] GEMM inputs (weight type)
   uint16_t* q_ = nullptr;    // [n, q_dim] bf16
-  uint16_t* act_ = nullptr;  // [min(n, kGemvMaxRows), n_ff] bf16: SiLU(gate) * up of the GEMV
+  // [min(n, kGemvMaxRows), n_ff] weight type: SiLU(gate) * up of the GEMV
+  uint16_t* act_ = nullptr;
   size_t cap_act_ = 0;
   float* cos_sin_ = nullptr;  // [n, rope_dim]
   // tokens | positions | out_slots | token_seq | seq begins | logit rows | slots | argmax out
   int32_t* meta_ = nullptr;
   int32_t* argmax_ = nullptr;   // [n_logits], inside meta_
-  uint16_t* head_x_ = nullptr;  // [n_logits, n_embd]
+  uint16_t* head_x_ = nullptr;  // [n_logits, n_embd] weight type
   float* logits_ = nullptr;     // [n_logits, n_vocab]
   float* attn_ws_ = nullptr;
   void* argmax_ws_ = nullptr;  // launch_argmax_split's scratch (forward_greedy)

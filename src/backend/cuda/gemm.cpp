@@ -47,8 +47,9 @@ Gemm::Gemm() {
   gemv_enabled_ = !(env != nullptr && std::string(env) == "0");
 }
 
-Result<std::unique_ptr<Gemm>> Gemm::create(size_t workspace_bytes) {
+Result<std::unique_ptr<Gemm>> Gemm::create(size_t workspace_bytes, WeightElem elem) {
   std::unique_ptr<Gemm> g(new Gemm());
+  g->elem_ = elem;
   cublasLtHandle_t h = nullptr;
   SGL_LT(cublasLtCreate(&h), "create");
   g->handle_ = h;
@@ -72,6 +73,11 @@ Result<const Gemm::Plan*> Gemm::plan(int n, int m, int k, GemmOut out, const uin
                                      const uint16_t* w, void* y, cudaStream_t stream) {
   const auto key = std::make_tuple(n, m, k, static_cast<int>(out));
   if (auto it = plans_.find(key); it != plans_.end()) return it->second.get();
+  // cuBLASLt's f32-compute GEMMs write bf16 only from bf16 inputs.
+  if (elem_ == WeightElem::kF16 && out == GemmOut::kBF16)
+    return invalid_argument("cuBLASLt: an f16 GEMM cannot write bf16 output");
+  const cudaDataType_t in_type = elem_ == WeightElem::kF16 ? CUDA_R_16F : CUDA_R_16BF;
+  const char* in_name = elem_ == WeightElem::kF16 ? "f16" : "bf16";
   auto p = std::make_unique<Plan>();
   SGL_LT(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc create");
   const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
@@ -80,8 +86,8 @@ Result<const Gemm::Plan*> Gemm::plan(int n, int m, int k, GemmOut out, const uin
   SGL_LT(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)),
          "set transb");
   const cudaDataType_t dt = out == GemmOut::kF32 ? CUDA_R_32F : CUDA_R_16BF;
-  SGL_LT(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, k, m, k), "layout A");
-  SGL_LT(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, k, n, k), "layout B");
+  SGL_LT(cublasLtMatrixLayoutCreate(&p->a, in_type, k, m, k), "layout A");
+  SGL_LT(cublasLtMatrixLayoutCreate(&p->b, in_type, k, n, k), "layout B");
   SGL_LT(cublasLtMatrixLayoutCreate(&p->d, dt, m, n, m), "layout D");
   cublasLtMatmulPreference_t pref = nullptr;
   SGL_LT(cublasLtMatmulPreferenceCreate(&pref), "preference create");
@@ -96,8 +102,9 @@ Result<const Gemm::Plan*> Gemm::plan(int n, int m, int k, GemmOut out, const uin
                                      p->d, p->d, pref, kCandidates, res, &found);
   cublasLtMatmulPreferenceDestroy(pref);
   if (st != CUBLAS_STATUS_SUCCESS || found == 0)
-    return internal_error("cuBLASLt: no algorithm for a bf16 GEMM of n=" + std::to_string(n) +
-                          " m=" + std::to_string(m) + " k=" + std::to_string(k));
+    return internal_error(std::string("cuBLASLt: no algorithm for a ") + in_name +
+                          " GEMM of n=" + std::to_string(n) + " m=" + std::to_string(m) +
+                          " k=" + std::to_string(k));
   p->algo = res[0].algo;
   // Decode-sized shapes (few rows: bandwidth-bound GEMVs, where the heuristic's first choice is
   // often not the fastest) are timed: each candidate runs on the call's own buffers (the output
@@ -119,7 +126,7 @@ Result<const Gemm::Plan*> Gemm::plan(int n, int m, int k, GemmOut out, const uin
         for (int r = -1; r < 5 && ok; ++r) {  // r = -1: warm-up
           cudaEventRecord(e0, stream);
           if (c == found) {
-            launch_gemv(x, w, static_cast<float*>(y), n, m, k, stream);
+            launch_gemv(x, w, static_cast<float*>(y), n, m, k, stream, 0, elem_);
             ok = cudaGetLastError() == cudaSuccess;
           } else {
             ok = cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), p->desc, &alpha, w, p->a, x,
@@ -153,7 +160,7 @@ Status Gemm::run(const uint16_t* x, const uint16_t* w, void* y, GemmOut out, int
   if (n <= 0 || m <= 0 || k <= 0) return Status::ok();
   SGL_ASSIGN_OR_RETURN(const Plan* p, plan(n, m, k, out, x, w, y, stream));
   if (p->gemv) {
-    launch_gemv(x, w, static_cast<float*>(y), n, m, k, stream);
+    launch_gemv(x, w, static_cast<float*>(y), n, m, k, stream, 0, elem_);
     return Status::ok();
   }
   const float alpha = 1.0f, beta = 0.0f;

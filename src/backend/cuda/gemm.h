@@ -1,5 +1,7 @@
-// bf16 GEMMs through cuBLASLt: y[n, m] = x[n, k] * W[m, k]^T (row-major activations times a
-// row-major weight matrix of m output rows), f32 accumulation, f32 or bf16 output. The algorithm
+// bf16 (or f16) GEMMs through cuBLASLt: y[n, m] = x[n, k] * W[m, k]^T (row-major activations times
+// a row-major weight matrix of m output rows), f32 accumulation, f32 or bf16 output. x and W are
+// both of the Gemm's element type (cuBLASLt wants A and B of one type): bf16, or f16 for
+// --dtype float16. The algorithm
 // for each (n, m, k, output type) is chosen once, on first use, and cached: cuBLASLt's heuristic,
 // and for decode-sized shapes (n <= 16) the fastest of its top candidates, timed; for f32 outputs
 // of n <= kGemvMaxRows rows the backend's own GEMV (launch_gemv) is one more candidate
@@ -14,6 +16,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "backend/cuda/kernels.h"
 #include "support/status.h"
 
 namespace sgl::backend::cuda {
@@ -22,13 +25,16 @@ enum class GemmOut { kF32, kBF16 };
 
 class Gemm {
  public:
-  // Creates the cuBLASLt handle and a workspace of `workspace_bytes` on the current device.
-  static Result<std::unique_ptr<Gemm>> create(size_t workspace_bytes = size_t{32} << 20);
+  // Creates the cuBLASLt handle and a workspace of `workspace_bytes` on the current device; every
+  // GEMM of this object reads x and W as `elem`.
+  static Result<std::unique_ptr<Gemm>> create(size_t workspace_bytes = size_t{32} << 20,
+                                              WeightElem elem = WeightElem::kBF16);
   ~Gemm();
   Gemm(const Gemm&) = delete;
   Gemm& operator=(const Gemm&) = delete;
 
-  // y = x * W^T. x: [n, k] bf16 (raw bits), w: [m, k] bf16, y: [n, m] f32 or bf16.
+  // y = x * W^T. x: [n, k] elem (raw bits), w: [m, k] elem, y: [n, m] f32 or bf16 (bf16 output
+  // with bf16 inputs only: an f16 Gemm refuses it).
   // REQUIRES: device pointers 16-byte aligned; k a multiple of 8.
   Status run(const uint16_t* x, const uint16_t* w, void* y, GemmOut out, int n, int m, int k,
              cudaStream_t stream);
@@ -41,6 +47,7 @@ class Gemm {
 
   // Number of distinct shapes planned so far.
   size_t n_plans() const { return plans_.size(); }
+  WeightElem elem() const { return elem_; }
 
  private:
   struct Plan;
@@ -52,6 +59,7 @@ class Gemm {
   static constexpr int kTuneMaxRows = 16;
 
   bool gemv_enabled_ = true;
+  WeightElem elem_ = WeightElem::kBF16;
   void* handle_ = nullptr;  // cublasLtHandle_t
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "backend/cuda/gemv_common.cuh"
 #include "backend/cuda/kernels.h"
@@ -27,9 +28,10 @@ namespace {
 
 using namespace gemv_detail;
 
-// NR activation rows, R weight rows per warp, U column steps in flight. Gated: N = 2F rows
-// (gate | up), out is bf16 [n, F]; else out is f32 [n, N].
-template <int NR, int R, int U, bool kGated>
+// NR activation rows, R weight rows per warp, U column steps in flight, T the element type of x and
+// W (gemv_common.cuh: Bf16 or F16). Gated: N = 2F rows (gate | up), out is T [n, F]; else out is
+// f32 [n, N].
+template <typename T, int NR, int R, int U, bool kGated>
 __global__ void __launch_bounds__(kWarps * 32)
     gemv_kernel(const uint16_t* __restrict__ x, const uint16_t* __restrict__ w,
                 void* __restrict__ out, int N, int K) {
@@ -86,7 +88,7 @@ __global__ void __launch_bounds__(kWarps * 32)
           const uint4 xv =
               __ldg(reinterpret_cast<const uint4*>(x + static_cast<size_t>(r) * K + kk));
 #pragma unroll
-          for (int j = 0; j < R; ++j) acc[r][j] = dot8(wv[u][j], xv, acc[r][j]);
+          for (int j = 0; j < R; ++j) acc[r][j] = dot8<T>(wv[u][j], xv, acc[r][j]);
         }
       }
     }
@@ -109,7 +111,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         if (lane == (r * (R / 2) + j) % 32 && live[j]) {
           const float g = acc[r][j], u = acc[r][j + R / 2];
           // The same expression as silu_mul_kernel, so both paths round alike.
-          y[static_cast<size_t>(r) * F + row[j]] = to_bf16_bits(silu_mul(g, u));
+          y[static_cast<size_t>(r) * F + row[j]] = T::bits(silu_mul(g, u));
         }
   } else {
     float* y = static_cast<float*>(out);
@@ -134,7 +136,7 @@ bool pdl_enabled() {
 // Rows per warp and steps in flight for each activation-row count: more weight rows per warp
 // share each activation load (L1 traffic n / R per weight byte), and R * U 16-byte loads per lane
 // keep enough bytes in flight to cover HBM latency.
-template <int NR, bool kGated>
+template <typename T, int NR, bool kGated>
 void launch_nr(const uint16_t* x, const uint16_t* w, void* out, int N, int K, int variant,
                cudaStream_t stream) {
   // variant 0 = default; 1..4 = alternatives kept for the benchmark (v0 was <2, 4> at n <= 2).
@@ -154,57 +156,60 @@ void launch_nr(const uint16_t* x, const uint16_t* w, void* out, int N, int K, in
     cfg.numAttrs = pdl_enabled() ? 1 : 0;
     cudaLaunchKernelEx(&cfg, kernel, x, w, out, N, K);
   };
-  switch (variant) {
-    case 1:
-      go(gemv_kernel<NR, 2, 2, kGated>, 2);
-      break;
-    case 2:  // one row per warp (a gate/up pair when gated), many warps
-      go(gemv_kernel < NR, kGated ? 2 : 1, 8, kGated >, kGated ? 2 : 1);
-      break;
-    case 3:
-      go(gemv_kernel<NR, 4, 2, kGated>, 4);
-      break;
-    case 4:
-      go(gemv_kernel<NR, 4, 4, kGated>, 4);
-      break;
-    default:
-      // Measured on the H100 (8B decode shapes): 4 rows x 2 steps is the best or within 2% of it
-      // for every n; the gated form at n <= 2 does best with one gate/up pair x 4 steps.
-      if constexpr (kGated && NR <= 2)
-        go(gemv_kernel<NR, 2, 4, kGated>, 2);
-      else
-        go(gemv_kernel<NR, 4, 2, kGated>, 4);
-      break;
+  // The alternatives are bf16 only (benchmarks): f16 always runs the default tiling.
+  if constexpr (std::is_same_v<T, Bf16>) {
+    switch (variant) {
+      case 1:
+        go(gemv_kernel<T, NR, 2, 2, kGated>, 2);
+        return;
+      case 2:  // one row per warp (a gate/up pair when gated), many warps
+        go(gemv_kernel < T, NR, kGated ? 2 : 1, 8, kGated >, kGated ? 2 : 1);
+        return;
+      case 3:
+        go(gemv_kernel<T, NR, 4, 2, kGated>, 4);
+        return;
+      case 4:
+        go(gemv_kernel<T, NR, 4, 4, kGated>, 4);
+        return;
+      default:
+        break;
+    }
   }
+  // Measured on the H100 (8B decode shapes): 4 rows x 2 steps is the best or within 2% of it
+  // for every n; the gated form at n <= 2 does best with one gate/up pair x 4 steps.
+  if constexpr (kGated && NR <= 2)
+    go(gemv_kernel<T, NR, 2, 4, kGated>, 2);
+  else
+    go(gemv_kernel<T, NR, 4, 2, kGated>, 4);
 }
 
-template <bool kGated>
+template <typename T, bool kGated>
 void launch_any(const uint16_t* x, const uint16_t* w, void* out, int n, int N, int K, int variant,
                 cudaStream_t stream) {
   switch (n) {
     case 1:
-      launch_nr<1, kGated>(x, w, out, N, K, variant, stream);
+      launch_nr<T, 1, kGated>(x, w, out, N, K, variant, stream);
       break;
     case 2:
-      launch_nr<2, kGated>(x, w, out, N, K, variant, stream);
+      launch_nr<T, 2, kGated>(x, w, out, N, K, variant, stream);
       break;
     case 3:
-      launch_nr<3, kGated>(x, w, out, N, K, variant, stream);
+      launch_nr<T, 3, kGated>(x, w, out, N, K, variant, stream);
       break;
     case 4:
-      launch_nr<4, kGated>(x, w, out, N, K, variant, stream);
+      launch_nr<T, 4, kGated>(x, w, out, N, K, variant, stream);
       break;
     case 5:
-      launch_nr<5, kGated>(x, w, out, N, K, variant, stream);
+      launch_nr<T, 5, kGated>(x, w, out, N, K, variant, stream);
       break;
     case 6:
-      launch_nr<6, kGated>(x, w, out, N, K, variant, stream);
+      launch_nr<T, 6, kGated>(x, w, out, N, K, variant, stream);
       break;
     case 7:
-      launch_nr<7, kGated>(x, w, out, N, K, variant, stream);
+      launch_nr<T, 7, kGated>(x, w, out, N, K, variant, stream);
       break;
     default:
-      launch_nr<8, kGated>(x, w, out, N, K, variant, stream);
+      launch_nr<T, 8, kGated>(x, w, out, N, K, variant, stream);
       break;
   }
 }
@@ -228,16 +233,23 @@ bool gemv_supported(int n, int N, int K) {
 }
 
 void launch_gemv(const uint16_t* x, const uint16_t* w, float* y, int n, int N, int K,
-                 cudaStream_t stream, int variant) {
+                 cudaStream_t stream, int variant, WeightElem elem) {
   if (!gemv_supported(n, N, K)) return;
-  launch_any<false>(x, w, y, n, N, K, variant != 0 ? variant : default_variant(), stream);
+  const int v = variant != 0 ? variant : default_variant();
+  if (elem == WeightElem::kF16)
+    launch_any<F16, false>(x, w, y, n, N, K, v, stream);
+  else
+    launch_any<Bf16, false>(x, w, y, n, N, K, v, stream);
 }
 
 void launch_gemv_gate_up_silu(const uint16_t* x, const uint16_t* w_gu, uint16_t* out, int n,
-                              int n_ff, int K, cudaStream_t stream, int variant) {
+                              int n_ff, int K, cudaStream_t stream, int variant, WeightElem elem) {
   if (!gemv_supported(n, 2 * n_ff, K)) return;
-  launch_any<true>(x, w_gu, out, n, 2 * n_ff, K, variant != 0 ? variant : default_variant(),
-                   stream);
+  const int v = variant != 0 ? variant : default_variant();
+  if (elem == WeightElem::kF16)
+    launch_any<F16, true>(x, w_gu, out, n, 2 * n_ff, K, v, stream);
+  else
+    launch_any<Bf16, true>(x, w_gu, out, n, 2 * n_ff, K, v, stream);
 }
 
 }  // namespace sgl::backend::cuda

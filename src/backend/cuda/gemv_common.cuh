@@ -1,9 +1,10 @@
 // Device helpers shared by the decode GEMVs (gemv.cu, gemv_fused.cu): the streaming weight load,
-// bf16 unpacking and the 8-wide dot product. Both kernels use the same arithmetic order, so a row
-// computed by either is the same f32 sum.
+// bf16 / f16 unpacking and the 8-wide dot product. Both kernels use the same arithmetic order, so
+// a row computed by either is the same f32 sum.
 #pragma once
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #include <cstdint>
 
@@ -38,6 +39,41 @@ __device__ __forceinline__ float dot8(const uint4& w, const uint4& x, float acc)
 
 __device__ __forceinline__ uint16_t to_bf16_bits(float f) {
   return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+}
+
+// The element type of a GEMV's weights and activations (kernels.h: WeightElem), as a template
+// argument: lo/hi unpack the low/high element of a 32-bit pair to f32, bits rounds an f32 to it
+// (to nearest even). Bf16 is the code the bf16 kernels had before the f16 path existed.
+struct Bf16 {
+  __device__ __forceinline__ static float lo(uint32_t v) { return gemv_detail::lo(v); }
+  __device__ __forceinline__ static float hi(uint32_t v) { return gemv_detail::hi(v); }
+  __device__ __forceinline__ static uint16_t bits(float f) { return to_bf16_bits(f); }
+};
+struct F16 {
+  __device__ __forceinline__ static float lo(uint32_t v) {
+    return __half2float(__ushort_as_half(static_cast<uint16_t>(v & 0xffffu)));
+  }
+  __device__ __forceinline__ static float hi(uint32_t v) {
+    return __half2float(__ushort_as_half(static_cast<uint16_t>(v >> 16)));
+  }
+  // IEEE round to nearest: beyond +-65504 an activation becomes +-inf, as in torch.float16.
+  __device__ __forceinline__ static uint16_t bits(float f) {
+    return __half_as_ushort(__float2half_rn(f));
+  }
+};
+
+// dot8 over element type T (the same fma order as the bf16 dot8).
+template <typename T>
+__device__ __forceinline__ float dot8(const uint4& w, const uint4& x, float acc) {
+  acc = fmaf(T::lo(w.x), T::lo(x.x), acc);
+  acc = fmaf(T::hi(w.x), T::hi(x.x), acc);
+  acc = fmaf(T::lo(w.y), T::lo(x.y), acc);
+  acc = fmaf(T::hi(w.y), T::hi(x.y), acc);
+  acc = fmaf(T::lo(w.z), T::lo(x.z), acc);
+  acc = fmaf(T::hi(w.z), T::hi(x.z), acc);
+  acc = fmaf(T::lo(w.w), T::lo(x.w), acc);
+  acc = fmaf(T::hi(w.w), T::hi(x.w), acc);
+  return acc;
 }
 
 // SiLU(g) * u, the expression silu_mul_kernel uses, so every path rounds alike.

@@ -15,6 +15,8 @@
 // - an epilogue: plain f32 store, the residual add (y += sum, one lane per element, no atomics),
 //   SiLU(gate) * up, or bias + RoPE + the Q write and the K/V store into the slots (a warp's four
 //   rows are two RoPE pairs of one head, so both halves of every rotation are in its registers).
+// Every kernel is templated on the element type T of the weights and activations (gemv_common.cuh:
+// Bf16, or F16 for --dtype float16); Q stays bf16 and K/V the pool's type either way.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -38,10 +40,10 @@ using namespace gemv_detail;
 enum class Epi { kF32, kAdd, kGated, kQkvRope };
 
 struct FusedArgs {
-  const uint16_t* x = nullptr;  // bf16 activations [n, K] when there is no norm prologue
+  const uint16_t* x = nullptr;  // T activations [n, K] when there is no norm prologue
   GemvNormIn norm;              // norm.x != null: the prologue computes the activations
-  const uint16_t* w = nullptr;  // [N, K]
-  void* out = nullptr;          // kF32 / kAdd: f32 [n, N]; kGated: bf16 [n, N / 2]
+  const uint16_t* w = nullptr;  // [N, K] T
+  void* out = nullptr;          // kF32 / kAdd: f32 [n, N]; kGated: T [n, N / 2]
   int N = 0, K = 0, n_tasks = 0;
   QkvRopeArgs rope;  // kQkvRope (its qkv field is unused)
 };
@@ -82,9 +84,9 @@ __device__ __forceinline__ void task_rows(const FusedArgs& a, int t, int (&row)[
   }
 }
 
-// act[r, :] = bf16(x[r] * rsqrt(mean(x[r]^2) + eps) * weight) for the block's NR rows: the
+// act[r, :] = T(x[r] * rsqrt(mean(x[r]^2) + eps) * weight) for the block's NR rows: the
 // expression of rms_norm_kernel (the sum of squares in another order). Ends with a barrier.
-template <int NR>
+template <typename T, int NR>
 __device__ __forceinline__ void norm_prologue(const GemvNormIn& in, int K, uint16_t* act) {
   __shared__ float part[kWarps][NR];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -125,8 +127,8 @@ __device__ __forceinline__ void norm_prologue(const GemvNormIn& in, int K, uint1
     for (int r = 0; r < NR; ++r) {
       const float4 v = __ldg(reinterpret_cast<const float4*>(xr[r] + i));
       uint2 p;
-      p.x = to_bf16_bits(v.x * inv[r] * g.x) | (uint32_t{to_bf16_bits(v.y * inv[r] * g.y)} << 16);
-      p.y = to_bf16_bits(v.z * inv[r] * g.z) | (uint32_t{to_bf16_bits(v.w * inv[r] * g.w)} << 16);
+      p.x = T::bits(v.x * inv[r] * g.x) | (uint32_t{T::bits(v.y * inv[r] * g.y)} << 16);
+      p.y = T::bits(v.z * inv[r] * g.z) | (uint32_t{T::bits(v.w * inv[r] * g.w)} << 16);
       *reinterpret_cast<uint2*>(act + static_cast<size_t>(r) * K + i) = p;
     }
   }
@@ -169,13 +171,13 @@ __device__ __forceinline__ void qkv_rope_store(const QkvRopeArgs& a, int r, int 
 // the split: one warp per task leaves too few warps, each walking K one memory latency per step.
 // Split and without a prologue (O, down: one block per task, not persistent), n = 1 is held to 64
 // registers so that 8 blocks fit per SM and the 1024 tasks of a 4096-row matrix run in one wave.
-template <int NR, int R, int U, int KS, bool kNorm, Epi kEpi>
+template <typename T, int NR, int R, int U, int KS, bool kNorm, Epi kEpi>
 __global__ void __launch_bounds__(kWarps * 32, (KS > 1 && NR == 1 && !kNorm) ? 8 : 1)
     gemv_fused_kernel(const __grid_constant__ FusedArgs a) {
   static_assert(kEpi != Epi::kGated || R % 2 == 0, "gated rows come in gate/up pairs");
   static_assert(KS == 1 || KS == kWarps, "K is split over all of the block's warps or none");
   static_assert(NR * R <= 32, "one lane per output element");
-  extern __shared__ uint4 act_smem[];  // kNorm: [NR, K] bf16
+  extern __shared__ uint4 act_smem[];                // kNorm: [NR, K] T
   __shared__ float red[KS > 1 ? 2 : 1][KS][NR * R];  // KS > 1: per-warp sums, double-buffered
   uint16_t* act = reinterpret_cast<uint16_t*>(act_smem);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -208,7 +210,7 @@ __global__ void __launch_bounds__(kWarps * 32, (KS > 1 && NR == 1 && !kNorm) ? 8
   // previous kernel and the norm prologue.
   if (t < a.n_tasks) start_task(t);
   pdl_wait();
-  if constexpr (kNorm) norm_prologue<NR>(a.norm, K, act);
+  if constexpr (kNorm) norm_prologue<T, NR>(a.norm, K, act);
 
   int parity = 0;
   for (bool first = true; t < a.n_tasks; t += stride, first = false) {
@@ -232,7 +234,7 @@ __global__ void __launch_bounds__(kWarps * 32, (KS > 1 && NR == 1 && !kNorm) ? 8
             else
               xv = __ldg(reinterpret_cast<const uint4*>(a.x + static_cast<size_t>(r) * K + kk));
 #pragma unroll
-            for (int j = 0; j < R; ++j) acc[r][j] = dot8(wv[u][j], xv, acc[r][j]);
+            for (int j = 0; j < R; ++j) acc[r][j] = dot8<T>(wv[u][j], xv, acc[r][j]);
           }
         }
       }
@@ -278,7 +280,7 @@ __global__ void __launch_bounds__(kWarps * 32, (KS > 1 && NR == 1 && !kNorm) ? 8
         for (int j = 0; j < R / 2; ++j)
           if (lane == (r * (R / 2) + j) % 32 && live[j])
             y[static_cast<size_t>(r) * F + row[j]] =
-                to_bf16_bits(silu_mul(acc[r][j], acc[r][j + R / 2]));
+                T::bits(silu_mul(acc[r][j], acc[r][j + R / 2]));
     } else {
 #pragma unroll
       for (int r = 0; r < NR; ++r)
@@ -325,7 +327,8 @@ int prologue_blocks_per_sm() {
   return v;
 }
 
-// Shared memory of the norm prologue: n rows of K bf16, at most this much (two blocks per SM).
+// Shared memory of the norm prologue: n rows of K 16-bit elements, at most this much (two blocks
+// per SM).
 constexpr size_t kMaxPrologueSmem = 96 * 1024;
 
 // The most resident blocks per SM of `kernel` with `smem` dynamic bytes. The first call for a
@@ -374,9 +377,9 @@ int sm_count() {
 // are the same at every batch size.
 constexpr int kSplitBelowTasks = 4096;
 
-template <int NR, int R, int U, int KS, bool kNorm, Epi kEpi>
+template <typename T, int NR, int R, int U, int KS, bool kNorm, Epi kEpi>
 void launch_tiled(FusedArgs a, cudaStream_t stream) {
-  const auto kernel = gemv_fused_kernel<NR, R, U, KS, kNorm, kEpi>;
+  const auto kernel = gemv_fused_kernel<T, NR, R, U, KS, kNorm, kEpi>;
   const int warps_per_task = KS > 1 ? kWarps : 1;
   int blocks = (a.n_tasks * warps_per_task + kWarps - 1) / kWarps;
   size_t smem = 0;
@@ -399,7 +402,7 @@ void launch_tiled(FusedArgs a, cudaStream_t stream) {
   cudaLaunchKernelEx(&cfg, kernel, a);  // errors surface at the caller's cudaGetLastError()
 }
 
-template <int NR, bool kNorm, Epi kEpi>
+template <typename T, int NR, bool kNorm, Epi kEpi>
 void launch_fused(FusedArgs a, cudaStream_t stream) {
   // The split is chosen by the shape alone and uses one tiling (4 rows x 2 steps) for every n,
   // so a row's sums are the same at every batch size. Unsplit, the tilings of gemv.cu's
@@ -409,7 +412,7 @@ void launch_fused(FusedArgs a, cudaStream_t stream) {
   const int tasks4 = kEpi == Epi::kGated ? (out_rows + 1) / 2 : (out_rows + 3) / 4;
   if (tasks4 < kSplitBelowTasks && split_enabled()) {
     a.n_tasks = tasks4;
-    launch_tiled<NR, 4, 2, kWarps, kNorm, kEpi>(a, stream);
+    launch_tiled<T, NR, 4, 2, kWarps, kNorm, kEpi>(a, stream);
     return;
   }
   constexpr bool kSmallGated = kEpi == Epi::kGated && NR <= 2;
@@ -417,29 +420,37 @@ void launch_fused(FusedArgs a, cudaStream_t stream) {
   constexpr int U = kSmallGated ? 4 : 2;
   const int out_per_task = kEpi == Epi::kGated ? R / 2 : R;
   a.n_tasks = (out_rows + out_per_task - 1) / out_per_task;
-  launch_tiled<NR, R, U, 1, kNorm, kEpi>(a, stream);
+  launch_tiled<T, NR, R, U, 1, kNorm, kEpi>(a, stream);
+}
+
+template <typename T, bool kNorm, Epi kEpi>
+void launch_n(const FusedArgs& a, int n, cudaStream_t stream) {
+  switch (n) {
+    case 1:
+      return launch_fused<T, 1, kNorm, kEpi>(a, stream);
+    case 2:
+      return launch_fused<T, 2, kNorm, kEpi>(a, stream);
+    case 3:
+      return launch_fused<T, 3, kNorm, kEpi>(a, stream);
+    case 4:
+      return launch_fused<T, 4, kNorm, kEpi>(a, stream);
+    case 5:
+      return launch_fused<T, 5, kNorm, kEpi>(a, stream);
+    case 6:
+      return launch_fused<T, 6, kNorm, kEpi>(a, stream);
+    case 7:
+      return launch_fused<T, 7, kNorm, kEpi>(a, stream);
+    default:
+      return launch_fused<T, 8, kNorm, kEpi>(a, stream);
+  }
 }
 
 template <bool kNorm, Epi kEpi>
-void launch_any(const FusedArgs& a, int n, cudaStream_t stream) {
-  switch (n) {
-    case 1:
-      return launch_fused<1, kNorm, kEpi>(a, stream);
-    case 2:
-      return launch_fused<2, kNorm, kEpi>(a, stream);
-    case 3:
-      return launch_fused<3, kNorm, kEpi>(a, stream);
-    case 4:
-      return launch_fused<4, kNorm, kEpi>(a, stream);
-    case 5:
-      return launch_fused<5, kNorm, kEpi>(a, stream);
-    case 6:
-      return launch_fused<6, kNorm, kEpi>(a, stream);
-    case 7:
-      return launch_fused<7, kNorm, kEpi>(a, stream);
-    default:
-      return launch_fused<8, kNorm, kEpi>(a, stream);
-  }
+void launch_any(const FusedArgs& a, int n, cudaStream_t stream, WeightElem elem) {
+  if (elem == WeightElem::kF16)
+    launch_n<F16, kNorm, kEpi>(a, n, stream);
+  else
+    launch_n<Bf16, kNorm, kEpi>(a, n, stream);
 }
 
 }  // namespace
@@ -449,7 +460,7 @@ bool gemv_norm_supported(int n, int N, int K) {
 }
 
 void launch_gemv_norm(const GemvNormIn& in, const uint16_t* w, float* y, int n, int N, int K,
-                      cudaStream_t stream) {
+                      cudaStream_t stream, WeightElem elem) {
   if (!gemv_norm_supported(n, N, K)) return;
   FusedArgs a;
   a.norm = in;
@@ -457,11 +468,11 @@ void launch_gemv_norm(const GemvNormIn& in, const uint16_t* w, float* y, int n, 
   a.out = y;
   a.N = N;
   a.K = K;
-  launch_any<true, Epi::kF32>(a, n, stream);
+  launch_any<true, Epi::kF32>(a, n, stream, elem);
 }
 
-void launch_gemv_norm_gate_up_silu(const GemvNormIn& in, const uint16_t* w_gu, uint16_t* out,
-                                   int n, int n_ff, int K, cudaStream_t stream) {
+void launch_gemv_norm_gate_up_silu(const GemvNormIn& in, const uint16_t* w_gu, uint16_t* out, int n,
+                                   int n_ff, int K, cudaStream_t stream, WeightElem elem) {
   if (!gemv_norm_supported(n, 2 * n_ff, K)) return;
   FusedArgs a;
   a.norm = in;
@@ -469,11 +480,11 @@ void launch_gemv_norm_gate_up_silu(const GemvNormIn& in, const uint16_t* w_gu, u
   a.out = out;
   a.N = 2 * n_ff;
   a.K = K;
-  launch_any<true, Epi::kGated>(a, n, stream);
+  launch_any<true, Epi::kGated>(a, n, stream, elem);
 }
 
 void launch_gemv_add(const uint16_t* x, const uint16_t* w, float* resid, int n, int N, int K,
-                     cudaStream_t stream) {
+                     cudaStream_t stream, WeightElem elem) {
   if (!gemv_supported(n, N, K)) return;
   FusedArgs a;
   a.x = x;
@@ -481,7 +492,7 @@ void launch_gemv_add(const uint16_t* x, const uint16_t* w, float* resid, int n, 
   a.out = resid;
   a.N = N;
   a.K = K;
-  launch_any<false, Epi::kAdd>(a, n, stream);
+  launch_any<false, Epi::kAdd>(a, n, stream, elem);
 }
 
 bool gemv_norm_qkv_rope_supported(const QkvRopeArgs& a, int K) {
@@ -491,7 +502,7 @@ bool gemv_norm_qkv_rope_supported(const QkvRopeArgs& a, int K) {
 }
 
 void launch_gemv_norm_qkv_rope(const GemvNormIn& in, const uint16_t* w_qkv, const QkvRopeArgs& r,
-                               int K, cudaStream_t stream) {
+                               int K, cudaStream_t stream, WeightElem elem) {
   if (!gemv_norm_qkv_rope_supported(r, K)) return;
   FusedArgs a;
   a.norm = in;
@@ -499,7 +510,7 @@ void launch_gemv_norm_qkv_rope(const GemvNormIn& in, const uint16_t* w_qkv, cons
   a.N = (r.n_head + 2 * r.n_head_kv) * r.head_dim;
   a.K = K;
   a.rope = r;
-  launch_any<true, Epi::kQkvRope>(a, r.n, stream);
+  launch_any<true, Epi::kQkvRope>(a, r.n, stream, elem);
 }
 
 }  // namespace sgl::backend::cuda

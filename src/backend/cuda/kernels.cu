@@ -21,6 +21,21 @@ __device__ __forceinline__ float bf16_bits_to_float(uint16_t b) {
 __device__ __forceinline__ uint16_t float_to_bf16_bits(float f) {
   return __bfloat16_as_ushort(__float2bfloat16_rn(f));
 }
+// A weight-typed (WeightElem) element to and from f32, rounding to nearest even.
+template <WeightElem E>
+__device__ __forceinline__ float elem_to_float(uint16_t b) {
+  if constexpr (E == WeightElem::kBF16)
+    return bf16_bits_to_float(b);
+  else
+    return __half2float(__ushort_as_half(b));
+}
+template <WeightElem E>
+__device__ __forceinline__ uint16_t float_to_elem(float f) {
+  if constexpr (E == WeightElem::kBF16)
+    return float_to_bf16_bits(f);
+  else
+    return __half_as_ushort(__float2half_rn(f));
+}
 
 // Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
 __device__ float block_sum(float v) {
@@ -43,6 +58,7 @@ __device__ float block_sum(float v) {
 }
 
 // Grid (tokens, slices of 2048 columns): at batch 1 one block per row took ~9 us for 4096 columns.
+template <WeightElem E>
 __global__ void embedding_kernel(const uint16_t* __restrict__ table,
                                  const int32_t* __restrict__ tokens, int dim,
                                  float* __restrict__ x) {
@@ -54,17 +70,27 @@ __global__ void embedding_kernel(const uint16_t* __restrict__ table,
     for (int i = begin + threadIdx.x * 8; i < end; i += blockDim.x * 8) {
       const uint4 v = *reinterpret_cast<const uint4*>(row + i);
       float4* o = reinterpret_cast<float4*>(out + i);
-      o[0] = make_float4(__uint_as_float(v.x << 16), __uint_as_float(v.x & 0xffff0000u),
-                         __uint_as_float(v.y << 16), __uint_as_float(v.y & 0xffff0000u));
-      o[1] = make_float4(__uint_as_float(v.z << 16), __uint_as_float(v.z & 0xffff0000u),
-                         __uint_as_float(v.w << 16), __uint_as_float(v.w & 0xffff0000u));
+      if constexpr (E == WeightElem::kBF16) {
+        o[0] = make_float4(__uint_as_float(v.x << 16), __uint_as_float(v.x & 0xffff0000u),
+                           __uint_as_float(v.y << 16), __uint_as_float(v.y & 0xffff0000u));
+        o[1] = make_float4(__uint_as_float(v.z << 16), __uint_as_float(v.z & 0xffff0000u),
+                           __uint_as_float(v.w << 16), __uint_as_float(v.w & 0xffff0000u));
+      } else {
+        const float2 a = __half22float2(*reinterpret_cast<const __half2*>(&v.x));
+        const float2 b = __half22float2(*reinterpret_cast<const __half2*>(&v.y));
+        const float2 c = __half22float2(*reinterpret_cast<const __half2*>(&v.z));
+        const float2 d = __half22float2(*reinterpret_cast<const __half2*>(&v.w));
+        o[0] = make_float4(a.x, a.y, b.x, b.y);
+        o[1] = make_float4(c.x, c.y, d.x, d.y);
+      }
     }
   } else {
-    for (int i = begin + threadIdx.x; i < end; i += blockDim.x) out[i] = bf16_bits_to_float(row[i]);
+    for (int i = begin + threadIdx.x; i < end; i += blockDim.x) out[i] = elem_to_float<E>(row[i]);
   }
 }
 
 // One block per row. `delta` null: plain norm. `rows` non-null: the input row is x[rows[r]].
+template <WeightElem E>
 __global__ void rms_norm_kernel(float* __restrict__ x, const float* __restrict__ delta,
                                 const int32_t* __restrict__ rows, const float* __restrict__ w,
                                 uint16_t* __restrict__ y, int dim, float eps) {
@@ -85,8 +111,7 @@ __global__ void rms_norm_kernel(float* __restrict__ x, const float* __restrict__
   ss = block_sum(ss);
   const float inv = rsqrtf(ss / static_cast<float>(dim) + eps);
   uint16_t* yr = y + static_cast<size_t>(r) * dim;
-  for (int i = threadIdx.x; i < dim; i += blockDim.x)
-    yr[i] = float_to_bf16_bits(xr[i] * inv * w[i]);
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = float_to_elem<E>(xr[i] * inv * w[i]);
 }
 
 int norm_threads(int dim) {
@@ -162,6 +187,7 @@ __global__ void qkv_rope_store_kernel(QkvRopeArgs a) {
   }
 }
 
+template <WeightElem E>
 __global__ void silu_mul_kernel(const float* __restrict__ gu, int n, int n_ff,
                                 uint16_t* __restrict__ out) {
   const size_t total = static_cast<size_t>(n) * n_ff;
@@ -170,7 +196,29 @@ __global__ void silu_mul_kernel(const float* __restrict__ gu, int n, int n_ff,
     const size_t t = idx / n_ff, f = idx % n_ff;
     const float g = gu[t * 2 * n_ff + f];
     const float u = gu[t * 2 * n_ff + n_ff + f];
-    out[idx] = float_to_bf16_bits(g / (1.0f + __expf(-g)) * u);
+    out[idx] = float_to_elem<E>(g / (1.0f + __expf(-g)) * u);
+  }
+}
+
+// One thread per 8 elements (n % 8 == 0) or per element.
+__global__ void bf16_to_f16_kernel(const uint16_t* x, uint16_t* y, size_t n) {
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  const size_t i0 = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+  if (n % 8 == 0) {
+    for (size_t i = i0; i < n / 8; i += stride) {
+      uint4 v = reinterpret_cast<const uint4*>(x)[i];
+      uint32_t* w = &v.x;
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const __half2 h =
+            __floats2half2_rn(__uint_as_float(w[k] << 16), __uint_as_float(w[k] & 0xffff0000u));
+        w[k] = *reinterpret_cast<const uint32_t*>(&h);
+      }
+      reinterpret_cast<uint4*>(y)[i] = v;
+    }
+  } else {
+    for (size_t i = i0; i < n; i += stride)
+      y[i] = __half_as_ushort(__float2half_rn(bf16_bits_to_float(x[i])));
   }
 }
 
@@ -266,30 +314,48 @@ int grid_for(size_t n, int threads) {
 }  // namespace
 
 void launch_embedding(const uint16_t* table, const int32_t* tokens, int n, int n_embd, float* x,
-                      cudaStream_t stream) {
+                      cudaStream_t stream, WeightElem elem) {
   if (n <= 0) return;
-  embedding_kernel<<<dim3(n, (n_embd + 2047) / 2048), 256, 0, stream>>>(table, tokens, n_embd, x);
+  const dim3 grid(n, (n_embd + 2047) / 2048);
+  if (elem == WeightElem::kF16)
+    embedding_kernel<WeightElem::kF16><<<grid, 256, 0, stream>>>(table, tokens, n_embd, x);
+  else
+    embedding_kernel<WeightElem::kBF16><<<grid, 256, 0, stream>>>(table, tokens, n_embd, x);
 }
 
-void launch_rms_norm(const float* x, const float* w, uint16_t* y, int n, int dim, float eps,
-                     cudaStream_t stream) {
+namespace {
+// The kernel writes x only when delta is given; the cast keeps one kernel for every use.
+void launch_norm(float* x, const float* delta, const int32_t* rows, const float* w, uint16_t* y,
+                 int n, int dim, float eps, cudaStream_t stream, WeightElem elem) {
   if (n <= 0) return;
-  // The kernel writes x only when delta is given; the cast keeps one kernel for both uses.
-  rms_norm_kernel<<<n, norm_threads(dim), 0, stream>>>(const_cast<float*>(x), nullptr, nullptr, w,
-                                                       y, dim, eps);
+  if (elem == WeightElem::kF16)
+    rms_norm_kernel<WeightElem::kF16>
+        <<<n, norm_threads(dim), 0, stream>>>(x, delta, rows, w, y, dim, eps);
+  else
+    rms_norm_kernel<WeightElem::kBF16>
+        <<<n, norm_threads(dim), 0, stream>>>(x, delta, rows, w, y, dim, eps);
+}
+}  // namespace
+
+void launch_rms_norm(const float* x, const float* w, uint16_t* y, int n, int dim, float eps,
+                     cudaStream_t stream, WeightElem elem) {
+  launch_norm(const_cast<float*>(x), nullptr, nullptr, w, y, n, dim, eps, stream, elem);
 }
 
 void launch_add_rms_norm(float* x, const float* delta, const float* w, uint16_t* y, int n, int dim,
-                         float eps, cudaStream_t stream) {
-  if (n <= 0) return;
-  rms_norm_kernel<<<n, norm_threads(dim), 0, stream>>>(x, delta, nullptr, w, y, dim, eps);
+                         float eps, cudaStream_t stream, WeightElem elem) {
+  launch_norm(x, delta, nullptr, w, y, n, dim, eps, stream, elem);
 }
 
 void launch_gather_rms_norm(const float* x, const int32_t* rows, int n_rows, int dim,
-                            const float* w, float eps, uint16_t* y, cudaStream_t stream) {
-  if (n_rows <= 0) return;
-  rms_norm_kernel<<<n_rows, norm_threads(dim), 0, stream>>>(const_cast<float*>(x), nullptr, rows, w,
-                                                            y, dim, eps);
+                            const float* w, float eps, uint16_t* y, cudaStream_t stream,
+                            WeightElem elem) {
+  launch_norm(const_cast<float*>(x), nullptr, rows, w, y, n_rows, dim, eps, stream, elem);
+}
+
+void launch_bf16_to_f16(const uint16_t* x, uint16_t* y, size_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  bf16_to_f16_kernel<<<grid_for(n % 8 == 0 ? n / 8 : n, 256), 256, 0, stream>>>(x, y, n);
 }
 
 void launch_rope_table(const double* inv_freq, int rope_dim, const int32_t* positions, int n,
@@ -320,10 +386,14 @@ void launch_qkv_rope_store(const QkvRopeArgs& a, cudaStream_t stream) {
   }
 }
 
-void launch_silu_mul(const float* gu, int n, int n_ff, uint16_t* out, cudaStream_t stream) {
+void launch_silu_mul(const float* gu, int n, int n_ff, uint16_t* out, cudaStream_t stream,
+                     WeightElem elem) {
   const size_t total = static_cast<size_t>(n) * n_ff;
   if (total == 0) return;
-  silu_mul_kernel<<<grid_for(total, 256), 256, 0, stream>>>(gu, n, n_ff, out);
+  if (elem == WeightElem::kF16)
+    silu_mul_kernel<WeightElem::kF16><<<grid_for(total, 256), 256, 0, stream>>>(gu, n, n_ff, out);
+  else
+    silu_mul_kernel<WeightElem::kBF16><<<grid_for(total, 256), 256, 0, stream>>>(gu, n, n_ff, out);
 }
 
 void launch_argmax(const float* logits, int n_rows, int n_vocab, int32_t* out,
@@ -335,6 +405,12 @@ void launch_argmax(const float* logits, int n_rows, int n_vocab, int32_t* out,
 void launch_fill_uniform_bf16(uint16_t* p, size_t n, float scale, uint64_t seed,
                               cudaStream_t stream) {
   launch_fill_uniform_kv(p, n, KvElem::kBF16, scale, seed, stream);
+}
+
+void launch_fill_uniform_weight(uint16_t* p, size_t n, WeightElem elem, float scale, uint64_t seed,
+                                cudaStream_t stream) {
+  launch_fill_uniform_kv(p, n, elem == WeightElem::kF16 ? KvElem::kF16 : KvElem::kBF16, scale, seed,
+                         stream);
 }
 
 void launch_fill_uniform_kv(void* p, size_t n, KvElem kv_elem, float scale, uint64_t seed,

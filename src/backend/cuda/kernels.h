@@ -3,9 +3,11 @@
 // layer). bf16 buffers are passed as uint16_t* holding raw bfloat16 bits so that this header
 // needs no CUDA type beyond cudaStream_t. Shapes are row-major, given in comments as [rows, cols].
 //
-// Numerics: activations that feed GEMMs are bf16, the residual stream and GEMM outputs are f32,
-// every reduction (norms, attention softmax, dot products) accumulates in f32, RoPE angles are
-// computed in double (as the CPU backend's rope_table does).
+// Numerics: weights and the activations that feed GEMMs are bf16 (or all f16: WeightElem), the
+// residual stream and GEMM outputs are f32, every reduction (norms, attention softmax, dot
+// products) accumulates in f32, RoPE angles are computed in double (as the CPU backend's
+// rope_table does). Q, the KV pool and the attention output keep their own types whatever the
+// weights are.
 #pragma once
 
 #include <cstddef>
@@ -24,22 +26,33 @@ constexpr int kv_elem_bytes(KvElem e) {
   return e == KvElem::kFp8E4M3 || e == KvElem::kFp8E5M2 ? 1 : 2;
 }
 
-// x[t, :] = float(table[tokens[t], :]).  table: [n_vocab, n_embd] bf16, x: [n, n_embd] f32.
+// Element type of the weight matrices (the embedding table and LM head included) and of the
+// activations that feed their GEMMs (SGLang's --dtype): every launcher below that takes one reads
+// and writes those uint16_t buffers as this type (bf16 when left out). f16 values are rounded to
+// nearest even; an f16 activation beyond +-65504 becomes +-inf (as torch.float16 does).
+enum class WeightElem { kBF16, kF16 };
+
+// x[t, :] = float(table[tokens[t], :]).  table: [n_vocab, n_embd] `elem`, x: [n, n_embd] f32.
 // REQUIRES: every token id is a valid row.
 void launch_embedding(const uint16_t* table, const int32_t* tokens, int n, int n_embd, float* x,
-                      cudaStream_t stream);
+                      cudaStream_t stream, WeightElem elem = WeightElem::kBF16);
 
-// y[t] = bf16(x[t] / sqrt(mean(x[t]^2) + eps) * w).  x: [n, dim] f32, w: [dim] f32, y bf16.
+// y[t] = elem(x[t] / sqrt(mean(x[t]^2) + eps) * w).  x: [n, dim] f32, w: [dim] f32, y `elem`.
 void launch_rms_norm(const float* x, const float* w, uint16_t* y, int n, int dim, float eps,
-                     cudaStream_t stream);
+                     cudaStream_t stream, WeightElem elem = WeightElem::kBF16);
 
 // Fused residual add + RMS norm: x[t] += delta[t] (in place, f32), then y[t] = rms_norm(x[t]) * w.
 void launch_add_rms_norm(float* x, const float* delta, const float* w, uint16_t* y, int n, int dim,
-                         float eps, cudaStream_t stream);
+                         float eps, cudaStream_t stream, WeightElem elem = WeightElem::kBF16);
 
 // y[r] = rms_norm(x[rows[r]]) * w for r < n_rows: the logits row selection before the LM head.
 void launch_gather_rms_norm(const float* x, const int32_t* rows, int n_rows, int dim,
-                            const float* w, float eps, uint16_t* y, cudaStream_t stream);
+                            const float* w, float eps, uint16_t* y, cudaStream_t stream,
+                            WeightElem elem = WeightElem::kBF16);
+
+// y[i] = f16(bf16 x[i]) for i < n, in place allowed (y == x): the bf16 attention output as the
+// f16 input of the O projection (exact for |x| <= 65504 above f16's subnormal range).
+void launch_bf16_to_f16(const uint16_t* x, uint16_t* y, size_t n, cudaStream_t stream);
 
 // cos_sin [n, rope_dim]: per token the rope_dim/2 cosines then the rope_dim/2 sines of
 // positions[t] * inv_freq[i] (inv_freq: [rope_dim/2] doubles on the device, scaling folded in).
@@ -61,8 +74,9 @@ struct QkvRopeArgs {
 // Adds the bias, rotates Q and K, writes Q (bf16) and stores K, V into their slots.
 void launch_qkv_rope_store(const QkvRopeArgs& a, cudaStream_t stream);
 
-// out[t, f] = bf16(silu(gu[t, f]) * gu[t, n_ff + f]).  gu: [n, 2 n_ff] f32 (gate | up).
-void launch_silu_mul(const float* gu, int n, int n_ff, uint16_t* out, cudaStream_t stream);
+// out[t, f] = elem(silu(gu[t, f]) * gu[t, n_ff + f]).  gu: [n, 2 n_ff] f32 (gate | up).
+void launch_silu_mul(const float* gu, int n, int n_ff, uint16_t* out, cudaStream_t stream,
+                     WeightElem elem = WeightElem::kBF16);
 
 // out[r] = the index of the largest of logits[r, 0..n_vocab) (lowest index on ties).
 void launch_argmax(const float* logits, int n_rows, int n_vocab, int32_t* out, cudaStream_t stream);
@@ -145,17 +159,19 @@ void launch_kv_rows_to_bf16(const void* k_cache, const void* v_cache, KvElem kv_
 // row-major as stored), f32 accumulation, for n <= kGemvMaxRows activation rows. A pure weight
 // stream (16-byte loads, several in flight per lane, one warp per few output rows, no split over
 // K): deterministic, and independent of n in its per-row arithmetic order. `variant` 0 is the
-// tuned default; 1..4 are alternative tilings kept for benchmarks.
+// tuned default; 1..4 are alternative tilings kept for benchmarks (bf16 only: f16 always runs
+// the default). With elem kF16, x and W are both f16.
 // REQUIRES: gemv_supported(n, N, K); x, w 16-byte aligned.
 constexpr int kGemvMaxRows = 8;
 bool gemv_supported(int n, int N, int K);
 void launch_gemv(const uint16_t* x, const uint16_t* w, float* y, int n, int N, int K,
-                 cudaStream_t stream, int variant = 0);
+                 cudaStream_t stream, int variant = 0, WeightElem elem = WeightElem::kBF16);
 // The same over the fused gate|up matrix w_gu [2 n_ff, K] with the SiLU-and-multiply epilogue:
-// out[t, f] = bf16(silu(g) * u), g = x[t] . w_gu[f], u = x[t] . w_gu[n_ff + f] (f32 sums), the
-// expression launch_silu_mul uses. out: [n, n_ff] bf16.
+// out[t, f] = elem(silu(g) * u), g = x[t] . w_gu[f], u = x[t] . w_gu[n_ff + f] (f32 sums), the
+// expression launch_silu_mul uses. out: [n, n_ff] `elem`.
 void launch_gemv_gate_up_silu(const uint16_t* x, const uint16_t* w_gu, uint16_t* out, int n,
-                              int n_ff, int K, cudaStream_t stream, int variant = 0);
+                              int n_ff, int K, cudaStream_t stream, int variant = 0,
+                              WeightElem elem = WeightElem::kBF16);
 
 // Decode GEMVs with the neighbouring elementwise work fused in (gemv_fused.cu), for decode steps
 // of n <= kGemvMaxRows rows: the weight stream of launch_gemv (for the small projections, fewer
@@ -168,6 +184,8 @@ void launch_gemv_gate_up_silu(const uint16_t* x, const uint16_t* w_gu, uint16_t*
 //   the residual add after the O and down projections;
 // - launch_gemv_norm_qkv_rope: bias + RoPE + the Q write and the K/V store of launch_qkv_rope_store
 //   in the epilogue (the f32 Q|K|V rows never go to memory).
+// With elem kF16 the weights, x of launch_gemv_add, the prologue's activations and the gated
+// output are f16 (Q and K/V keep their types).
 struct GemvNormIn {
   const float* x = nullptr;       // [*, K] f32 (the residual stream)
   const int32_t* rows = nullptr;  // [n] the rows of x to use, or null: rows 0..n-1
@@ -178,23 +196,27 @@ struct GemvNormIn {
 bool gemv_norm_supported(int n, int N, int K);
 // y[n, N] (f32) = rms_norm(x) W^T.  REQUIRES: gemv_norm_supported(n, N, K); x rows 16-byte aligned.
 void launch_gemv_norm(const GemvNormIn& in, const uint16_t* w, float* y, int n, int N, int K,
-                      cudaStream_t stream);
-// out[n, n_ff] (bf16) = silu(g) * u of rms_norm(x) w_gu^T, as launch_gemv_gate_up_silu.
-void launch_gemv_norm_gate_up_silu(const GemvNormIn& in, const uint16_t* w_gu, uint16_t* out,
-                                   int n, int n_ff, int K, cudaStream_t stream);
-// resid[n, N] (f32) += x[n, K] (bf16) W^T.  REQUIRES: gemv_supported(n, N, K).
+                      cudaStream_t stream, WeightElem elem = WeightElem::kBF16);
+// out[n, n_ff] (`elem`) = silu(g) * u of rms_norm(x) w_gu^T, as launch_gemv_gate_up_silu.
+void launch_gemv_norm_gate_up_silu(const GemvNormIn& in, const uint16_t* w_gu, uint16_t* out, int n,
+                                   int n_ff, int K, cudaStream_t stream,
+                                   WeightElem elem = WeightElem::kBF16);
+// resid[n, N] (f32) += x[n, K] W^T.  REQUIRES: gemv_supported(n, N, K).
 void launch_gemv_add(const uint16_t* x, const uint16_t* w, float* resid, int n, int N, int K,
-                     cudaStream_t stream);
+                     cudaStream_t stream, WeightElem elem = WeightElem::kBF16);
 // What launch_qkv_rope_store(a) does to rms_norm(x) w_qkv^T (a.qkv is ignored), for a.n rows:
 // needs gemv_norm_supported, head_dim and rope_dim multiples of 4.
 bool gemv_norm_qkv_rope_supported(const QkvRopeArgs& a, int K);
 void launch_gemv_norm_qkv_rope(const GemvNormIn& in, const uint16_t* w_qkv, const QkvRopeArgs& a,
-                               int K, cudaStream_t stream);
+                               int K, cudaStream_t stream, WeightElem elem = WeightElem::kBF16);
 
 // Deterministic pseudo-random fill (dummy weights): p[i] = bf16(scale * u_i), u_i uniform in
 // [-1, 1) from a hash of (seed, i).
 void launch_fill_uniform_bf16(uint16_t* p, size_t n, float scale, uint64_t seed,
                               cudaStream_t stream);
+// The same draws as `elem` (f16: rounded to nearest even).
+void launch_fill_uniform_weight(uint16_t* p, size_t n, WeightElem elem, float scale, uint64_t seed,
+                                cudaStream_t stream);
 // The same draws as KV elements of kv_elem (rounded and saturated as the K/V store does).
 void launch_fill_uniform_kv(void* p, size_t n, KvElem kv_elem, float scale, uint64_t seed,
                             cudaStream_t stream);

@@ -1,5 +1,5 @@
 // KV cache element types: the names accepted (SGLang's --kv-cache-dtype names included), the
-// names printed, the bytes per element.
+// names printed, the bytes per element. Weight types (--dtype): the names accepted and printed.
 #include <gtest/gtest.h>
 
 #include "backend/backend.h"
@@ -34,6 +34,30 @@ TEST(KvDtype, ParseNamesAndBytes) {
     auto t = parse_kv_dtype(bad);
     ASSERT_FALSE(t.is_ok()) << bad;
     EXPECT_NE(t.status().message().find("fp8_e4m3"), std::string::npos);  // lists the choices
+  }
+}
+
+TEST(WeightDtype, ParseNames) {
+  struct Case {
+    const char* name;
+    WeightDtype want;
+  };
+  for (const Case& c : {Case{"auto", WeightDtype::kAuto}, Case{"half", WeightDtype::kF16},
+                        Case{"float16", WeightDtype::kF16}, Case{"fp16", WeightDtype::kF16},
+                        Case{"f16", WeightDtype::kF16}, Case{"bfloat16", WeightDtype::kBF16},
+                        Case{"bf16", WeightDtype::kBF16}, Case{"float", WeightDtype::kF32},
+                        Case{"float32", WeightDtype::kF32}}) {
+    auto t = parse_weight_dtype(c.name);
+    ASSERT_TRUE(t.is_ok()) << c.name;
+    EXPECT_EQ(*t, c.want) << c.name;
+    auto back = parse_weight_dtype(weight_dtype_name(*t));
+    ASSERT_TRUE(back.is_ok()) << weight_dtype_name(*t);
+    EXPECT_EQ(*back, *t);
+  }
+  for (const char* bad : {"fp8", "float64", "int8", "Half", ""}) {
+    auto t = parse_weight_dtype(bad);
+    ASSERT_FALSE(t.is_ok()) << bad;
+    EXPECT_NE(t.status().message().find("bfloat16"), std::string::npos);  // lists the choices
   }
 }
 

@@ -133,12 +133,16 @@ inline std::vector<int32_t> shuffled_slots(int capacity, std::mt19937& rng) {
 }
 
 // A tiny random Llama-family model written as GGUF with f32 weights (cuda_model_test.cpp,
-// cuda_tp_test.cpp): GPT-2 byte tokens + control tokens up to kTinyVocab.
+// cuda_tp_test.cpp): GPT-2 byte tokens + control tokens up to kTinyVocab. f16_matrices: the
+// weight matrices as F16 tensors instead (an f16 checkpoint); big_weight != 0: the first element
+// of blk.0.ffn_down.weight is set to it (a value beyond f16's range, say).
 struct TinyModelSpec {
   std::string arch = "llama";
   uint32_t n_embd = 64, n_layer = 2, n_ff = 128, n_head = 4, n_head_kv = 2, head_dim = 16;
   bool bias = false, rope_freqs = false, tied = false;
   uint32_t seed = 1;
+  bool f16_matrices = false;
+  float big_weight = 0.0f;
 };
 
 constexpr uint32_t kTinyVocab = 320;
@@ -195,7 +199,15 @@ inline Status write_tiny_gguf(const std::string& path, const TinyModelSpec& s) {
     return v;
   };
   auto matrix = [&](const std::string& name, uint64_t n_in, uint64_t n_out, float scale) {
-    w.add_f32_tensor(name, {n_in, n_out}, normal(n_in * n_out, 0, scale / std::sqrt(float(n_in))));
+    std::vector<float> v = normal(n_in * n_out, 0, scale / std::sqrt(float(n_in)));
+    if (s.big_weight != 0.0f && name == "blk.0.ffn_down.weight") v[0] = s.big_weight;
+    if (!s.f16_matrices) {
+      w.add_f32_tensor(name, {n_in, n_out}, v);
+      return;
+    }
+    std::vector<uint16_t> h(v.size());
+    for (size_t i = 0; i < v.size(); ++i) h[i] = fp32_to_fp16(v[i]);
+    w.add_tensor(name, {n_in, n_out}, model::GgmlType::kF16, h.data(), h.size() * 2);
   };
   const uint64_t E = s.n_embd, F = s.n_ff, Q = uint64_t{s.n_head} * s.head_dim,
                  KV = uint64_t{s.n_head_kv} * s.head_dim;

@@ -955,6 +955,23 @@ TEST_F(EngineTest, TensorParallelismNeedsCuda) {
   EXPECT_TRUE(Engine::create(kModelPath, o).is_ok());
 }
 
+TEST_F(EngineTest, WeightDtypeOtherThanAutoIsRefusedOnTheCpu) {
+  // --dtype picks the GPU weights' type; the CPU backend computes on the checkpoint's own types,
+  // so any other value than auto is a clear error there (after loading, with a clean teardown).
+  EngineOptions o;
+  o.threads = 2;
+  for (auto d : {sgl::backend::WeightDtype::kF16, sgl::backend::WeightDtype::kBF16,
+                 sgl::backend::WeightDtype::kF32}) {
+    o.dtype = d;
+    auto e = Engine::create(kModelPath, o);
+    ASSERT_FALSE(e.is_ok()) << sgl::backend::weight_dtype_name(d);
+    EXPECT_NE(e.status().message().find("--dtype"), std::string::npos) << e.status().to_string();
+    EXPECT_NE(e.status().message().find("auto"), std::string::npos) << e.status().to_string();
+  }
+  o.dtype = sgl::backend::WeightDtype::kAuto;
+  EXPECT_TRUE(Engine::create(kModelPath, o).is_ok());
+}
+
 TEST_F(EngineTest, DummyLoadFormatChecksItsInputs) {
   // --load-format dummy: a config.json plus a separate tokenizer; random weights exist only on
   // the GPU backend, so on the CPU it is a clear error, as are missing or unknown inputs.

@@ -182,6 +182,36 @@ TEST(ServerArgs, KvCacheDtype) {
   EXPECT_FALSE(parse_server_args({"--model-path", "m", "--kv-cache-dtype", "fp4"}, &help).is_ok());
 }
 
+TEST(ServerArgs, WeightDtype) {
+  // SGLang's --dtype names reach the engine options; auto by default; unknown names fail at
+  // parse time, float32 later (the CUDA backend refuses it with its reason).
+  bool help = false;
+  auto def = parse_server_args({"--model-path", "m"}, &help);
+  ASSERT_TRUE(def.is_ok());
+  EXPECT_EQ(def->dtype, "auto");
+  auto def_o = engine_options(*def);
+  ASSERT_TRUE(def_o.is_ok());
+  EXPECT_EQ(def_o->dtype, backend::WeightDtype::kAuto);
+  struct Case {
+    const char* name;
+    backend::WeightDtype want;
+  };
+  for (const Case& c :
+       {Case{"half", backend::WeightDtype::kF16}, Case{"float16", backend::WeightDtype::kF16},
+        Case{"bfloat16", backend::WeightDtype::kBF16},
+        Case{"float32", backend::WeightDtype::kF32}}) {
+    auto a = parse_server_args({"--model-path", "m", "--dtype", c.name}, &help);
+    ASSERT_TRUE(a.is_ok()) << c.name << ": " << a.status().to_string();
+    auto o = engine_options(*a);
+    ASSERT_TRUE(o.is_ok()) << o.status().to_string();
+    EXPECT_EQ(o->dtype, c.want) << c.name;
+    EXPECT_EQ(server_args_json(*a)["dtype"], c.name);
+  }
+  auto bad = parse_server_args({"--model-path", "m", "--dtype=fp8"}, &help);
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("--dtype"), std::string::npos);
+}
+
 TEST(ServerArgs, ErrorsAndHelp) {
   bool help = false;
   EXPECT_FALSE(parse_server_args({}, &help).is_ok());
