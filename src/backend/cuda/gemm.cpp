@@ -109,9 +109,11 @@ Result<const Gemm::Plan*> Gemm::plan(int n, int m, int k, GemmOut out, const uin
   // Each run is timed as it runs in a forward pass, with the weights coming from HBM: before it,
   // a read of a scratch buffer of twice the L2 evicts them. Timed over the same matrix again and
   // again, a 32-67 MB shape (Llama-3.1-8B's QKV and O at n = 2..8) sat in the 50 MB L2 of an
-  // H100 and the choice flipped between start-ups (docs/cuda.md, "GEMM planner"). A read, not a
-  // write (memset): dirty lines would be written back during the timed run. Stream-ordered
-  // allocation: no device-wide synchronization (NCCL kernels of other ranks may be in flight).
+  // H100 and the choice flipped between start-ups (docs/cuda.md, "GEMM planner timing"). A read,
+  // not a write (memset): dirty lines would be written back during the timed run. The timed
+  // kernel is queued behind that read when e0 fires, so the host's launch cost (larger for
+  // cuBLASLt) is left out, as in a graph replay. Stream-ordered allocation: no device-wide
+  // synchronization (NCCL kernels of other ranks may be in flight).
   // SGL_CUDA_GEMM_LOG=1 prints each timed plan (candidates' medians, choice, planning time).
   const bool try_gemv = gemv_enabled_ && out == GemmOut::kF32 && gemv_supported(n, m, k) &&
                         reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
@@ -126,11 +128,10 @@ Result<const Gemm::Plan*> Gemm::plan(int n, int m, int k, GemmOut out, const uin
       l2_bytes = 0;
     // Rows of argmax over the scratch as floats, then its int32 outputs.
     constexpr int kFlushRows = 4096;
-    const size_t flush_cols =
-        std::max<size_t>(1, (std::max<size_t>(l2_bytes, size_t{50} << 20) * 2) /
-                                (sizeof(float) * kFlushRows));
-    const size_t flush_bytes = flush_cols * kFlushRows * sizeof(float) +
-                               kFlushRows * sizeof(int32_t);
+    const size_t flush_cols = std::max<size_t>(
+        1, (std::max<size_t>(l2_bytes, size_t{50} << 20) * 2) / (sizeof(float) * kFlushRows));
+    const size_t flush_bytes =
+        flush_cols * kFlushRows * sizeof(float) + kFlushRows * sizeof(int32_t);
     void* flush = nullptr;
     if (cudaMallocAsync(&flush, flush_bytes, stream) != cudaSuccess ||
         cudaMemsetAsync(flush, 0, flush_bytes, stream) != cudaSuccess) {
@@ -189,9 +190,9 @@ Result<const Gemm::Plan*> Gemm::plan(int n, int m, int k, GemmOut out, const uin
     if (flush) cudaFreeAsync(flush, stream);
     cudaGetLastError();
     if (log) {
-      const double ms = std::chrono::duration<double, std::milli>(
-                            std::chrono::steady_clock::now() - t_plan)
-                            .count();
+      const double ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_plan)
+              .count();
       std::fprintf(stderr,
                    "gemm plan n=%d m=%d k=%d out=%s l2_flush=%s: %s; medians us:%s; %.2f ms\n", n,
                    m, k, out == GemmOut::kF32 ? "f32" : "bf16", flush ? "yes" : "no",

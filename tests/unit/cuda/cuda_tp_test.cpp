@@ -185,8 +185,8 @@ void CudaTpTest::two_gpus_match_one(backend::KvDtype kv) {
   std::printf(
       "[ %s %s ] tp=2 vs tp=1: worst row error %.3g, mean %.3g over %d rows, top-1 same %d, "
       "greedy same %d/%d\n",
-      GetParam().arch.c_str(), kv_name(kv), check.worst, check.mean(), check.rows,
-      check.top1_same, greedy_same, greedy_rows);
+      GetParam().arch.c_str(), kv_name(kv), check.worst, check.mean(), check.rows, check.top1_same,
+      greedy_same, greedy_rows);
 }
 
 // Decode batches through the CUDA graphs with the NCCL all-reduces captured in them
@@ -235,10 +235,10 @@ void CudaTpTest::decode_graphs_with_nccl(backend::KvDtype kv) {
   decode({3, 1, 0, 4});                                 // size 4 replayed, other contents
   for (int s = 0; s < 3; ++s) decode({0, 1, 2, 3, 4});  // size 8
   check.expect_overall();
-  std::printf("[ %s %s ] tp=2 graphs vs tp=1 eager: worst row error %.3g, mean %.3g over %d "
-              "rows, top-1 same %d\n",
-              GetParam().arch.c_str(), kv_name(kv), check.worst, check.mean(), check.rows,
-              check.top1_same);
+  std::printf(
+      "[ %s %s ] tp=2 graphs vs tp=1 eager: worst row error %.3g, mean %.3g over %d "
+      "rows, top-1 same %d\n",
+      GetParam().arch.c_str(), kv_name(kv), check.worst, check.mean(), check.rows, check.top1_same);
 }
 
 // Device sampling on rank 0: greedy rows give the greedy tokens; seeded rows are reproducible;

@@ -202,9 +202,9 @@ class FaultTest : public ::testing::Test {
         << "request " << i << ": " << got.finish_reason.message;
     ASSERT_LT(got.output_ids.size(), ref.output_ids.size()) << "request " << i;
     EXPECT_EQ(got.output_ids,
-              std::vector<int32_t>(ref.output_ids.begin(),
-                                   ref.output_ids.begin() +
-                                       static_cast<std::ptrdiff_t>(got.output_ids.size())))
+              std::vector<int32_t>(
+                  ref.output_ids.begin(),
+                  ref.output_ids.begin() + static_cast<std::ptrdiff_t>(got.output_ids.size())))
         << "request " << i;
     EXPECT_EQ(got.completion_tokens, static_cast<int32_t>(got.output_ids.size()));
   }
@@ -228,8 +228,7 @@ class FaultTest : public ::testing::Test {
     for (size_t i = 0; i < got.size(); ++i) {
       EXPECT_EQ(got[i].output_ids, ref[i].output_ids) << "request " << i;
       EXPECT_EQ(got[i].text, ref[i].text) << "request " << i;
-      EXPECT_EQ(got[i].finish_reason.to_json(), ref[i].finish_reason.to_json())
-          << "request " << i;
+      EXPECT_EQ(got[i].finish_reason.to_json(), ref[i].finish_reason.to_json()) << "request " << i;
     }
   }
 
