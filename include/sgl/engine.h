@@ -222,6 +222,10 @@ struct EngineOptions {
   // Tests: the overlap schedule also on a backend whose launches are synchronous (the CPU
   // backend), where it gains nothing and delays every token's event by one step.
   bool overlap_sync_backend = false;
+  // Tests: replaces the backend once it is created, e.g. with a wrapper that injects faults
+  // (tests/unit/engine/engine_fault_test.cpp). Null: the backend is used as created.
+  std::function<std::unique_ptr<backend::Backend>(std::unique_ptr<backend::Backend>)>
+      wrap_backend;
 };
 
 struct EngineStats {

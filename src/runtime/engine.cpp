@@ -8,6 +8,7 @@
 #include <optional>
 #include <span>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include "backend/factory.h"
@@ -339,6 +340,10 @@ Result<std::unique_ptr<Engine>> Engine::create(std::string model_path, EngineOpt
     SGL_ASSIGN_OR_RETURN(e->backend_, backend::create_dummy_backend(e->model_->config, bo));
   } else {
     SGL_ASSIGN_OR_RETURN(e->backend_, backend::create_backend(*e->model_, bo));
+  }
+  if (options.wrap_backend) {
+    e->backend_ = options.wrap_backend(std::move(e->backend_));
+    if (!e->backend_) return invalid_argument("wrap_backend returned no backend");
   }
   e->n_vocab_ = static_cast<int32_t>(e->backend_->config().n_vocab);
   e->tok_vocab_ = e->model_->tok().vocab_size();
@@ -1320,9 +1325,14 @@ void Engine::launch_async(const backend::ForwardBatch& batch, const std::vector<
   Result<uint64_t> ticket = backend_->launch_sample(batch, sample_rows);
   counters_.forward_seconds += seconds_between(t0, Clock::now());
   if (!ticket.is_ok()) {
-    drain();  // the rows that read its tokens are not launched: settle them first
-    for (Req* r : in_batch)
-      abort_req(*r, "forward pass failed: " + ticket.status().to_string());
+    // The rows that read the launch in flight's tokens are not launched: settle it first. That
+    // may finish requests of this batch (a stop token in flight) or, if it failed too, abort
+    // every running one, and its sweep frees them: abort only those of the batch still running.
+    const std::unordered_set<const Req*> failed(in_batch.begin(), in_batch.end());
+    drain();
+    for (auto& r : running_)
+      if (failed.count(r.get()) != 0)
+        abort_req(*r, "forward pass failed: " + ticket.status().to_string());
     sweep();
     return;
   }

@@ -4,6 +4,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
@@ -111,10 +113,48 @@ Result<const Gemm::Plan*> Gemm::plan(int n, int m, int k, GemmOut out, const uin
   // is rewritten by the real call after), the fastest median of 5 wins.
   // Our own weight-streaming GEMV (launch_gemv) joins the candidates for f32 outputs of up to
   // kGemvMaxRows rows.
+  // Each run is timed as it runs in a forward pass, with the weights coming from HBM: before it,
+  // a read of a scratch buffer of twice the L2 evicts them. Timed over the same matrix again and
+  // again, a 32-67 MB shape (Llama-3.1-8B's QKV and O at n = 2..8) sat in the 50 MB L2 of an
+  // H100 and the choice flipped between start-ups (docs/cuda.md, "GEMM planner timing"). A read,
+  // not a write (memset): dirty lines would be written back during the timed run. The timed
+  // kernel is queued behind that read when e0 fires, so the host's launch cost (larger for
+  // cuBLASLt) is left out, as in a graph replay. Stream-ordered allocation: no device-wide
+  // synchronization (NCCL kernels of other ranks may be in flight).
+  // SGL_CUDA_GEMM_LOG=1 prints each timed plan (candidates' medians, choice, planning time).
   const bool try_gemv = gemv_enabled_ && out == GemmOut::kF32 && gemv_supported(n, m, k) &&
                         reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
                         reinterpret_cast<uintptr_t>(w) % 16 == 0;
   if (n <= kTuneMaxRows && (found > 1 || try_gemv)) {
+    const auto t_plan = std::chrono::steady_clock::now();
+    const char* log_env = std::getenv("SGL_CUDA_GEMM_LOG");
+    const bool log = log_env != nullptr && std::string(log_env) == "1";
+    int dev = 0, l2_bytes = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, dev) != cudaSuccess)
+      l2_bytes = 0;
+    // Rows of argmax over the scratch as floats, then its int32 outputs.
+    constexpr int kFlushRows = 4096;
+    const size_t flush_cols = std::max<size_t>(
+        1, (std::max<size_t>(l2_bytes, size_t{50} << 20) * 2) / (sizeof(float) * kFlushRows));
+    const size_t flush_bytes =
+        flush_cols * kFlushRows * sizeof(float) + kFlushRows * sizeof(int32_t);
+    void* flush = nullptr;
+    if (cudaMallocAsync(&flush, flush_bytes, stream) != cudaSuccess ||
+        cudaMemsetAsync(flush, 0, flush_bytes, stream) != cudaSuccess) {
+      if (flush) cudaFreeAsync(flush, stream);
+      flush = nullptr;  // timed over L2-resident weights, as before: no worse than no timing
+      cudaGetLastError();
+    }
+    auto evict_l2 = [&] {
+      if (flush == nullptr) return;
+      const float* f = static_cast<const float*>(flush);
+      launch_argmax(f, kFlushRows, static_cast<int>(flush_cols),
+                    reinterpret_cast<int32_t*>(static_cast<char*>(flush) +
+                                               flush_cols * kFlushRows * sizeof(float)),
+                    stream);
+    };
+    std::string trace;
     cudaEvent_t e0 = nullptr, e1 = nullptr;
     if (cudaEventCreate(&e0) == cudaSuccess && cudaEventCreate(&e1) == cudaSuccess) {
       const float alpha = 1.0f, beta = 0.0f;
@@ -124,6 +164,7 @@ Result<const Gemm::Plan*> Gemm::plan(int n, int m, int k, GemmOut out, const uin
         float times[5] = {1e30f, 1e30f, 1e30f, 1e30f, 1e30f};
         bool ok = true;
         for (int r = -1; r < 5 && ok; ++r) {  // r = -1: warm-up
+          evict_l2();
           cudaEventRecord(e0, stream);
           if (c == found) {
             launch_gemv(x, w, static_cast<float*>(y), n, m, k, stream, 0, elem_);
@@ -139,6 +180,11 @@ Result<const Gemm::Plan*> Gemm::plan(int n, int m, int k, GemmOut out, const uin
         }
         if (!ok) continue;
         std::sort(times, times + 5);
+        if (log) {
+          char buf[48];
+          std::snprintf(buf, sizeof(buf), " %s%.1f", c == found ? "gemv=" : "", times[2] * 1e3f);
+          trace += buf;
+        }
         if (times[2] < best) {
           best = times[2];
           p->gemv = c == found;
@@ -148,7 +194,17 @@ Result<const Gemm::Plan*> Gemm::plan(int n, int m, int k, GemmOut out, const uin
     }
     if (e0) cudaEventDestroy(e0);
     if (e1) cudaEventDestroy(e1);
+    if (flush) cudaFreeAsync(flush, stream);
     cudaGetLastError();
+    if (log) {
+      const double ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_plan)
+              .count();
+      std::fprintf(stderr,
+                   "gemm plan n=%d m=%d k=%d out=%s l2_flush=%s: %s; medians us:%s; %.2f ms\n", n,
+                   m, k, out == GemmOut::kF32 ? "f32" : "bf16", flush ? "yes" : "no",
+                   p->gemv ? "gemv" : "cublaslt", trace.c_str(), ms);
+    }
   }
   const Plan* raw = p.get();
   plans_.emplace(key, std::move(p));

@@ -6,11 +6,17 @@
 // (SGL_CUDA_TP_GRAPHS=1), errors before any collective leave the ranks usable, and splits that
 // do not divide the heads are refused.
 //
+// The comparisons run with bf16 KV and again with fp8_e4m3 KV (tp=2 fp8 vs tp=1 fp8: each rank
+// stores its half of the KV heads in fp8).
+//
 // The GPU tests skip unless the machine has 2 GPUs and NCCL (libnccl.so.2, or SGL_NCCL_LIBRARY)
-// can be loaded. Tolerance: the bf16 one of cuda_model_test.cpp (||tp2 - tp1|| / ||tp1|| < 5e-2
-// per row; the two differ only in f32 summation order, then bf16 rounding downstream of it) and
-// top-1 agreement >= 90%; a wrong shard (heads or columns of another rank, a missing all-reduce)
-// gives errors near 1.
+// can be loaded. Tolerance with bf16 KV: the bf16 one of cuda_model_test.cpp (||tp2 - tp1|| /
+// ||tp1|| < 5e-2 per row; the two differ only in f32 summation order, then bf16 rounding
+// downstream of it) and top-1 agreement >= 90%. With fp8 KV that rounding happens before K and V
+// are stored, where a tiny difference can move a value to the next fp8 code (2^-4 relative for
+// e4m3): the fp8 tests' e4m3 bounds (cuda_fp8_kv_test.cpp: per row < 0.35, mean < 0.1, top-1
+// >= 70%). A wrong shard (heads or columns of another rank, a missing all-reduce, K/V stored in
+// the wrong format) gives errors near 1.
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -59,19 +65,29 @@ class CudaTpTest : public TinyModelTest {
     SGL_REQUIRE_TP2();
     load_tiny("cuda_tp");
   }
-  static backend::CudaBackendOptions options(bool graphs) {
+  static backend::CudaBackendOptions options(bool graphs,
+                                             backend::KvDtype kv = backend::KvDtype::kBF16) {
     backend::CudaBackendOptions o;
     o.kv_capacity = 600;
     o.progress = false;
     o.cuda_graphs = graphs;
+    o.kv_dtype = kv;
     return o;
   }
+  void two_gpus_match_one(backend::KvDtype kv);
+  void decode_graphs_with_nccl(backend::KvDtype kv);
 };
 
-// Compares row by row; returns the worst normalized error.
+// Compares row by row: the worst and mean normalized error, top-1 agreement. Bounds per KV type
+// (the file comment says why).
 struct RowCheck {
-  double worst = 0;
+  explicit RowCheck(backend::KvDtype kv) : fp8(backend::kv_dtype_is_fp8(kv)) {}
+  bool fp8;
+  double worst = 0, sum = 0;
   int rows = 0, top1_same = 0;
+  double row_tol() const { return fp8 ? 0.35 : 5e-2; }
+  int top1_min(int n) const { return fp8 ? n * 7 / 10 : n * 9 / 10; }
+  double mean() const { return rows > 0 ? sum / rows : 0.0; }
   void add(const backend::Logits& got, const backend::Logits& ref, const char* what) {
     ASSERT_EQ(got.n_rows, ref.n_rows) << what;
     ASSERT_EQ(got.n_vocab, ref.n_vocab) << what;
@@ -79,17 +95,31 @@ struct RowCheck {
       const auto g = row_of(got, r), f = row_of(ref, r);
       const double e = norm_err(g, f);
       worst = std::max(worst, e);
-      EXPECT_LT(e, 5e-2) << what << " row " << r;
+      sum += e;
+      EXPECT_LT(e, row_tol()) << what << " row " << r;
       top1_same += runtime::Sampler::argmax(g) == runtime::Sampler::argmax(f);
       ++rows;
     }
   }
+  void expect_overall() const {
+    EXPECT_GE(top1_same, top1_min(rows));
+    if (fp8) {
+      EXPECT_LT(mean(), 0.1);
+    }
+  }
 };
 
-TEST_P(CudaTpTest, TwoGpusMatchOne) {
-  auto one = backend::CudaBackend::create(*model_, options(false));
+const char* kv_name(backend::KvDtype kv) {
+  return kv == backend::KvDtype::kFp8E4M3 ? "fp8_e4m3 KV" : "bf16 KV";
+}
+
+TEST_P(CudaTpTest, TwoGpusMatchOne) { two_gpus_match_one(backend::KvDtype::kBF16); }
+TEST_P(CudaTpTest, TwoGpusMatchOneFp8Kv) { two_gpus_match_one(backend::KvDtype::kFp8E4M3); }
+
+void CudaTpTest::two_gpus_match_one(backend::KvDtype kv) {
+  auto one = backend::CudaBackend::create(*model_, options(false, kv));
   ASSERT_TRUE(one.is_ok()) << one.status().to_string();
-  auto tp = backend::TpCudaBackend::create(*model_, options(false), 2);
+  auto tp = backend::TpCudaBackend::create(*model_, options(false, kv), 2);
   ASSERT_TRUE(tp.is_ok()) << tp.status().to_string();
   ASSERT_EQ((*tp)->tp_size(), 2);
   EXPECT_EQ((*tp)->kv_capacity(), 600);
@@ -106,7 +136,7 @@ TEST_P(CudaTpTest, TwoGpusMatchOne) {
   for (int i = 0; i < len_b + steps; ++i) slots_b.push_back(310 + 3 * i);
   for (int i = 0; i < len_c; ++i) slots_c.push_back(450 + i);
 
-  RowCheck check;
+  RowCheck check(kv);
   int greedy_same = 0, greedy_rows = 0;
   auto both = [&](const backend::ForwardBatch& fb, const char* what) {
     backend::Logits l1, l2;
@@ -150,23 +180,29 @@ TEST_P(CudaTpTest, TwoGpusMatchOne) {
   for (int i = 0; i < 1 + len_c; ++i) fb.logit_rows.push_back(i);
   both(fb, "mixed decode + prefill");
 
-  EXPECT_GE(check.top1_same, check.rows * 9 / 10);
-  EXPECT_GE(greedy_same, greedy_rows * 9 / 10);
+  check.expect_overall();
+  EXPECT_GE(greedy_same, check.top1_min(greedy_rows));
   std::printf(
-      "[ %s ] tp=2 vs tp=1: worst row error %.3g over %d rows, top-1 same %d, greedy same "
-      "%d/%d\n",
-      GetParam().arch.c_str(), check.worst, check.rows, check.top1_same, greedy_same, greedy_rows);
+      "[ %s %s ] tp=2 vs tp=1: worst row error %.3g, mean %.3g over %d rows, top-1 same %d, "
+      "greedy same %d/%d\n",
+      GetParam().arch.c_str(), kv_name(kv), check.worst, check.mean(), check.rows, check.top1_same,
+      greedy_same, greedy_rows);
 }
 
 // Decode batches through the CUDA graphs with the NCCL all-reduces captured in them
 // (SGL_CUDA_TP_GRAPHS=1), against the one-GPU eager path: each padded size planned, captured,
 // then replayed with new contents.
-TEST_P(CudaTpTest, DecodeGraphsWithNccl) {
+TEST_P(CudaTpTest, DecodeGraphsWithNccl) { decode_graphs_with_nccl(backend::KvDtype::kBF16); }
+TEST_P(CudaTpTest, DecodeGraphsWithNcclFp8Kv) {
+  decode_graphs_with_nccl(backend::KvDtype::kFp8E4M3);
+}
+
+void CudaTpTest::decode_graphs_with_nccl(backend::KvDtype kv) {
   setenv("SGL_CUDA_TP_GRAPHS", "1", 1);
-  auto tp = backend::TpCudaBackend::create(*model_, options(true), 2);
+  auto tp = backend::TpCudaBackend::create(*model_, options(true, kv), 2);
   unsetenv("SGL_CUDA_TP_GRAPHS");
   ASSERT_TRUE(tp.is_ok()) << tp.status().to_string();
-  auto one = backend::CudaBackend::create(*model_, options(false));
+  auto one = backend::CudaBackend::create(*model_, options(false, kv));
   ASSERT_TRUE(one.is_ok()) << one.status().to_string();
   constexpr int kSeqs = 5;
   std::mt19937 rng(21);
@@ -177,7 +213,7 @@ TEST_P(CudaTpTest, DecodeGraphsWithNccl) {
     toks[i] = random_tokens(len[i] + 12, rng);
     for (int j = 0; j < len[i] + 12; ++j) slots[i].push_back(i + kSeqs * j);
   }
-  RowCheck check;
+  RowCheck check(kv);
   auto both = [&](const backend::ForwardBatch& fb) {
     backend::Logits l1, l2;
     ASSERT_TRUE((*one)->forward(fb, &l1).is_ok());
@@ -198,9 +234,11 @@ TEST_P(CudaTpTest, DecodeGraphsWithNccl) {
   for (int s = 0; s < 3; ++s) decode({4});              // size 1
   decode({3, 1, 0, 4});                                 // size 4 replayed, other contents
   for (int s = 0; s < 3; ++s) decode({0, 1, 2, 3, 4});  // size 8
-  EXPECT_GE(check.top1_same, check.rows * 9 / 10);
-  std::printf("[ %s ] tp=2 graphs vs tp=1 eager: worst row error %.3g over %d rows\n",
-              GetParam().arch.c_str(), check.worst, check.rows);
+  check.expect_overall();
+  std::printf(
+      "[ %s %s ] tp=2 graphs vs tp=1 eager: worst row error %.3g, mean %.3g over %d "
+      "rows, top-1 same %d\n",
+      GetParam().arch.c_str(), kv_name(kv), check.worst, check.mean(), check.rows, check.top1_same);
 }
 
 // Device sampling on rank 0: greedy rows give the greedy tokens; seeded rows are reproducible;
