@@ -65,16 +65,19 @@ class CudaTpTest : public TinyModelTest {
     SGL_REQUIRE_TP2();
     load_tiny("cuda_tp");
   }
-  static backend::CudaBackendOptions options(bool graphs,
-                                             backend::KvDtype kv = backend::KvDtype::kBF16) {
+  static backend::CudaBackendOptions options(
+      bool graphs, backend::KvDtype kv = backend::KvDtype::kBF16,
+      backend::WeightDtype w = backend::WeightDtype::kAuto) {
     backend::CudaBackendOptions o;
     o.kv_capacity = 600;
     o.progress = false;
     o.cuda_graphs = graphs;
     o.kv_dtype = kv;
+    o.dtype = w;
     return o;
   }
-  void two_gpus_match_one(backend::KvDtype kv);
+  void two_gpus_match_one(backend::KvDtype kv,
+                          backend::WeightDtype w = backend::WeightDtype::kAuto);
   void decode_graphs_with_nccl(backend::KvDtype kv);
 };
 
@@ -115,17 +118,23 @@ const char* kv_name(backend::KvDtype kv) {
 
 TEST_P(CudaTpTest, TwoGpusMatchOne) { two_gpus_match_one(backend::KvDtype::kBF16); }
 TEST_P(CudaTpTest, TwoGpusMatchOneFp8Kv) { two_gpus_match_one(backend::KvDtype::kFp8E4M3); }
+// f16 weights (--dtype float16) on both sides: every rank uploads its shard in f16.
+TEST_P(CudaTpTest, TwoGpusMatchOneF16Weights) {
+  two_gpus_match_one(backend::KvDtype::kBF16, backend::WeightDtype::kF16);
+}
 
-void CudaTpTest::two_gpus_match_one(backend::KvDtype kv) {
-  auto one = backend::CudaBackend::create(*model_, options(false, kv));
+void CudaTpTest::two_gpus_match_one(backend::KvDtype kv, backend::WeightDtype w) {
+  auto one = backend::CudaBackend::create(*model_, options(false, kv, w));
   ASSERT_TRUE(one.is_ok()) << one.status().to_string();
-  auto tp = backend::TpCudaBackend::create(*model_, options(false, kv), 2);
+  auto tp = backend::TpCudaBackend::create(*model_, options(false, kv, w), 2);
   ASSERT_TRUE(tp.is_ok()) << tp.status().to_string();
   ASSERT_EQ((*tp)->tp_size(), 2);
   EXPECT_EQ((*tp)->kv_capacity(), 600);
   EXPECT_EQ((*tp)->config().n_head, GetParam().n_head);  // the model's, not a rank's
   // Each rank holds half the KV heads: half the pool bytes of the one-GPU backend.
   EXPECT_EQ((*tp)->rank(1).kv_bytes() * 2, (*one)->kv_bytes());
+  if (w == backend::WeightDtype::kF16)
+    for (int r = 0; r < 2; ++r) EXPECT_EQ((*tp)->rank(r).weight_dtype(), backend::WeightDtype::kF16);
 
   std::mt19937 rng(11);
   const int len_a = 100, len_b = 40, len_c = 48, split = 70, steps = 4;
@@ -183,9 +192,10 @@ void CudaTpTest::two_gpus_match_one(backend::KvDtype kv) {
   check.expect_overall();
   EXPECT_GE(greedy_same, check.top1_min(greedy_rows));
   std::printf(
-      "[ %s %s ] tp=2 vs tp=1: worst row error %.3g, mean %.3g over %d rows, top-1 same %d, "
-      "greedy same %d/%d\n",
-      GetParam().arch.c_str(), kv_name(kv), check.worst, check.mean(), check.rows, check.top1_same,
+      "[ %s %s, %s weights ] tp=2 vs tp=1: worst row error %.3g, mean %.3g over %d rows, top-1 "
+      "same %d, greedy same %d/%d\n",
+      GetParam().arch.c_str(), kv_name(kv), w == backend::WeightDtype::kF16 ? "f16" : "bf16",
+      check.worst, check.mean(), check.rows, check.top1_same,
       greedy_same, greedy_rows);
 }
 
