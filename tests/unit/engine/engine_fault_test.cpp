@@ -109,21 +109,8 @@ class FaultyBackend : public backend::Backend {
   std::unordered_map<uint64_t, uint64_t> tickets_;  // ours -> the inner backend's (0: faulted)
 };
 
-class FaultTest : public ::testing::Test {
+class FaultTest : public test::DefaultModelTest {
  protected:
-  static void SetUpTestSuite() {
-    auto m = models::load_model(kModelPath);
-    if (m.is_ok()) model_ = std::move(m).value();
-  }
-  static void TearDownTestSuite() { model_.reset(); }
-  void SetUp() override {
-    if (!model_) GTEST_SKIP() << "model not found: " << kModelPath;
-  }
-
-  static std::vector<int32_t> enc(const std::string& s) {
-    return model_->tok().encode(s, false, false);
-  }
-
   // An engine with the overlap schedule on the (synchronous) CPU backend; with `faults`, behind
   // the wrapper (*wrapper points at it, owned by the engine).
   static std::unique_ptr<Engine> make(const Faults* faults, EngineOptions o = {},
@@ -231,8 +218,6 @@ class FaultTest : public ::testing::Test {
       EXPECT_EQ(got[i].finish_reason.to_json(), ref[i].finish_reason.to_json()) << "request " << i;
     }
   }
-
-  static inline std::unique_ptr<models::LoadedModel> model_;
 };
 
 TEST_F(FaultTest, FaultInThePrefillLaunchAbortsAllAndCachesNothingOfIt) {

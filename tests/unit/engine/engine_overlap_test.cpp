@@ -24,21 +24,8 @@ namespace {
 using test::expect_no_leaks;
 using test::kModelPath;
 
-class OverlapTest : public ::testing::Test {
+class OverlapTest : public test::DefaultModelTest {
  protected:
-  static void SetUpTestSuite() {
-    auto m = models::load_model(kModelPath);
-    if (m.is_ok()) model_ = std::move(m).value();
-  }
-  static void TearDownTestSuite() { model_.reset(); }
-  void SetUp() override {
-    if (!model_) GTEST_SKIP() << "model not found: " << kModelPath;
-  }
-
-  static std::vector<int32_t> enc(const std::string& s) {
-    return model_->tok().encode(s, false, false);
-  }
-
   // overlap: the overlap schedule on the (synchronous) CPU backend; else the plain schedule.
   static std::unique_ptr<Engine> make(bool overlap, EngineOptions o = {}) {
     o.threads = 2;
@@ -112,8 +99,6 @@ class OverlapTest : public ::testing::Test {
     expect_no_leaks(*on);
     return s;
   }
-
-  static inline std::unique_ptr<models::LoadedModel> model_;
 };
 
 TEST_F(OverlapTest, FutureTokensResolveToThePreviousLaunchsSamples) {

@@ -1,17 +1,39 @@
-// Helpers shared by the engine tests (engine_test.cpp, engine_overlap_test.cpp): the default
-// model's path, the sample prompts, a greedy request, and the no-leak check after a run.
+// Helpers shared by the engine tests (engine_test.cpp, engine_overlap_test.cpp,
+// engine_fault_test.cpp): the default model's path and a suite fixture that loads it, the sample
+// prompts, a greedy request, and the no-leak check after a run.
 #pragma once
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "models/loader.h"
 #include "sgl/engine.h"
 
 namespace sgl::runtime::test {
 
 inline constexpr const char* kModelPath = SGL_SOURCE_DIR "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+// A suite that loads the default model once (its tests skip when models/ lacks it); enc()
+// tokenizes without special tokens.
+class DefaultModelTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto m = models::load_model(kModelPath);
+    if (m.is_ok()) model_ = std::move(m).value();
+  }
+  static void TearDownTestSuite() { model_.reset(); }
+  void SetUp() override {
+    if (!model_) GTEST_SKIP() << "model not found: " << kModelPath;
+  }
+  static std::vector<int32_t> enc(const std::string& s) {
+    return model_->tok().encode(s, false, false);
+  }
+
+  static inline std::unique_ptr<models::LoadedModel> model_;
+};
 
 // Short prompts of different kinds and lengths.
 inline std::vector<std::string> sample_prompts() {
