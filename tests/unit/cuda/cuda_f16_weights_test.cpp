@@ -1,7 +1,8 @@
 // The f16 weight path of the CUDA backend (--dtype float16: WeightElem::kF16): every kernel that
 // reads a weight matrix or writes a GEMM input, in its f16 form, against a CPU reference on fresh
-// random inputs; then tiny models end to end against the CPU backend, the fused decode against
-// the unfused path, and the load-time checks (a weight beyond f16's range, --dtype float32).
+// random inputs; then tiny models end to end against the CPU backend, and the load-time checks
+// (a weight beyond f16's range, --dtype float32). The fused decode against the unfused path with
+// f16 weights is in cuda_model_test.cpp.
 //
 // Thresholds: f16 has 11 significant bits (relative rounding 2^-12, about 2.8e-4 in the L2 norm
 // for uniform data, a quarter of bf16's), so f16 outputs pass at 1e-3; f32-output GEMMs on f16
@@ -363,13 +364,11 @@ class CudaF16ModelTest : public TinyModelTest {
     SGL_REQUIRE_GPU();
     load_tiny("cuda_f16");
   }
-  Result<std::unique_ptr<backend::CudaBackend>> gpu(
-      backend::WeightDtype dtype, backend::FusedDecode fused = backend::FusedDecode::kAuto) {
+  Result<std::unique_ptr<backend::CudaBackend>> gpu(backend::WeightDtype dtype) {
     backend::CudaBackendOptions go;
     go.kv_capacity = 512;
     go.progress = false;
     go.dtype = dtype;
-    go.fused_decode = fused;
     return backend::CudaBackend::create(*model_, go);
   }
 };
@@ -447,51 +446,6 @@ TEST_P(CudaF16ModelTest, LogitsMatchCpuAndBf16) {
       "top-1 %d/%zu\n",
       GetParam().arch.c_str(), GetParam().f16_matrices ? " f16 file" : "", worst16, worstb,
       worst_pair, top1, ref.size());
-}
-
-// Fused decode GEMVs (kAlways) against the unfused path with f16 weights, both through graphs:
-// decode batches of 1, 3 (padded to 4) and 8.
-TEST_P(CudaF16ModelTest, FusedDecodeMatchesUnfused) {
-  auto plain = gpu(backend::WeightDtype::kF16, backend::FusedDecode::kOff);
-  ASSERT_TRUE(plain.is_ok()) << plain.status().to_string();
-  auto fused = gpu(backend::WeightDtype::kF16, backend::FusedDecode::kAlways);
-  ASSERT_TRUE(fused.is_ok()) << fused.status().to_string();
-  constexpr int kSeqs = 8;
-  std::mt19937 rng(37);
-  std::vector<std::vector<int32_t>> toks(kSeqs), slots(kSeqs);
-  std::vector<int> len(kSeqs);
-  double worst = 0;
-  auto both = [&](const backend::ForwardBatch& fb) {
-    backend::Logits lp, lf;
-    ASSERT_TRUE((*plain)->forward(fb, &lp).is_ok());
-    ASSERT_TRUE((*fused)->forward(fb, &lf).is_ok());
-    for (int r = 0; r < lp.n_rows; ++r) {
-      const double e = norm_err(row_of(lf, r), row_of(lp, r));
-      worst = std::max(worst, e);
-      EXPECT_LT(e, 1e-2) << "row " << r << " of " << lp.n_rows;
-    }
-  };
-  for (int i = 0; i < kSeqs; ++i) {
-    len[i] = 2 + i;
-    toks[i] = random_tokens(len[i] + 12, rng);
-    for (int j = 0; j < len[i] + 12; ++j) slots[i].push_back(i + kSeqs * j);
-    backend::ForwardBatch fb;
-    fb.add_sequence(toks[i].data(), len[i], 0, slots[i].data(), true);
-    both(fb);
-  }
-  auto decode = [&](const std::vector<int>& ids) {
-    backend::ForwardBatch fb;
-    for (int i : ids) fb.add_sequence(&toks[i][len[i]], 1, len[i], slots[i].data(), true);
-    both(fb);
-    for (int i : ids) ++len[i];
-  };
-  for (int s = 0; s < 3; ++s) decode({0});
-  for (int s = 0; s < 3; ++s) decode({5, 1, 3});
-  for (int s = 0; s < 3; ++s) decode({0, 1, 2, 3, 4, 5, 6, 7});
-  EXPECT_EQ((*plain)->fused_decode_steps(), 0);
-  EXPECT_GT((*fused)->fused_decode_steps(), kSeqs);
-  std::printf("[ %s ] f16 fused vs unfused decode: worst row error %.3g\n", GetParam().arch.c_str(),
-              worst);
 }
 
 INSTANTIATE_TEST_SUITE_P(

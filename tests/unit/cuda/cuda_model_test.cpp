@@ -217,15 +217,18 @@ TEST_P(CudaModelTest, DecodeGraphsMatchEager) {
 // 1, 2, 4, 8, planned, captured, replayed). The two differ in rounding only (the norm's sum
 // order; the unfused path may run cuBLASLt where it won the timing), bounded as graphs vs eager
 // (1e-2); a wrong RoPE pair, norm weight or residual gives errors near 1.
-TEST_P(CudaModelTest, FusedDecodeMatchesUnfused) {
+// With f16 weights (--dtype float16) too: the f16 instantiations of the fused GEMVs.
+void fused_matches_unfused(const models::LoadedModel& model, backend::WeightDtype w,
+                           const std::string& label) {
   backend::CudaBackendOptions go;
   go.kv_capacity = 600;
   go.progress = false;
+  go.dtype = w;
   go.fused_decode = backend::FusedDecode::kOff;
-  auto plain = backend::CudaBackend::create(*model_, go);
+  auto plain = backend::CudaBackend::create(model, go);
   ASSERT_TRUE(plain.is_ok()) << plain.status().to_string();
   go.fused_decode = backend::FusedDecode::kAlways;
-  auto fused = backend::CudaBackend::create(*model_, go);
+  auto fused = backend::CudaBackend::create(model, go);
   ASSERT_TRUE(fused.is_ok()) << fused.status().to_string();
 
   constexpr int kSeqs = 8;
@@ -267,8 +270,14 @@ TEST_P(CudaModelTest, FusedDecodeMatchesUnfused) {
   for (int s = 0; s < 3; ++s) decode({6, 4, 2, 0, 1});           // size 8, padding rows
   EXPECT_EQ((*plain)->fused_decode_steps(), 0);
   EXPECT_GT((*fused)->fused_decode_steps(), kSeqs);
-  std::printf("[ %s ] fused vs unfused decode: worst row error %.3g\n", GetParam().arch.c_str(),
-              worst);
+  std::printf("[ %s ] fused vs unfused decode: worst row error %.3g\n", label.c_str(), worst);
+}
+
+TEST_P(CudaModelTest, FusedDecodeMatchesUnfused) {
+  fused_matches_unfused(*model_, backend::WeightDtype::kAuto, GetParam().arch);
+}
+TEST_P(CudaModelTest, FusedDecodeMatchesUnfusedF16Weights) {
+  fused_matches_unfused(*model_, backend::WeightDtype::kF16, GetParam().arch + " f16 weights");
 }
 
 TEST_P(CudaModelTest, BadInputIsAnError) {

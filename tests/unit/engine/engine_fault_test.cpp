@@ -209,6 +209,24 @@ class FaultTest : public test::DefaultModelTest {
     return size;
   }
 
+  // An engine behind `f` (options o) runs rs: every request fails with `error` after its first
+  // `kept` tokens, which match the fault-free run (ref). Returns the engine, its wrapper in *w.
+  static std::unique_ptr<Engine> run_failing(const Faults& f, const std::vector<GenerateRequest>& rs,
+                                             const std::vector<GenerateOutput>& ref,
+                                             const char* error, size_t kept,
+                                             FaultyBackend** w, EngineOptions o = {}) {
+    auto e = make(&f, o, w);
+    EXPECT_TRUE(e && *w);
+    if (!e || !*w) return nullptr;
+    const auto outs = run_all(*e, rs);
+    EXPECT_EQ(outs.size(), ref.size());
+    for (size_t i = 0; i < outs.size() && i < ref.size(); ++i) {
+      expect_failed(outs[i], ref[i], error, i);
+      EXPECT_EQ(outs[i].output_ids.size(), kept) << "request " << i;
+    }
+    return e;
+  }
+
   static void expect_same(const std::vector<GenerateOutput>& got,
                           const std::vector<GenerateOutput>& ref) {
     ASSERT_EQ(got.size(), ref.size());
@@ -229,14 +247,8 @@ TEST_F(FaultTest, FaultInThePrefillLaunchAbortsAllAndCachesNothingOfIt) {
   Faults f;
   f.fault_launch = 1;
   FaultyBackend* w = nullptr;
-  auto e = make(&f, {}, &w);
-  ASSERT_TRUE(e && w);
-  const auto outs = run_all(*e, rs);
-  ASSERT_EQ(outs.size(), ref.size());
-  for (size_t i = 0; i < outs.size(); ++i) {
-    expect_failed(outs[i], ref[i], "injected device fault", i);
-    EXPECT_TRUE(outs[i].output_ids.empty());
-  }
+  auto e = run_failing(f, rs, ref, "injected device fault", 0, &w);
+  ASSERT_TRUE(e);
   EXPECT_EQ(w->failed_collects(), 2);  // the fault and the launch that read its tokens
   EXPECT_EQ(cache_size_after_failure(*e), 0);
   EXPECT_EQ(e->stats().kv_used, 0);
@@ -256,16 +268,10 @@ TEST_F(FaultTest, FaultMidDecodeKeepsTheTokensSoFarAndTheEngineServing) {
   const auto rs = batch(0, 5, 10, "d");
   const auto ref = reference(rs);
   Faults f;
-  f.fault_launch = 5;  // launch k samples every request's k-th token
+  f.fault_launch = 5;  // launch k samples every request's k-th token: 1-4's are kept
   FaultyBackend* w = nullptr;
-  auto e = make(&f, {}, &w);
-  ASSERT_TRUE(e && w);
-  const auto outs = run_all(*e, rs);
-  ASSERT_EQ(outs.size(), ref.size());
-  for (size_t i = 0; i < outs.size(); ++i) {
-    expect_failed(outs[i], ref[i], "injected device fault", i);
-    EXPECT_EQ(outs[i].output_ids.size(), 4u) << "request " << i;  // launches 1-4's tokens
-  }
+  auto e = run_failing(f, rs, ref, "injected device fault", 4, &w);
+  ASSERT_TRUE(e);
   // Repeats and new prompts, several batches: the fault-free outputs.
   expect_same(run_all(*e, rs), ref);
   const auto more = batch(3, 5, 7, "m");
@@ -311,14 +317,8 @@ TEST_F(FaultTest, FailedLaunchAbortsItsRequestsAndTheRestContinue) {
   Faults f;
   f.fail_launch = 3;
   FaultyBackend* w = nullptr;
-  auto e = make(&f, {}, &w);
-  ASSERT_TRUE(e && w);
-  const auto outs = run_all(*e, rs);
-  ASSERT_EQ(outs.size(), ref.size());
-  for (size_t i = 0; i < outs.size(); ++i) {
-    expect_failed(outs[i], ref[i], "injected launch failure", i);
-    EXPECT_EQ(outs[i].output_ids.size(), 2u) << "request " << i;
-  }
+  auto e = run_failing(f, rs, ref, "injected launch failure", 2, &w);
+  ASSERT_TRUE(e);
   expect_same(run_all(*e, rs), ref);
   EXPECT_EQ(w->launches(), w->collects() + 1);  // the failed launch has no ticket
   expect_no_leaks(*e);
