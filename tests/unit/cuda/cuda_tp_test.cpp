@@ -65,9 +65,9 @@ class CudaTpTest : public TinyModelTest {
     SGL_REQUIRE_TP2();
     load_tiny("cuda_tp");
   }
-  static backend::CudaBackendOptions options(
-      bool graphs, backend::KvDtype kv = backend::KvDtype::kBF16,
-      backend::WeightDtype w = backend::WeightDtype::kAuto) {
+  static backend::CudaBackendOptions options(bool graphs,
+                                             backend::KvDtype kv = backend::KvDtype::kBF16,
+                                             backend::WeightDtype w = backend::WeightDtype::kAuto) {
     backend::CudaBackendOptions o;
     o.kv_capacity = 600;
     o.progress = false;
@@ -134,7 +134,8 @@ void CudaTpTest::two_gpus_match_one(backend::KvDtype kv, backend::WeightDtype w)
   // Each rank holds half the KV heads: half the pool bytes of the one-GPU backend.
   EXPECT_EQ((*tp)->rank(1).kv_bytes() * 2, (*one)->kv_bytes());
   if (w == backend::WeightDtype::kF16)
-    for (int r = 0; r < 2; ++r) EXPECT_EQ((*tp)->rank(r).weight_dtype(), backend::WeightDtype::kF16);
+    for (int r = 0; r < 2; ++r)
+      EXPECT_EQ((*tp)->rank(r).weight_dtype(), backend::WeightDtype::kF16);
 
   std::mt19937 rng(11);
   const int len_a = 100, len_b = 40, len_c = 48, split = 70, steps = 4;
@@ -195,8 +196,7 @@ void CudaTpTest::two_gpus_match_one(backend::KvDtype kv, backend::WeightDtype w)
       "[ %s %s, %s weights ] tp=2 vs tp=1: worst row error %.3g, mean %.3g over %d rows, top-1 "
       "same %d, greedy same %d/%d\n",
       GetParam().arch.c_str(), kv_name(kv), w == backend::WeightDtype::kF16 ? "f16" : "bf16",
-      check.worst, check.mean(), check.rows, check.top1_same,
-      greedy_same, greedy_rows);
+      check.worst, check.mean(), check.rows, check.top1_same, greedy_same, greedy_rows);
 }
 
 // Decode batches through the CUDA graphs with the NCCL all-reduces captured in them

@@ -211,10 +211,11 @@ class FaultTest : public test::DefaultModelTest {
 
   // An engine behind `f` (options o) runs rs: every request fails with `error` after its first
   // `kept` tokens, which match the fault-free run (ref). Returns the engine, its wrapper in *w.
-  static std::unique_ptr<Engine> run_failing(const Faults& f, const std::vector<GenerateRequest>& rs,
+  static std::unique_ptr<Engine> run_failing(const Faults& f,
+                                             const std::vector<GenerateRequest>& rs,
                                              const std::vector<GenerateOutput>& ref,
-                                             const char* error, size_t kept,
-                                             FaultyBackend** w, EngineOptions o = {}) {
+                                             const char* error, size_t kept, FaultyBackend** w,
+                                             EngineOptions o = {}) {
     auto e = make(&f, o, w);
     EXPECT_TRUE(e && *w);
     if (!e || !*w) return nullptr;
