@@ -587,7 +587,7 @@ struct RuntimeBenchOptions {
   int tp_size = 1;                    // cuda: tensor parallelism over this many GPUs
   int chunked_prefill_size = 512;
   std::string kv_dtype = "f16";
-  std::string dtype = "auto";  // weights (cuda): auto (bf16), bfloat16 or float16
+  std::string dtype = "auto";  // weights (cuda): auto, bfloat16 or float16
 };
 
 // Parses the options every runtime workload shares, plus the workload's own integer options

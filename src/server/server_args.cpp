@@ -146,9 +146,10 @@ const std::vector<Flag>& flags() {
        "cuda).",
        str_flag(&ServerArgs::kv_cache_dtype)},
       {"--dtype", "TYPE",
-       "Weight type on the GPU (--device cuda): auto (bfloat16), bfloat16, half or float16 (keeps "
-       "f16 checkpoints exact; every weight must be within +-65504). float/float32 is refused; "
-       "the CPU backend takes only auto.",
+       "Weight type on the GPU (--device cuda): auto (float16 for a checkpoint whose weight "
+       "matrices are all f16, else bfloat16), bfloat16, half or float16 (keeps f16 checkpoints "
+       "exact; every weight must be within +-65504). float/float32 is refused; the CPU backend "
+       "takes only auto.",
        str_flag(&ServerArgs::dtype)},
       {"--random-seed", "N",
        "Seed for requests without their own seed and for the random policy (default: drawn at "

@@ -22,8 +22,9 @@ shows the KV format is not the main term.
 
 f16 weights (--dtype float16): each model is also saved as an F16 checkpoint (its weights
 rounded to float16, as a torch.float16 checkpoint holds them) and compared with the float64
-forward pass of those rounded weights, by `--dtype float16` (kept exact) and `--dtype auto`
-(rounded again to bf16) on cuda, threshold 5e-2 as above; beside them, for scale, transformers
+forward pass of those rounded weights, by `--dtype float16` and `--dtype auto` (both keep the
+f16 weights exact: auto follows an all-f16 checkpoint) and `--dtype bfloat16` (rounded again to
+bf16) on cuda, threshold 5e-2 as above; beside them, for scale, transformers
 itself in torch.float16 on the GPU (printed, not checked; skipped without CUDA in torch).
 
 Usage: python3 tests/cuda/check_hf.py --bin build-cuda/bin/sgl-bench [--runs cuda/bf16,cpu/f32]
@@ -172,7 +173,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True, help="path to sgl-bench")
     ap.add_argument("--runs", default="cuda/bf16,cuda/f16,cpu/f32")
-    ap.add_argument("--f16-runs", default="cuda/bf16/float16,cuda/bf16/auto",
+    ap.add_argument("--f16-runs", default="cuda/bf16/float16,cuda/bf16/auto,cuda/bf16/bfloat16",
                     help="runs on the F16 checkpoint")
     ap.add_argument("--keep", help="directory to keep the models in (default: a temp dir)")
     args = ap.parse_args()

@@ -476,15 +476,38 @@ size_t CudaBackend::kv_bytes() const {
          static_cast<size_t>(kv_capacity_) * config_.n_layer;
 }
 
+namespace {
+
+// --dtype auto: f16 where every weight matrix of the checkpoint is f16 (an f16 checkpoint stays
+// exact, as SGLang's auto keeps a float16 model in float16), bf16 otherwise (bf16, f32 and
+// quantized checkpoints; unlike SGLang, f32 ones do not go to f16: bf16 cannot overflow).
+WeightDtype resolve_auto_dtype(const models::LoadedModel& model) {
+  if (model.weights == nullptr) return WeightDtype::kBF16;
+  auto w = models::load_llama_weights(model.config, *model.weights);
+  if (!w.is_ok()) return WeightDtype::kBF16;  // load_weights reports the error
+  auto f16 = [](const models::WeightRef& r) {
+    return !r.present() || r.type == model::GgmlType::kF16;
+  };
+  bool all = f16(w->tok_embd) && f16(w->output);
+  for (const auto& l : w->layers)
+    all = all && f16(l.wq) && f16(l.wk) && f16(l.wv) && f16(l.wo) && f16(l.w_gate) &&
+          f16(l.w_up) && f16(l.w_down);
+  return all && !w->layers.empty() ? WeightDtype::kF16 : WeightDtype::kBF16;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const models::LoadedModel& model,
                                                          const CudaBackendOptions& options) {
   std::unique_ptr<CudaBackend> b(new CudaBackend(model.config));
   b->progress_ = options.progress;
-  SGL_RETURN_IF_ERROR(b->init_shard(options));
-  SGL_RETURN_IF_ERROR(b->init_device(options));
+  CudaBackendOptions o = options;
+  if (o.dtype == WeightDtype::kAuto) o.dtype = resolve_auto_dtype(model);
+  SGL_RETURN_IF_ERROR(b->init_shard(o));
+  SGL_RETURN_IF_ERROR(b->init_device(o));
   SGL_RETURN_IF_ERROR(b->alloc_weights());
   SGL_RETURN_IF_ERROR(b->load_weights(model));
-  SGL_RETURN_IF_ERROR(b->init_kv(options));
+  SGL_RETURN_IF_ERROR(b->init_kv(o));
   return b;
 }
 

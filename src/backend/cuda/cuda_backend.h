@@ -50,9 +50,10 @@ enum class FusedDecode { kOff, kAuto, kAlways };
 
 struct CudaBackendOptions {
   int device = 0;
-  // Weight matrices (embeddings and LM head included) and the GEMM input activations: kAuto and
-  // kBF16 = bf16, kF16 = f16 (every weight converted with round-to-nearest; a weight beyond
-  // +-65504 fails the load with its tensor's name); kF32 is refused. Norm weights and biases
+  // Weight matrices (embeddings and LM head included) and the GEMM input activations: kBF16 =
+  // bf16, kF16 = f16 (every weight converted with round-to-nearest; a weight beyond +-65504 fails
+  // the load with its tensor's name); kAuto = kF16 where every weight matrix of the checkpoint is
+  // f16, kBF16 otherwise (and for dummy weights); kF32 is refused. Norm weights and biases
   // stay f32, Q / the attention output bf16, the KV pool kv_dtype.
   WeightDtype dtype = WeightDtype::kAuto;
   KvDtype kv_dtype = KvDtype::kBF16;  // bf16, f16, fp8_e4m3 or fp8_e5m2 (f32 is refused)

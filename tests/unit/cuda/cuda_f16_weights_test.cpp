@@ -387,10 +387,17 @@ TEST_P(CudaF16ModelTest, LogitsMatchCpuAndBf16) {
   auto f16 = gpu(backend::WeightDtype::kF16);
   ASSERT_TRUE(f16.is_ok()) << f16.status().to_string();
   EXPECT_EQ((*f16)->weight_dtype(), backend::WeightDtype::kF16);
-  auto bf16 = gpu(backend::WeightDtype::kAuto);
+  auto bf16 = gpu(backend::WeightDtype::kBF16);
   ASSERT_TRUE(bf16.is_ok()) << bf16.status().to_string();
   EXPECT_EQ((*bf16)->weight_dtype(), backend::WeightDtype::kBF16);
   EXPECT_EQ((*f16)->weight_bytes(), (*bf16)->weight_bytes());
+  // auto: f16 for the checkpoint whose matrices are all f16, bf16 for the f32 files.
+  {
+    auto a = gpu(backend::WeightDtype::kAuto);
+    ASSERT_TRUE(a.is_ok()) << a.status().to_string();
+    EXPECT_EQ((*a)->weight_dtype(), GetParam().f16_matrices ? backend::WeightDtype::kF16
+                                                            : backend::WeightDtype::kBF16);
+  }
 
   std::mt19937 rng(31);
   const int prompt = 100, split = 70, steps = 8;
