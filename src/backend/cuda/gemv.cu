@@ -66,40 +66,18 @@ __global__ void __launch_bounds__(kWarps * 32)
 
   pdl_trigger();
   uint4 wv[U][R];
-  auto load = [&](int k0) {
-#pragma unroll
-    for (int u = 0; u < U; ++u)
-#pragma unroll
-      for (int j = 0; j < R; ++j)
-        wv[u][j] = k0 + u * 256 < K ? ld_stream(wr[j] + k0 + u * 256) : make_uint4(0, 0, 0, 0);
+  auto xrow = [&](int r, int kk) {
+    return __ldg(reinterpret_cast<const uint4*>(x + static_cast<size_t>(r) * K + kk));
   };
   // The first weight loads do not depend on the previous kernel: under programmatic dependent
   // launch they overlap its tail. The activations are read only after the wait.
-  load(lane * 8);
+  load_steps(wr, lane * 8, K, wv);
   pdl_wait();
   for (int k0 = lane * 8; k0 < K; k0 += 256 * U) {
-    if (k0 != lane * 8) load(k0);
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int kk = k0 + u * 256;
-      if (kk < K) {
-#pragma unroll
-        for (int r = 0; r < NR; ++r) {
-          const uint4 xv =
-              __ldg(reinterpret_cast<const uint4*>(x + static_cast<size_t>(r) * K + kk));
-#pragma unroll
-          for (int j = 0; j < R; ++j) acc[r][j] = dot8<T>(wv[u][j], xv, acc[r][j]);
-        }
-      }
-    }
+    if (k0 != lane * 8) load_steps(wr, k0, K, wv);
+    accumulate_steps<T>(wv, k0, K, xrow, acc);
   }
-
-#pragma unroll
-  for (int r = 0; r < NR; ++r)
-#pragma unroll
-    for (int j = 0; j < R; ++j)
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) acc[r][j] += __shfl_xor_sync(0xffffffffu, acc[r][j], o);
+  warp_sum(acc);
 
   // Every lane now holds every sum; lane r * R + j (or r * R/2 + j, gated) stores one.
   if constexpr (kGated) {

@@ -76,6 +76,49 @@ __device__ __forceinline__ float dot8(const uint4& w, const uint4& x, float acc)
   return acc;
 }
 
+// The weight stream of both GEMVs: wv[u][j] = the 16 bytes of weight row j at column k0 + 256 u
+// (zero past K), U steps of R rows in flight per lane, loads that skip L1.
+template <int U, int R>
+__device__ __forceinline__ void load_steps(const uint16_t* const (&wr)[R], int k0, int K,
+                                           uint4 (&wv)[U][R]) {
+#pragma unroll
+  for (int u = 0; u < U; ++u)
+#pragma unroll
+    for (int j = 0; j < R; ++j)
+      wv[u][j] = k0 + u * 256 < K ? ld_stream(wr[j] + k0 + u * 256) : make_uint4(0, 0, 0, 0);
+}
+
+// acc[r][j] += the products of the loaded steps of weight row j with activation row r, whose 16
+// bytes at column kk x(r, kk) returns: steps in order, rows in order (the one arithmetic order of
+// every decode GEMV).
+template <typename T, int NR, int R, int U, typename X>
+__device__ __forceinline__ void accumulate_steps(const uint4 (&wv)[U][R], int k0, int K, const X& x,
+                                                 float (&acc)[NR][R]) {
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const int kk = k0 + u * 256;
+    if (kk < K) {
+#pragma unroll
+      for (int r = 0; r < NR; ++r) {
+        const uint4 xv = x(r, kk);
+#pragma unroll
+        for (int j = 0; j < R; ++j) acc[r][j] = dot8<T>(wv[u][j], xv, acc[r][j]);
+      }
+    }
+  }
+}
+
+// Every lane gets the warp's sum of each acc[r][j] (butterfly shuffles).
+template <int NR, int R>
+__device__ __forceinline__ void warp_sum(float (&acc)[NR][R]) {
+#pragma unroll
+  for (int r = 0; r < NR; ++r)
+#pragma unroll
+    for (int j = 0; j < R; ++j)
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) acc[r][j] += __shfl_xor_sync(0xffffffffu, acc[r][j], o);
+}
+
 // SiLU(g) * u, the expression silu_mul_kernel uses, so every path rounds alike.
 __device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.0f + __expf(-g)) * u; }
 

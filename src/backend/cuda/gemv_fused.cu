@@ -191,18 +191,17 @@ __global__ void __launch_bounds__(kWarps * 32, (KS > 1 && NR == 1 && !kNorm) ? 8
   bool live[R];
   const uint16_t* wr[R];
   uint4 wv[U][R];
-  auto load = [&](int k0) {
-#pragma unroll
-    for (int u = 0; u < U; ++u)
-#pragma unroll
-      for (int j = 0; j < R; ++j)
-        wv[u][j] = k0 + u * 256 < K ? ld_stream(wr[j] + k0 + u * 256) : make_uint4(0, 0, 0, 0);
-  };
   auto start_task = [&](int task) {
     task_rows<R, kEpi>(a, task, row, live);
 #pragma unroll
     for (int j = 0; j < R; ++j) wr[j] = a.w + static_cast<size_t>(row[j]) * K;
-    if (k_begin < K) load(k_begin);
+    if (k_begin < K) load_steps(wr, k_begin, K, wv);
+  };
+  auto xrow = [&](int r, int kk) {
+    if constexpr (kNorm)
+      return *reinterpret_cast<const uint4*>(act + static_cast<size_t>(r) * K + kk);
+    else
+      return __ldg(reinterpret_cast<const uint4*>(a.x + static_cast<size_t>(r) * K + kk));
   };
 
   pdl_trigger();
@@ -221,30 +220,10 @@ __global__ void __launch_bounds__(kWarps * 32, (KS > 1 && NR == 1 && !kNorm) ? 8
 #pragma unroll
       for (int j = 0; j < R; ++j) acc[r][j] = 0.0f;
     for (int k0 = k_begin; k0 < K; k0 += kStep) {
-      if (k0 != k_begin) load(k0);
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int kk = k0 + u * 256;
-        if (kk < K) {
-#pragma unroll
-          for (int r = 0; r < NR; ++r) {
-            uint4 xv;
-            if constexpr (kNorm)
-              xv = *reinterpret_cast<const uint4*>(act + static_cast<size_t>(r) * K + kk);
-            else
-              xv = __ldg(reinterpret_cast<const uint4*>(a.x + static_cast<size_t>(r) * K + kk));
-#pragma unroll
-            for (int j = 0; j < R; ++j) acc[r][j] = dot8<T>(wv[u][j], xv, acc[r][j]);
-          }
-        }
-      }
+      if (k0 != k_begin) load_steps(wr, k0, K, wv);
+      accumulate_steps<T>(wv, k0, K, xrow, acc);
     }
-#pragma unroll
-    for (int r = 0; r < NR; ++r)
-#pragma unroll
-      for (int j = 0; j < R; ++j)
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) acc[r][j] += __shfl_xor_sync(0xffffffffu, acc[r][j], o);
+    warp_sum(acc);
 
     if constexpr (KS > 1) {
       // Warp w's sums to red[parity][w]; warp 0 adds them in warp order. Alternating buffers: a
