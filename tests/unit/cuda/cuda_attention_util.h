@@ -79,6 +79,22 @@ inline backend::cuda::AttentionArgs attention_args(const DeviceRagged& d, const 
   return a;
 }
 
+// The workspace (sized by a's max_kv or fixed_splits) and the bf16 output of an attention launch
+// over *a, set into it.
+struct AttentionBuffers {
+  explicit AttentionBuffers(backend::cuda::AttentionArgs* a)
+      : ws(std::max<size_t>(1, backend::cuda::attention_workspace_floats(
+                                   a->n_tokens, a->n_head, a->n_head_kv, a->head_dim, a->max_kv,
+                                   a->n_sm, a->fixed_splits))),
+        out(static_cast<size_t>(a->n_tokens) * a->n_head * a->head_dim) {
+    a->workspace = ws.get();
+    a->out = out.get();
+  }
+  std::vector<float> output() const { return from_bf16(out.host()); }
+  DevBuf<float> ws;
+  DevBuf<uint16_t> out;
+};
+
 // The CPU backend's attention of every sequence of the batch over pools of `kv_type` (raw
 // elements: f32, f16 or bf16 bits).
 inline std::vector<float> cpu_attention_reference(const Seqs& seqs, const RaggedBatch& b,
@@ -144,15 +160,10 @@ inline void expect_simple_and_fixed_splits(const backend::cuda::AttentionArgs& a
     cu::AttentionArgs af = a;
     af.max_kv = 0;
     af.fixed_splits = splits;
-    DevBuf<float> dwsf(
-        std::max<size_t>(1, cu::attention_workspace_floats(n_tokens, H, Hkv, D, 0, 132, splits)));
-    DevBuf<uint16_t> doutf(static_cast<size_t>(n_tokens) * H * D);
-    af.workspace = dwsf.get();
-    af.out = doutf.get();
+    const AttentionBuffers bufs(&af);
     cu::launch_attention(af, nullptr);
     SGL_CUDA_ASSERT(cudaGetLastError());
-    EXPECT_LT(norm_err(from_bf16(doutf.host()), ref), 5e-3)
-        << "fixed splits " << splits << ": " << what;
+    EXPECT_LT(norm_err(bufs.output(), ref), 5e-3) << "fixed splits " << splits << ": " << what;
   }
 }
 

@@ -435,24 +435,20 @@ TEST_P(CudaF16ModelTest, LogitsMatchCpuAndBf16) {
   const auto got16 = run(**f16, true);
   const auto gotb = run(**bf16, false);
   ASSERT_EQ(got16.size(), ref.size());
-  double worst16 = 0, worstb = 0, worst_pair = 0;
-  int top1 = 0;
+  RowStats s16, sb, pair;
   for (size_t i = 0; i < ref.size(); ++i) {
-    const double e = norm_err(got16[i], ref[i]);
-    worst16 = std::max(worst16, e);
-    worstb = std::max(worstb, norm_err(gotb[i], ref[i]));
-    worst_pair = std::max(worst_pair, norm_err(got16[i], gotb[i]));
-    EXPECT_LT(e, 5e-2) << "row " << i;
-    top1 += runtime::Sampler::argmax(got16[i]) == runtime::Sampler::argmax(ref[i]);
+    s16.add(got16[i], ref[i], 5e-2, "f16 vs cpu");
+    sb.add(gotb[i], ref[i]);
+    pair.add(got16[i], gotb[i]);
   }
-  EXPECT_GE(top1, int(ref.size()) * 9 / 10);
-  EXPECT_LT(worst_pair, 5e-2);
-  EXPECT_GT(worst_pair, 0.0);  // the f16 run is not the bf16 run
+  EXPECT_GE(s16.top1_same, int(ref.size()) * 9 / 10);
+  EXPECT_LT(pair.worst, 5e-2);
+  EXPECT_GT(pair.worst, 0.0);  // the f16 run is not the bf16 run
   std::printf(
       "[ %s%s ] worst row error vs CPU: f16 %.3g, bf16 %.3g; f16 vs bf16 %.3g; "
       "top-1 %d/%zu\n",
-      GetParam().arch.c_str(), GetParam().f16_matrices ? " f16 file" : "", worst16, worstb,
-      worst_pair, top1, ref.size());
+      GetParam().arch.c_str(), GetParam().f16_matrices ? " f16 file" : "", s16.worst, sb.worst,
+      pair.worst, s16.top1_same, ref.size());
 }
 
 INSTANTIATE_TEST_SUITE_P(

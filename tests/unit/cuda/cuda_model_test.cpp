@@ -122,22 +122,12 @@ TEST_P(CudaModelTest, MixedBatchMatchesCpu) {
   }
   ASSERT_EQ(got_a.size(), ref_a.size());
   ASSERT_EQ(got_b.size(), ref_b.size());
-  double worst = 0;
-  int top1_same = 0, rows = 0;
-  auto check = [&](const auto& got, const auto& ref) {
-    for (size_t i = 0; i < got.size(); ++i) {
-      const double e = norm_err(got[i], ref[i]);
-      worst = std::max(worst, e);
-      EXPECT_LT(e, 5e-2) << "row " << i;
-      top1_same += runtime::Sampler::argmax(got[i]) == runtime::Sampler::argmax(ref[i]);
-      ++rows;
-    }
-  };
-  check(got_a, ref_a);
-  check(got_b, ref_b);
-  EXPECT_GE(top1_same, rows * 9 / 10);
+  RowStats st;
+  for (size_t i = 0; i < got_a.size(); ++i) st.add(got_a[i], ref_a[i], 5e-2, "A");
+  for (size_t i = 0; i < got_b.size(); ++i) st.add(got_b[i], ref_b[i], 5e-2, "B");
+  EXPECT_GE(st.top1_same, st.rows * 9 / 10);
   std::printf("[ %s ] worst row error %.3g, top-1 agreement %d/%d\n", GetParam().arch.c_str(),
-              worst, top1_same, rows);
+              st.worst, st.top1_same, st.rows);
 }
 
 // Decode steps through the CUDA graphs against the eager path (a second backend with graphs
@@ -166,21 +156,12 @@ TEST_P(CudaModelTest, DecodeGraphsMatchEager) {
     toks[i] = random_tokens(len[i] + 40, rng);
     for (int j = 0; j < len[i] + 40; ++j) slots[i].push_back(i + kSeqs * j);  // interleaved
   }
-  double worst = 0;
-  int rows = 0, same_top1 = 0;
+  RowStats st;
   auto both = [&](const backend::ForwardBatch& fb) {
     backend::Logits le, lgr;
     ASSERT_TRUE((*eager)->forward(fb, &le).is_ok());
     ASSERT_TRUE((*graph)->forward(fb, &lgr).is_ok());
-    ASSERT_EQ(le.n_rows, lgr.n_rows);
-    for (int r = 0; r < le.n_rows; ++r) {
-      const double e = norm_err(row_of(lgr, r), row_of(le, r));
-      worst = std::max(worst, e);
-      EXPECT_LT(e, 1e-2) << "row " << r << " of " << le.n_rows;
-      same_top1 +=
-          runtime::Sampler::argmax(row_of(lgr, r)) == runtime::Sampler::argmax(row_of(le, r));
-      ++rows;
-    }
+    st.add(lgr, le, 1e-2, "graph vs eager");
   };
   auto prefill = [&](const std::vector<int>& ids) {
     backend::ForwardBatch fb;
@@ -207,9 +188,9 @@ TEST_P(CudaModelTest, DecodeGraphsMatchEager) {
   for (int s = 0; s < 3; ++s) decode(all);  // size 16 (cuBLASLt GEMMs)
   decode({11, 10, 9, 8, 7, 6, 5, 4, 3});    // size 16 with 7 padding rows
   decode({0, 1, 2});
-  EXPECT_GE(same_top1, rows * 9 / 10);
+  EXPECT_GE(st.top1_same, st.rows * 9 / 10);
   std::printf("[ %s ] graphs vs eager: worst row error %.3g over %d rows, top-1 same %d\n",
-              GetParam().arch.c_str(), worst, rows, same_top1);
+              GetParam().arch.c_str(), st.worst, st.rows, st.top1_same);
 }
 
 // The fused decode GEMVs (kAlways) against the unfused path on the same steps, both with graphs:
@@ -240,17 +221,12 @@ void fused_matches_unfused(const models::LoadedModel& model, backend::WeightDtyp
     toks[i] = random_tokens(len[i] + 30, rng);
     for (int j = 0; j < len[i] + 30; ++j) slots[i].push_back(i + kSeqs * j);
   }
-  double worst = 0;
+  RowStats st;
   auto both = [&](const backend::ForwardBatch& fb) {
     backend::Logits lp, lf;
     ASSERT_TRUE((*plain)->forward(fb, &lp).is_ok());
     ASSERT_TRUE((*fused)->forward(fb, &lf).is_ok());
-    ASSERT_EQ(lp.n_rows, lf.n_rows);
-    for (int r = 0; r < lp.n_rows; ++r) {
-      const double e = norm_err(row_of(lf, r), row_of(lp, r));
-      worst = std::max(worst, e);
-      EXPECT_LT(e, 1e-2) << "row " << r << " of " << lp.n_rows;
-    }
+    st.add(lf, lp, 1e-2, "fused vs unfused");
   };
   for (int i = 0; i < kSeqs; ++i) {
     backend::ForwardBatch fb;
@@ -270,7 +246,7 @@ void fused_matches_unfused(const models::LoadedModel& model, backend::WeightDtyp
   for (int s = 0; s < 3; ++s) decode({6, 4, 2, 0, 1});           // size 8, padding rows
   EXPECT_EQ((*plain)->fused_decode_steps(), 0);
   EXPECT_GT((*fused)->fused_decode_steps(), kSeqs);
-  std::printf("[ %s ] fused vs unfused decode: worst row error %.3g\n", label.c_str(), worst);
+  std::printf("[ %s ] fused vs unfused decode: worst row error %.3g\n", label.c_str(), st.worst);
 }
 
 TEST_P(CudaModelTest, FusedDecodeMatchesUnfused) {

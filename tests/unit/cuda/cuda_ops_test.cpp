@@ -133,6 +133,72 @@ struct RopeCase {
   bool factors;
 };
 
+// The outputs of a QKV store for a RopeCase (Q [n, n_head, D] bf16; K/V pools of `capacity`
+// slots, poisoned) and the arguments pointing at them; the caller sets `a.qkv` where the store
+// reads it.
+struct QkvStoreOut {
+  QkvStoreOut(const RopeCase& rc, int n, int capacity, cu::KvElem kv_elem, const int32_t* slots,
+              const float* cos_sin, const float* bias)
+      : rc(rc),
+        n(n),
+        capacity(capacity),
+        dq(size_t(n) * rc.n_head * rc.head_dim),
+        dk(size_t(capacity) * rc.n_head_kv * rc.head_dim),
+        dv(size_t(capacity) * rc.n_head_kv * rc.head_dim) {
+    a.bias = bias;
+    a.cos_sin = cos_sin;
+    a.out_slots = slots;
+    a.n = n;
+    a.n_head = rc.n_head;
+    a.n_head_kv = rc.n_head_kv;
+    a.head_dim = rc.head_dim;
+    a.rope_dim = rc.rope_dim;
+    a.neox = rc.neox;
+    a.q_out = dq.get();
+    a.k_cache = dk.get();
+    a.v_cache = dv.get();
+    a.kv_elem = kv_elem;
+  }
+
+  // Q, and K and V read back from the tokens' slots, against the reference rows ref [n, (n_head
+  // + 2 n_head_kv) D] (Q | K | V); the other slots still hold the poison. Returns Q.
+  std::vector<float> expect_matches(const std::vector<float>& ref,
+                                    const std::vector<int32_t>& slots,
+                                    const std::string& what) const {
+    const int D = rc.head_dim, width = (rc.n_head + 2 * rc.n_head_kv) * D;
+    const int kv_row = rc.n_head_kv * D;
+    const auto q = from_bf16(dq.host());
+    const auto k_raw = dk.host(), v_raw = dv.host();
+    auto kv_val = [&](uint16_t b) {
+      return a.kv_elem == cu::KvElem::kBF16 ? bf16_to_fp32(b) : fp16_to_fp32(b);
+    };
+    std::vector<float> q_ref, k_got, k_ref, v_got, v_ref;
+    for (int t = 0; t < n; ++t) {
+      const float* r = ref.data() + size_t(t) * width;
+      q_ref.insert(q_ref.end(), r, r + rc.n_head * D);
+      k_ref.insert(k_ref.end(), r + rc.n_head * D, r + rc.n_head * D + kv_row);
+      v_ref.insert(v_ref.end(), r + rc.n_head * D + kv_row, r + width);
+      for (int i = 0; i < kv_row; ++i) {
+        k_got.push_back(kv_val(k_raw[size_t(slots[t]) * kv_row + i]));
+        v_got.push_back(kv_val(v_raw[size_t(slots[t]) * kv_row + i]));
+      }
+    }
+    EXPECT_LT(norm_err(q, q_ref), kBf16OutTol) << what;
+    EXPECT_LT(norm_err(k_got, k_ref), kBf16OutTol) << what;
+    EXPECT_LT(norm_err(v_got, v_ref), kBf16OutTol) << what;
+    for (int sl = 0; sl < capacity; ++sl)
+      if (std::find(slots.begin(), slots.end(), sl) == slots.end()) {
+        EXPECT_EQ(k_raw[size_t(sl) * kv_row], 0xFFFF) << what << " slot " << sl;
+      }
+    return q;
+  }
+
+  RopeCase rc;
+  int n, capacity;
+  DevBuf<uint16_t> dq, dk, dv;
+  cu::QkvRopeArgs a;
+};
+
 TEST(CudaOps, RopeTableAndQkvStore) {
   SGL_REQUIRE_GPU();
   std::mt19937 rng(4);
@@ -178,25 +244,10 @@ TEST(CudaOps, RopeTableAndQkvStore) {
       const auto qkv = random_floats(size_t(n) * width, rng, -2, 2);
       const auto bias = rc.bias ? random_floats(width, rng) : std::vector<float>();
       DevBuf<float> dqkv(qkv), dbias(bias), dcs_ref(cs_ref);
-      DevBuf<uint16_t> dq(size_t(n) * rc.n_head * D);
-      DevBuf<uint16_t> dk(size_t(capacity) * rc.n_head_kv * D),
-          dv(size_t(capacity) * rc.n_head_kv * D);
-      cu::QkvRopeArgs a;
-      a.qkv = dqkv.get();
-      a.bias = rc.bias ? dbias.get() : nullptr;
-      a.cos_sin = dcs_ref.get();
-      a.out_slots = dslots.get();
-      a.n = n;
-      a.n_head = rc.n_head;
-      a.n_head_kv = rc.n_head_kv;
-      a.head_dim = D;
-      a.rope_dim = rc.rope_dim;
-      a.neox = rc.neox;
-      a.q_out = dq.get();
-      a.k_cache = dk.get();
-      a.v_cache = dv.get();
-      a.kv_elem = kv_elem;
-      cu::launch_qkv_rope_store(a, nullptr);
+      QkvStoreOut out(rc, n, capacity, kv_elem, dslots.get(), dcs_ref.get(),
+                      rc.bias ? dbias.get() : nullptr);
+      out.a.qkv = dqkv.get();
+      cu::launch_qkv_rope_store(out.a, nullptr);
       SGL_CUDA_ASSERT(cudaGetLastError());
 
       // Reference: bias, rope_apply on Q and K, then the rows.
@@ -207,25 +258,8 @@ TEST(CudaOps, RopeTableAndQkvStore) {
                    width);
       cpu::rope_apply(rp, cs_ref.data(), ref.data(), n, rc.n_head, width);
       cpu::rope_apply(rp, cs_ref.data(), ref.data() + rc.n_head * D, n, rc.n_head_kv, width);
-      const auto q = from_bf16(dq.host());
-      const auto k_raw = dk.host(), v_raw = dv.host();
-      auto kv_val = [&](uint16_t b) {
-        return kv_elem == cu::KvElem::kBF16 ? bf16_to_fp32(b) : fp16_to_fp32(b);
-      };
-      std::vector<float> q_ref, k_got, k_ref, v_got, v_ref;
-      for (int t = 0; t < n; ++t) {
-        const float* r = ref.data() + size_t(t) * width;
-        q_ref.insert(q_ref.end(), r, r + rc.n_head * D);
-        k_ref.insert(k_ref.end(), r + rc.n_head * D, r + (rc.n_head + rc.n_head_kv) * D);
-        v_ref.insert(v_ref.end(), r + (rc.n_head + rc.n_head_kv) * D, r + width);
-        for (int i = 0; i < rc.n_head_kv * D; ++i) {
-          k_got.push_back(kv_val(k_raw[size_t(slots[t]) * rc.n_head_kv * D + i]));
-          v_got.push_back(kv_val(v_raw[size_t(slots[t]) * rc.n_head_kv * D + i]));
-        }
-      }
-      EXPECT_LT(norm_err(q, q_ref), kBf16OutTol) << D << " neox " << rc.neox;
-      EXPECT_LT(norm_err(k_got, k_ref), kBf16OutTol) << D << " neox " << rc.neox;
-      EXPECT_LT(norm_err(v_got, v_ref), kBf16OutTol) << D << " neox " << rc.neox;
+      const auto q =
+          out.expect_matches(ref, slots, std::to_string(D) + " neox " + std::to_string(rc.neox));
       // A wrong layout must fail the same threshold (the check has teeth).
       cpu::RopeParams wrong = rp;
       wrong.layout = rc.neox ? cpu::RopeLayout::kNorm : cpu::RopeLayout::kNeox;
@@ -502,23 +536,9 @@ TEST(CudaOps, FusedQkvRopeMatchesReference) {
         DevBuf<float> dx(x), dg(g), dbias(bias), dcs(cs);
         DevBuf<uint16_t> dw(to_bf16(w));
         DevBuf<int32_t> dslots(slots);
-        DevBuf<uint16_t> dq(size_t(n) * rc.n_head * D);
-        DevBuf<uint16_t> dk(size_t(capacity) * rc.n_head_kv * D),
-            dv(size_t(capacity) * rc.n_head_kv * D);
-        cu::QkvRopeArgs a;
-        a.bias = rc.bias ? dbias.get() : nullptr;
-        a.cos_sin = dcs.get();
-        a.out_slots = dslots.get();
-        a.n = n;
-        a.n_head = rc.n_head;
-        a.n_head_kv = rc.n_head_kv;
-        a.head_dim = D;
-        a.rope_dim = rc.rope_dim;
-        a.neox = rc.neox;
-        a.q_out = dq.get();
-        a.k_cache = dk.get();
-        a.v_cache = dv.get();
-        a.kv_elem = kv_elem;
+        QkvStoreOut out(rc, n, capacity, kv_elem, dslots.get(), dcs.get(),
+                        rc.bias ? dbias.get() : nullptr);
+        const cu::QkvRopeArgs& a = out.a;
         ASSERT_TRUE(cu::gemv_norm_qkv_rope_supported(a, K));
         cu::GemvNormIn in;
         in.x = dx.get();
@@ -527,34 +547,9 @@ TEST(CudaOps, FusedQkvRopeMatchesReference) {
         cu::launch_gemv_norm_qkv_rope(in, dw.get(), a, K, nullptr);
         SGL_CUDA_ASSERT(cudaGetLastError());
 
-        const auto q = from_bf16(dq.host());
-        const auto k_raw = dk.host(), v_raw = dv.host();
-        auto kv_val = [&](uint16_t b) {
-          return kv_elem == cu::KvElem::kBF16 ? bf16_to_fp32(b) : fp16_to_fp32(b);
-        };
-        std::vector<float> q_ref, k_got, k_ref, v_got, v_ref;
-        for (int t = 0; t < n; ++t) {
-          const float* r = ref.y.data() + size_t(t) * width;
-          q_ref.insert(q_ref.end(), r, r + rc.n_head * D);
-          k_ref.insert(k_ref.end(), r + rc.n_head * D, r + (rc.n_head + rc.n_head_kv) * D);
-          v_ref.insert(v_ref.end(), r + (rc.n_head + rc.n_head_kv) * D, r + width);
-          for (int i = 0; i < rc.n_head_kv * D; ++i) {
-            k_got.push_back(kv_val(k_raw[size_t(slots[t]) * rc.n_head_kv * D + i]));
-            v_got.push_back(kv_val(v_raw[size_t(slots[t]) * rc.n_head_kv * D + i]));
-          }
-        }
-        const std::string what = "D " + std::to_string(D) + " rope " +
-                                 std::to_string(rc.rope_dim) + " neox " +
-                                 std::to_string(rc.neox) + " n " + std::to_string(n);
-        EXPECT_LT(norm_err(q, q_ref), kBf16OutTol) << what;
-        EXPECT_LT(norm_err(k_got, k_ref), kBf16OutTol) << what;
-        EXPECT_LT(norm_err(v_got, v_ref), kBf16OutTol) << what;
-        // Slots of other tokens are left alone (still the poison).
-        for (int sl = 0; sl < capacity; ++sl) {
-          if (std::find(slots.begin(), slots.end(), sl) == slots.end()) {
-            ASSERT_EQ(k_raw[size_t(sl) * rc.n_head_kv * D], 0xFFFF) << what;
-          }
-        }
+        out.expect_matches(ref.y, slots,
+                           "D " + std::to_string(D) + " rope " + std::to_string(rc.rope_dim) +
+                               " neox " + std::to_string(rc.neox) + " n " + std::to_string(n));
       }
     }
   }
@@ -795,16 +790,12 @@ TEST(CudaOps, AttentionMatchesCpu) {
       const RaggedBatch b = ragged_batch(ac.seqs, perm);
       const DeviceRagged db(b);
       DevBuf<uint16_t> dq(to_bf16(q)), dk(kraw), dv(vraw);
-      DevBuf<uint16_t> dout(size_t(n_tokens) * H * D);
       cu::AttentionArgs a =
           attention_args(db, dq.get(), dk.get(), dv.get(), kv_elem, n_tokens, H, Hkv, D, max_kv);
-      DevBuf<float> dws(
-          std::max<size_t>(1, cu::attention_workspace_floats(n_tokens, H, Hkv, D, max_kv, 132)));
-      a.workspace = dws.get();
-      a.out = dout.get();
+      const AttentionBuffers bufs(&a);
       cu::launch_attention(a, nullptr);
       SGL_CUDA_ASSERT(cudaGetLastError());
-      const auto out = from_bf16(dout.host());
+      const auto out = bufs.output();
       const auto ref = cpu_attention_reference(
           ac.seqs, b, q, kraw.data(), vraw.data(),
           kv_elem == cu::KvElem::kBF16 ? model::GgmlType::kBF16 : model::GgmlType::kF16, H, Hkv, D);

@@ -23,6 +23,7 @@
 #include "backend/forward_batch.h"
 #include "model/gguf_writer.h"
 #include "models/loader.h"
+#include "runtime/sampler.h"
 #include "support/fp16.h"
 #include "support/status.h"
 
@@ -270,5 +271,29 @@ inline std::vector<int32_t> random_tokens(int n, std::mt19937& rng) {
 inline std::vector<float> row_of(const backend::Logits& l, int r) {
   return std::vector<float>(l.row(r), l.row(r) + l.n_vocab);
 }
+
+// Logits compared row by row against a reference: the worst and mean normalized error, and how
+// many rows agree on the top-1 token. add() also expects each row's error below tol (when > 0).
+struct RowStats {
+  double worst = 0, sum = 0;
+  int rows = 0, top1_same = 0;
+  double mean() const { return rows > 0 ? sum / rows : 0.0; }
+  double add(const std::vector<float>& got, const std::vector<float>& ref, double tol = 0,
+             const std::string& what = "") {
+    const double e = norm_err(got, ref);
+    worst = std::max(worst, e);
+    sum += e;
+    top1_same += runtime::Sampler::argmax(got) == runtime::Sampler::argmax(ref);
+    ++rows;
+    if (tol > 0) EXPECT_LT(e, tol) << what << " row " << rows - 1;
+    return e;
+  }
+  void add(const backend::Logits& got, const backend::Logits& ref, double tol = 0,
+           const std::string& what = "") {
+    ASSERT_EQ(got.n_rows, ref.n_rows) << what;
+    ASSERT_EQ(got.n_vocab, ref.n_vocab) << what;
+    for (int r = 0; r < ref.n_rows; ++r) add(row_of(got, r), row_of(ref, r), tol, what);
+  }
+};
 
 }  // namespace sgl::cuda_test

@@ -81,28 +81,14 @@ class CudaTpTest : public TinyModelTest {
   void decode_graphs_with_nccl(backend::KvDtype kv);
 };
 
-// Compares row by row: the worst and mean normalized error, top-1 agreement. Bounds per KV type
-// (the file comment says why).
-struct RowCheck {
+// RowStats with bounds per KV type (the file comment says why).
+struct RowCheck : RowStats {
   explicit RowCheck(backend::KvDtype kv) : fp8(backend::kv_dtype_is_fp8(kv)) {}
   bool fp8;
-  double worst = 0, sum = 0;
-  int rows = 0, top1_same = 0;
   double row_tol() const { return fp8 ? 0.35 : 5e-2; }
   int top1_min(int n) const { return fp8 ? n * 7 / 10 : n * 9 / 10; }
-  double mean() const { return rows > 0 ? sum / rows : 0.0; }
   void add(const backend::Logits& got, const backend::Logits& ref, const char* what) {
-    ASSERT_EQ(got.n_rows, ref.n_rows) << what;
-    ASSERT_EQ(got.n_vocab, ref.n_vocab) << what;
-    for (int r = 0; r < ref.n_rows; ++r) {
-      const auto g = row_of(got, r), f = row_of(ref, r);
-      const double e = norm_err(g, f);
-      worst = std::max(worst, e);
-      sum += e;
-      EXPECT_LT(e, row_tol()) << what << " row " << r;
-      top1_same += runtime::Sampler::argmax(g) == runtime::Sampler::argmax(f);
-      ++rows;
-    }
+    RowStats::add(got, ref, row_tol(), what);
   }
   void expect_overall() const {
     EXPECT_GE(top1_same, top1_min(rows));
